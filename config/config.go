@@ -1,0 +1,156 @@
+// Package config loads, validates and describes autoinvite's YAML configuration.
+//
+// The file holds no secrets: credentials come from the environment (see Secrets).
+// Every problem is reported with the file, line and field it concerns, and all
+// problems are reported at once so an admin can fix a file in one pass.
+package config
+
+import (
+	"time"
+)
+
+// Deployment kinds of Jira.
+const (
+	DeploymentCloud      = "cloud"
+	DeploymentDataCenter = "datacenter"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Listen      string      `yaml:"listen"`
+	Redis       Redis       `yaml:"redis"`
+	Jira        Jira        `yaml:"jira"`
+	Bitbucket   Bitbucket   `yaml:"bitbucket"`
+	Invitations Invitations `yaml:"invitations"`
+	Intake      Intake      `yaml:"intake"`
+	Worker      Worker      `yaml:"worker"`
+	Workspaces  []Workspace `yaml:"workspaces"`
+
+	// Source is the file the config was read from ("" when built in code).
+	Source string `yaml:"-"`
+	// overrides maps field paths to the environment variables that set them.
+	overrides map[string]string
+}
+
+// Redis says where the queue and the ledger live.
+type Redis struct {
+	// URL is a redis:// or rediss:// URL; empty means an embedded in-process Redis.
+	URL string `yaml:"url"`
+	// KeyPrefix namespaces the ledger keys and the Asynq queue names, so several
+	// installations (or test runs) can share one Redis.
+	KeyPrefix string `yaml:"key_prefix"`
+}
+
+// Jira describes the Jira site that sends the webhooks.
+type Jira struct {
+	BaseURL    string   `yaml:"base_url"`
+	Deployment string   `yaml:"deployment"`
+	Timeout    Duration `yaml:"timeout"`
+}
+
+// Bitbucket describes the Bitbucket Cloud API.
+type Bitbucket struct {
+	BaseURL string   `yaml:"base_url"`
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Invitations controls the life of Bitbucket invitations.
+type Invitations struct {
+	ExpireAfter   Duration `yaml:"expire_after"`
+	SweepSchedule string   `yaml:"sweep_schedule"`
+	MaxResends    int      `yaml:"max_resends"`
+}
+
+// Intake controls the webhook endpoint.
+type Intake struct {
+	// MaxBodyBytes caps a webhook body; larger bodies are answered 413.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// DedupWindow is how long a delivery id is remembered to drop re-deliveries.
+	DedupWindow Duration `yaml:"dedup_window"`
+}
+
+// Worker controls task processing.
+type Worker struct {
+	Concurrency int      `yaml:"concurrency"`
+	MaxRetry    int      `yaml:"max_retry"`
+	TaskTimeout Duration `yaml:"task_timeout"`
+}
+
+// Workspace holds the rules for one Bitbucket workspace.
+type Workspace struct {
+	Workspace string  `yaml:"workspace"`
+	Exclude   Exclude `yaml:"exclude"`
+	Rules     []Rule  `yaml:"rules"`
+}
+
+// Exclude lists people who never get anything in a workspace, whatever the rules say.
+type Exclude struct {
+	Emails       []string `yaml:"emails"`
+	EmailDomains []string `yaml:"email_domains"`
+	EmailRegex   string   `yaml:"email_regex"`
+}
+
+// Empty reports whether nobody is excluded.
+func (e Exclude) Empty() bool {
+	return len(e.Emails) == 0 && len(e.EmailDomains) == 0 && e.EmailRegex == ""
+}
+
+// Rule grants Groups to everyone that Match matches.
+type Rule struct {
+	Name   string   `yaml:"name"`
+	Match  Match    `yaml:"match"`
+	Groups []string `yaml:"groups"`
+}
+
+// Match is a conjunction of criteria; an empty Match matches everyone.
+type Match struct {
+	Emails       []string `yaml:"emails"`
+	EmailDomains []string `yaml:"email_domains"`
+	EmailRegex   string   `yaml:"email_regex"`
+	// JiraGroups matches when the person is in any of them.
+	JiraGroups []string `yaml:"jira_groups"`
+}
+
+// NeedsEmail reports whether the match cannot be decided without an email address.
+func (m Match) NeedsEmail() bool {
+	return len(m.Emails) > 0 || len(m.EmailDomains) > 0 || m.EmailRegex != ""
+}
+
+// Defaults returns a config with every optional setting filled in.
+func Defaults() Config {
+	return Config{
+		Listen: ":8080",
+		Redis:  Redis{KeyPrefix: "autoinvite"},
+		Jira: Jira{
+			Deployment: DeploymentCloud,
+			Timeout:    Duration(10 * time.Second),
+		},
+		Bitbucket: Bitbucket{
+			BaseURL: "https://api.bitbucket.org",
+			Timeout: Duration(10 * time.Second),
+		},
+		Invitations: Invitations{
+			ExpireAfter:   Duration(168 * time.Hour),
+			SweepSchedule: "@every 15m",
+			MaxResends:    3,
+		},
+		Intake: Intake{
+			MaxBodyBytes: 1 << 20,
+			DedupWindow:  Duration(24 * time.Hour),
+		},
+		Worker: Worker{
+			Concurrency: 10,
+			MaxRetry:    25,
+			TaskTimeout: Duration(2 * time.Minute),
+		},
+	}
+}
+
+// Duration is a time.Duration written as "90s", "15m" or "168h" in YAML.
+type Duration time.Duration
+
+// D returns the duration as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String formats the duration like time.Duration does.
+func (d Duration) String() string { return time.Duration(d).String() }

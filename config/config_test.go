@@ -1,0 +1,173 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExampleConfigLoads(t *testing.T) {
+	cfg, err := LoadFile("../examples/autoinvite.yaml", nil)
+	if err != nil {
+		t.Fatalf("example config: %v", err)
+	}
+	if cfg.Invitations.ExpireAfter.D() != 168*time.Hour || cfg.Invitations.MaxResends != 3 {
+		t.Fatalf("invitations = %+v", cfg.Invitations)
+	}
+	if got := cfg.Workspaces[0].Rules[0].Match.EmailDomains; len(got) != 1 || got[0] != "acme.com" {
+		t.Fatalf("email_domains = %v", got)
+	}
+	if cfg.Worker.Concurrency != 10 || cfg.Intake.MaxBodyBytes != 1<<20 {
+		t.Fatalf("defaults not applied: %+v %+v", cfg.Worker, cfg.Intake)
+	}
+}
+
+func TestEveryProblemReportedWithFileLineAndField(t *testing.T) {
+	src := `listen: ":8080"
+jira: {deployment: cloud, tiemout: 5s}
+invitations:
+  expire_after: 7 days
+  sweep_schedule: "every fifteen minutes"
+workspaces:
+  - workspace: acme
+    exclude: {email_regex: "(unclosed"}
+    rules:
+      - name: engineers
+        match: {email_domains: [acme.com]}
+        groups: [developers]
+      - name: engineers
+        match: {}
+        groups: []
+      - name: bad-group
+        match: {email_regex: "[z-a]"}
+        groups: [Developers]
+`
+	_, err := Parse("rules.yaml", []byte(src), nil)
+	var errs Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("want Errors, got %v", err)
+	}
+	// Shape errors (unknown keys, bad scalars) are reported before semantic ones,
+	// all of them in one pass.
+	want := []string{
+		`rules.yaml:2: jira.tiemout: unknown field "tiemout" (known fields: base_url, deployment, timeout)`,
+		`rules.yaml:4: invitations.expire_after: invalid duration "7 days": write a number with a unit, e.g. 90s, 15m, 168h or 7d`,
+	}
+	assertErrors(t, errs, want)
+
+	src = strings.Replace(strings.Replace(src, ", tiemout: 5s", "", 1), "7 days", "7d", 1)
+	_, err = Parse("rules.yaml", []byte(src), nil)
+	if !errors.As(err, &errs) {
+		t.Fatalf("want Errors, got %v", err)
+	}
+	want = []string{
+		`rules.yaml:5: invitations.sweep_schedule: invalid cron schedule "every fifteen minutes": expected exactly 5 fields, found 3: [every fifteen minutes]`,
+		"rules.yaml:8: workspaces[0].exclude.email_regex: invalid regular expression: error parsing regexp: missing closing ): `(unclosed`",
+		`rules.yaml:13: workspaces[0].rules[1].name: duplicate rule name "engineers" in workspace "acme"`,
+		`rules.yaml:15: workspaces[0].rules[1].groups: a rule needs at least one Bitbucket group`,
+		"rules.yaml:17: workspaces[0].rules[2].match.email_regex: invalid regular expression: error parsing regexp: invalid character class range: `z-a`",
+		`rules.yaml:18: workspaces[0].rules[2].groups[0]: "Developers" is not a group slug (lowercase letters, digits, '-', '_', '.'; use the slug, not the display name)`,
+	}
+	assertErrors(t, errs, want)
+}
+
+func TestWrongTypesAndSyntax(t *testing.T) {
+	cases := map[string]struct{ src, want string }{
+		"list expected": {"workspaces: acme\n", "f.yaml:1: workspaces: expected a list"},
+		"number expected": {"invitations:\n  max_resends: three\n",
+			"f.yaml:2: invitations.max_resends: cannot unmarshal !!str `three` into int"},
+		"syntax": {"listen: [\n", "f.yaml:1: did not find expected node content"},
+		"bad enum": {"jira: {deployment: server}\n",
+			`f.yaml:1: jira.deployment: must be "cloud" or "datacenter", got "server"`},
+		"workspace twice": {"workspaces:\n- workspace: a\n  rules: [{name: r, groups: [g]}]\n- workspace: a\n  rules: [{name: r, groups: [g]}]\n",
+			`f.yaml:4: workspaces[1].workspace: workspace "a" is listed twice; put all its rules under one entry`},
+		"bad domain": {"workspaces:\n- workspace: a\n  rules: [{name: r, match: {email_domains: [bob@acme.com]}, groups: [g]}]\n",
+			`f.yaml:3: workspaces[0].rules[0].match.email_domains[0]: "bob@acme.com" is not a domain name (write acme.com, not an address)`},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse("f.yaml", []byte(tc.src), nil)
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("error:\n got  %v\n want %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestEnvironmentOverridesAndTheirErrors(t *testing.T) {
+	env := map[string]string{
+		"AUTOINVITE_LISTEN":             "127.0.0.1:9999",
+		"AUTOINVITE_REDIS_URL":          "redis://127.0.0.1:6379/3",
+		"AUTOINVITE_BITBUCKET_BASE_URL": "http://127.0.0.1:1234",
+	}
+	cfg, err := Parse("f.yaml", []byte("listen: \":8080\"\n"), func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:9999" || cfg.Redis.URL != "redis://127.0.0.1:6379/3" || cfg.Bitbucket.BaseURL != "http://127.0.0.1:1234" {
+		t.Fatalf("overrides not applied: %+v", cfg)
+	}
+	env["AUTOINVITE_REDIS_URL"] = "localhost:6379"
+	_, err = Parse("f.yaml", []byte("listen: \":8080\"\n"), func(k string) string { return env[k] })
+	want := "env AUTOINVITE_REDIS_URL: redis.url: must be a redis://, rediss:// or unix:// URL (or empty for the embedded Redis)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %s", err, want)
+	}
+}
+
+func TestEmptyFileGivesDefaults(t *testing.T) {
+	cfg, err := Parse("empty.yaml", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != ":8080" || cfg.Invitations.SweepSchedule != "@every 15m" {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+}
+
+func TestSecretsFromEnvAndFilesNeverPrinted(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("file-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"AUTOINVITE_JIRA_EMAIL":                  "bot@acme.com",
+		"AUTOINVITE_JIRA_API_TOKEN":              "jira-secret",
+		"AUTOINVITE_BITBUCKET_ACCESS_TOKEN_FILE": tokenFile,
+	}
+	s, err := SecretsFromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.BitbucketAccessToken != "file-token" || s.JiraAPIToken != "jira-secret" {
+		t.Fatalf("secrets = %#v", s)
+	}
+	if err := s.ValidateCredentials(DeploymentCloud); err != nil {
+		t.Fatal(err)
+	}
+	for _, printed := range []string{s.String(), s.GoString()} {
+		if strings.Contains(printed, "jira-secret") || strings.Contains(printed, "file-token") {
+			t.Fatalf("secret printed: %s", printed)
+		}
+	}
+	err = Secrets{JiraEmail: "x"}.ValidateCredentials(DeploymentDataCenter)
+	want := "incomplete Atlassian credentials: Jira Data Center needs AUTOINVITE_JIRA_BEARER_TOKEN (a personal access token); Bitbucket needs AUTOINVITE_BITBUCKET_EMAIL and AUTOINVITE_BITBUCKET_API_TOKEN, or AUTOINVITE_BITBUCKET_ACCESS_TOKEN"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func assertErrors(t *testing.T, got Errors, want []string) {
+	t.Helper()
+	var lines []string
+	for _, e := range got {
+		lines = append(lines, e.Error())
+	}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("errors:\n got:\n%s\n want:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+}

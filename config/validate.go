@@ -1,0 +1,171 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/robfig/cron/v3"
+)
+
+// SlugPattern is the form of Bitbucket workspace and group slugs. Anything else
+// would be a display name (or an injection attempt) and must not reach a URL path.
+var SlugPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,99}$`)
+
+var (
+	keyPrefixPattern = regexp.MustCompile(`^[A-Za-z0-9_:.-]{1,64}$`)
+	domainPattern    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$`)
+)
+
+// CronParser parses invitations.sweep_schedule: five fields or a descriptor
+// such as "@hourly" or "@every 15m".
+var CronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// validator collects problems with their lines.
+type validator struct {
+	file  string
+	lines map[string]int
+	env   map[string]string // field path -> environment variable that set it
+	errs  Errors
+}
+
+func (v *validator) fail(field, format string, args ...any) {
+	e := FieldError{File: v.file, Line: v.lines[field], Field: field, Msg: fmt.Sprintf(format, args...)}
+	if name, ok := v.env[field]; ok {
+		e.File, e.Line = "env "+name, 0
+	}
+	v.errs = append(v.errs, e)
+}
+
+func (c *Config) validate(file string, lines map[string]int) Errors {
+	v := &validator{file: file, lines: lines, env: c.envFields()}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		v.fail("listen", "must be host:port or :port, got %q", c.Listen)
+	}
+	if c.Redis.URL != "" {
+		u, err := url.Parse(c.Redis.URL)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+			v.fail("redis.url", "must be a redis://, rediss:// or unix:// URL (or empty for the embedded Redis)")
+		}
+	}
+	if !keyPrefixPattern.MatchString(c.Redis.KeyPrefix) {
+		v.fail("redis.key_prefix", "must be 1-64 letters, digits or _ : . -")
+	}
+	if c.Jira.Deployment != DeploymentCloud && c.Jira.Deployment != DeploymentDataCenter {
+		v.fail("jira.deployment", "must be %q or %q, got %q", DeploymentCloud, DeploymentDataCenter, c.Jira.Deployment)
+	}
+	v.baseURL("jira.base_url", c.Jira.BaseURL)
+	v.baseURL("bitbucket.base_url", c.Bitbucket.BaseURL)
+	v.positive("jira.timeout", int64(c.Jira.Timeout))
+	v.positive("bitbucket.timeout", int64(c.Bitbucket.Timeout))
+
+	if c.Invitations.ExpireAfter.D().Minutes() < 1 {
+		v.fail("invitations.expire_after", "must be at least 1m, got %s", c.Invitations.ExpireAfter)
+	}
+	if _, err := CronParser.Parse(c.Invitations.SweepSchedule); err != nil {
+		v.fail("invitations.sweep_schedule", "invalid cron schedule %q: %v", c.Invitations.SweepSchedule, err)
+	}
+	if c.Invitations.MaxResends < 0 {
+		v.fail("invitations.max_resends", "must not be negative")
+	}
+	v.positive("intake.max_body_bytes", c.Intake.MaxBodyBytes)
+	v.positive("intake.dedup_window", int64(c.Intake.DedupWindow))
+	v.positive("worker.concurrency", int64(c.Worker.Concurrency))
+	if c.Worker.MaxRetry < 0 {
+		v.fail("worker.max_retry", "must not be negative")
+	}
+	v.positive("worker.task_timeout", int64(c.Worker.TaskTimeout))
+
+	seenWS := map[string]bool{}
+	for i := range c.Workspaces {
+		ws := &c.Workspaces[i]
+		p := fmt.Sprintf("workspaces[%d]", i)
+		switch {
+		case ws.Workspace == "":
+			v.fail(p+".workspace", "is required (the Bitbucket workspace slug)")
+		case !SlugPattern.MatchString(ws.Workspace):
+			v.fail(p+".workspace", "%q is not a workspace slug (lowercase letters, digits, '-', '_', '.')", ws.Workspace)
+		case seenWS[ws.Workspace]:
+			v.fail(p+".workspace", "workspace %q is listed twice; put all its rules under one entry", ws.Workspace)
+		}
+		seenWS[ws.Workspace] = true
+		v.emailCriteria(p+".exclude", &ws.Exclude.Emails, &ws.Exclude.EmailDomains, ws.Exclude.EmailRegex)
+		if len(ws.Rules) == 0 {
+			v.fail(p+".rules", "a workspace needs at least one rule")
+		}
+		seenRule := map[string]bool{}
+		for j := range ws.Rules {
+			r := &ws.Rules[j]
+			rp := fmt.Sprintf("%s.rules[%d]", p, j)
+			switch {
+			case strings.TrimSpace(r.Name) == "":
+				v.fail(rp+".name", "is required (it names the rule in logs and the ledger)")
+			case seenRule[r.Name]:
+				v.fail(rp+".name", "duplicate rule name %q in workspace %q", r.Name, ws.Workspace)
+			}
+			seenRule[r.Name] = true
+			v.emailCriteria(rp+".match", &r.Match.Emails, &r.Match.EmailDomains, r.Match.EmailRegex)
+			for k, g := range r.Match.JiraGroups {
+				if strings.TrimSpace(g) == "" {
+					v.fail(fmt.Sprintf("%s.match.jira_groups[%d]", rp, k), "must not be empty")
+				}
+			}
+			if len(r.Groups) == 0 {
+				v.fail(rp+".groups", "a rule needs at least one Bitbucket group")
+			}
+			seenGroup := map[string]bool{}
+			for k, g := range r.Groups {
+				gp := fmt.Sprintf("%s.groups[%d]", rp, k)
+				switch {
+				case !SlugPattern.MatchString(g):
+					v.fail(gp, "%q is not a group slug (lowercase letters, digits, '-', '_', '.'; use the slug, not the display name)", g)
+				case seenGroup[g]:
+					v.fail(gp, "group %q is listed twice", g)
+				}
+				seenGroup[g] = true
+			}
+		}
+	}
+	return v.errs
+}
+
+func (v *validator) positive(field string, n int64) {
+	if n <= 0 {
+		v.fail(field, "must be greater than zero")
+	}
+}
+
+func (v *validator) baseURL(field, raw string) {
+	if raw == "" {
+		return
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.fail(field, "must be an absolute http(s) URL, got %q", raw)
+	}
+}
+
+// emailCriteria validates and normalises (lowercases) email and domain lists.
+func (v *validator) emailCriteria(path string, emails, domains *[]string, re string) {
+	for i, e := range *emails {
+		e = strings.ToLower(strings.TrimSpace(e))
+		(*emails)[i] = e
+		if at := strings.LastIndexByte(e, '@'); at <= 0 || at == len(e)-1 {
+			v.fail(fmt.Sprintf("%s.emails[%d]", path, i), "%q is not an email address", e)
+		}
+	}
+	for i, d := range *domains {
+		d = strings.TrimPrefix(strings.ToLower(strings.TrimSpace(d)), "@")
+		(*domains)[i] = d
+		if !domainPattern.MatchString(d) {
+			v.fail(fmt.Sprintf("%s.email_domains[%d]", path, i), "%q is not a domain name (write acme.com, not an address)", d)
+		}
+	}
+	if re != "" {
+		if _, err := regexp.Compile(re); err != nil {
+			v.fail(path+".email_regex", "invalid regular expression: %v", err)
+		}
+	}
+}
