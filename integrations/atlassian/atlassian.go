@@ -1,0 +1,150 @@
+// Package atlassian holds what the Jira and Bitbucket clients share: the HTTP
+// client setup, authentication and the classification of answers.
+package atlassian
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/go-resty/resty/v2"
+)
+
+// Auth is one way to authenticate: Basic (email + API token) or Bearer.
+type Auth struct {
+	Email  string
+	Token  string
+	Bearer string
+}
+
+// Options configures a client.
+type Options struct {
+	BaseURL   string
+	Auth      Auth
+	Timeout   time.Duration
+	UserAgent string
+	// Transport replaces the HTTP transport (tests, metrics).
+	Transport http.RoundTripper
+}
+
+// NewClient returns a resty client for one Atlassian API. It never retries on
+// its own: retries belong to the task queue, which knows what was already done.
+func NewClient(o Options) *resty.Client {
+	c := resty.New().
+		SetBaseURL(o.BaseURL).
+		SetTimeout(o.Timeout).
+		SetHeader("Accept", "application/json").
+		SetHeader("User-Agent", o.UserAgent).
+		SetRedirectPolicy(resty.NoRedirectPolicy()).
+		SetRetryCount(0)
+	if o.Transport != nil {
+		c.SetTransport(o.Transport)
+	}
+	switch {
+	case o.Auth.Bearer != "":
+		c.SetAuthToken(o.Auth.Bearer)
+	case o.Auth.Email != "":
+		c.SetBasicAuth(o.Auth.Email, o.Auth.Token)
+	}
+	return c
+}
+
+// APIError is an Atlassian call that failed: a transport error or an unexpected status.
+type APIError struct {
+	API    string // "jira" or "bitbucket"
+	Op     string // what we tried, e.g. "add to group"
+	Method string
+	Path   string
+	Status int    // 0 for transport errors
+	Body   string // first bytes of the answer, for the operator
+	Err    error  // transport error, if any
+}
+
+func (e *APIError) Error() string {
+	if e.Status == 0 {
+		return fmt.Sprintf("%s %s: %s %s: %v", e.API, e.Op, e.Method, e.Path, e.Err)
+	}
+	msg := fmt.Sprintf("%s %s: %s %s: HTTP %d", e.API, e.Op, e.Method, e.Path, e.Status)
+	if e.Body != "" {
+		msg += ": " + e.Body
+	}
+	if hint := e.hint(); hint != "" {
+		msg += " (" + hint + ")"
+	}
+	return msg
+}
+
+func (e *APIError) Unwrap() error { return e.Err }
+
+func (e *APIError) hint() string {
+	switch e.Status {
+	case http.StatusUnauthorized:
+		return "check the credentials in the environment"
+	case http.StatusForbidden:
+		return "the credentials lack the permission or scope for this call"
+	}
+	return ""
+}
+
+// Temporary reports whether trying again later may succeed: transport errors,
+// timeouts, 408, 429 and 5xx.
+func (e *APIError) Temporary() bool {
+	return e.Status == 0 || e.Status == http.StatusRequestTimeout ||
+		e.Status == http.StatusTooManyRequests || e.Status >= 500
+}
+
+// IsTemporary reports whether err is worth retrying. Context cancellation (a
+// shutdown) is temporary too: the task goes back to the queue.
+func IsTemporary(err error) bool {
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Temporary()
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// StatusOf returns the HTTP status of an APIError, or 0.
+func StatusOf(err error) int {
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Status
+	}
+	return 0
+}
+
+const maxErrorBody = 300
+
+// Check turns a resty result into nil or an *APIError; ok lists the statuses
+// that count as success (2xx when empty).
+func Check(api, op string, resp *resty.Response, err error, ok ...int) error {
+	method, path := "", ""
+	if resp != nil && resp.Request != nil {
+		method = resp.Request.Method
+		if resp.Request.RawRequest != nil {
+			path = resp.Request.RawRequest.URL.Path
+		} else {
+			path = resp.Request.URL
+		}
+	}
+	if err != nil {
+		return &APIError{API: api, Op: op, Method: method, Path: path, Err: err}
+	}
+	status := resp.StatusCode()
+	if len(ok) == 0 && status >= 200 && status < 300 {
+		return nil
+	}
+	for _, s := range ok {
+		if status == s {
+			return nil
+		}
+	}
+	body := string(resp.Body())
+	if len(body) > maxErrorBody {
+		body = body[:maxErrorBody] + "…"
+	}
+	return &APIError{API: api, Op: op, Method: method, Path: path, Status: status, Body: body}
+}

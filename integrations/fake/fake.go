@@ -1,0 +1,522 @@
+// Package fake is an in-process stand-in for the Jira and Bitbucket Cloud
+// endpoints autoinvite calls. Tests run the real clients against it, and
+// `autoinvite serve` uses it as the sandbox when no credentials are set.
+//
+// It keeps state (users, workspace members, groups, invitations), records every
+// call, can inject faults, and can validate requests against the official specs.
+package fake
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// JiraUser is a user of the fake Jira.
+type JiraUser struct {
+	AccountID   string // Cloud
+	AccountType string // Cloud: atlassian, app, customer
+	Name, Key   string // Data Center
+	Email       string
+	EmailHidden bool // Cloud profile visibility hides the address
+	DisplayName string
+	Active      bool
+	Groups      []string
+}
+
+// Invitation is a pending Bitbucket invitation.
+type Invitation struct {
+	Email  string
+	Group  string
+	SentOn time.Time
+}
+
+// Call is one request the fake received.
+type Call struct {
+	Method string
+	Path   string // decoded path
+	Query  string
+	Body   string
+	Status int
+}
+
+func (c Call) String() string { return c.Method + " " + c.Path }
+
+// Fault makes matching requests fail.
+type Fault struct {
+	Method     string // "" matches any
+	PathPrefix string
+	Status     int
+	Body       string
+	Delay      time.Duration // wait before answering (for client timeouts)
+	Times      int           // how many requests it affects; <=0 means forever
+}
+
+type workspace struct {
+	members     map[string]bool            // account ids
+	groups      map[string]map[string]bool // group slug -> members
+	invitations []Invitation
+}
+
+// Fake is the fake Atlassian. The zero value is not usable: call New.
+type Fake struct {
+	mu         sync.Mutex
+	users      []*JiraUser
+	workspaces map[string]*workspace
+	calls      []Call
+	faults     []*Fault
+	violations []string
+	validate   func(*http.Request) error
+	now        func() time.Time
+	mux        *http.ServeMux
+}
+
+// Option configures a Fake.
+type Option func(*Fake)
+
+// WithValidator checks every request (e.g. against the official OpenAPI specs);
+// a request that fails is answered 400 and recorded as a violation.
+func WithValidator(v func(*http.Request) error) Option { return func(f *Fake) { f.validate = v } }
+
+// WithClock sets the clock used for invitation timestamps.
+func WithClock(now func() time.Time) Option { return func(f *Fake) { f.now = now } }
+
+// New returns an empty fake.
+func New(opts ...Option) *Fake {
+	f := &Fake{workspaces: map[string]*workspace{}, now: time.Now}
+	for _, o := range opts {
+		o(f)
+	}
+	m := http.NewServeMux()
+	m.HandleFunc("GET /rest/api/3/user", f.getCloudUser)
+	m.HandleFunc("GET /rest/api/3/user/groups", f.getCloudUserGroups)
+	m.HandleFunc("GET /rest/api/2/user", f.getDCUser)
+	m.HandleFunc("GET /2.0/workspaces/{workspace}/members/{member}", f.getMember)
+	m.HandleFunc("GET /1.0/groups/{workspace}", f.listGroups)
+	m.HandleFunc("PUT /1.0/groups/{workspace}/{group}/members/{member}", f.addToGroup)
+	m.HandleFunc("DELETE /1.0/groups/{workspace}/{group}/members/{member}", f.removeFromGroup)
+	m.HandleFunc("PUT /1.0/users/{workspace}/invitations", f.invite)
+	m.HandleFunc("GET /1.0/users/{workspace}/invitations", f.listInvitations)
+	f.mux = m
+	return f
+}
+
+// AddJiraUser adds a user to the fake Jira.
+func (f *Fake) AddJiraUser(u JiraUser) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cp := u
+	f.users = append(f.users, &cp)
+}
+
+// AddWorkspace creates a workspace with the given group slugs.
+func (f *Fake) AddWorkspace(slug string, groups ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ws := &workspace{members: map[string]bool{}, groups: map[string]map[string]bool{}}
+	for _, g := range groups {
+		ws.groups[g] = map[string]bool{}
+	}
+	f.workspaces[slug] = ws
+}
+
+// AddMember makes an account a member of a workspace, and of the given groups.
+func (f *Fake) AddMember(slug, accountID string, groups ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ws := f.workspaces[slug]
+	ws.members[accountID] = true
+	for _, g := range groups {
+		ws.groups[g][accountID] = true
+	}
+}
+
+// Accept simulates a person accepting their invitations to a workspace: they
+// become a member (under accountID) and join the groups they were invited to.
+func (f *Fake) Accept(slug, email, accountID string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ws := f.workspaces[slug]
+	ws.members[accountID] = true
+	kept := ws.invitations[:0]
+	for _, inv := range ws.invitations {
+		if strings.EqualFold(inv.Email, email) {
+			ws.groups[inv.Group][accountID] = true
+			continue
+		}
+		kept = append(kept, inv)
+	}
+	ws.invitations = kept
+}
+
+// GroupMembers lists the members of a group, sorted.
+func (f *Fake) GroupMembers(slug, group string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for m := range f.workspaces[slug].groups[group] {
+		out = append(out, m)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Invitations lists a workspace's pending invitations.
+func (f *Fake) Invitations(slug string) []Invitation {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Invitation(nil), f.workspaces[slug].invitations...)
+}
+
+// InjectFault adds a fault; faults are checked in the order added.
+func (f *Fake) InjectFault(flt Fault) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cp := flt
+	f.faults = append(f.faults, &cp)
+}
+
+// Calls returns every request received so far.
+func (f *Fake) Calls() []Call {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Call(nil), f.calls...)
+}
+
+// CallStrings returns "METHOD /path" for every call (query and body left out).
+func (f *Fake) CallStrings() []string {
+	var out []string
+	for _, c := range f.Calls() {
+		out = append(out, c.String())
+	}
+	return out
+}
+
+// ResetCalls forgets the recorded calls.
+func (f *Fake) ResetCalls() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = nil
+}
+
+// Violations returns the contract violations seen (requests the validator refused).
+func (f *Fake) Violations() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.violations...)
+}
+
+// ServeHTTP records the call, applies faults and validation, then answers.
+func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	defer func() {
+		f.mu.Lock()
+		f.calls = append(f.calls, Call{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Body: string(body), Status: rec.status})
+		f.mu.Unlock()
+	}()
+	if r.Header.Get("Authorization") == "" {
+		http.Error(rec, "authentication required", http.StatusUnauthorized)
+		return
+	}
+	if f.validate != nil {
+		if err := f.validate(r); err != nil {
+			f.mu.Lock()
+			f.violations = append(f.violations, fmt.Sprintf("%s %s: %v", r.Method, r.URL.Path, err))
+			f.mu.Unlock()
+			http.Error(rec, "contract violation: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	if flt := f.takeFault(r); flt != nil {
+		if flt.Delay > 0 {
+			select {
+			case <-time.After(flt.Delay):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if flt.Status != 0 {
+			rec.Header().Set("Content-Type", "text/plain")
+			rec.WriteHeader(flt.Status)
+			io.WriteString(rec, flt.Body)
+			return
+		}
+	}
+	f.mux.ServeHTTP(rec, r)
+}
+
+func (f *Fake) takeFault(r *http.Request) *Fault {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, flt := range f.faults {
+		if (flt.Method == "" || flt.Method == r.Method) && strings.HasPrefix(r.URL.Path, flt.PathPrefix) {
+			if flt.Times > 0 {
+				flt.Times--
+				if flt.Times == 0 {
+					f.faults = append(f.faults[:i], f.faults[i+1:]...)
+				}
+			}
+			return flt
+		}
+	}
+	return nil
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func errorJSON(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]any{"type": "error", "error": map[string]string{"message": msg}})
+}
+
+// --- Jira ---
+
+func (f *Fake) findUser(match func(*JiraUser) bool) *JiraUser {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, u := range f.users {
+		if match(u) {
+			cp := *u
+			return &cp
+		}
+	}
+	return nil
+}
+
+func (f *Fake) userJSON(r *http.Request, u *JiraUser, cloud bool) map[string]any {
+	out := map[string]any{"displayName": u.DisplayName, "active": u.Active, "self": "http://" + r.Host + r.URL.Path}
+	if cloud {
+		out["accountId"] = u.AccountID
+		out["accountType"] = u.AccountType
+	} else {
+		out["name"], out["key"] = u.Name, u.Key
+	}
+	if u.EmailHidden {
+		out["emailAddress"] = nil
+	} else {
+		out["emailAddress"] = u.Email
+	}
+	if strings.Contains(r.URL.Query().Get("expand"), "groups") {
+		items := []map[string]string{}
+		for _, g := range u.Groups {
+			items = append(items, map[string]string{"name": g})
+		}
+		out["groups"] = map[string]any{"size": len(items), "items": items}
+	}
+	return out
+}
+
+func (f *Fake) getCloudUser(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("accountId")
+	if id == "" {
+		errorJSON(w, http.StatusBadRequest, "accountId is required")
+		return
+	}
+	u := f.findUser(func(u *JiraUser) bool { return u.AccountID == id })
+	if u == nil {
+		errorJSON(w, http.StatusNotFound, "user not found")
+		return
+	}
+	writeJSON(w, http.StatusOK, f.userJSON(r, u, true))
+}
+
+func (f *Fake) getCloudUserGroups(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("accountId")
+	u := f.findUser(func(u *JiraUser) bool { return id != "" && u.AccountID == id })
+	if u == nil {
+		errorJSON(w, http.StatusNotFound, "user not found")
+		return
+	}
+	out := []map[string]string{}
+	for _, g := range u.Groups {
+		out = append(out, map[string]string{"name": g})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (f *Fake) getDCUser(w http.ResponseWriter, r *http.Request) {
+	name, key := r.URL.Query().Get("username"), r.URL.Query().Get("key")
+	u := f.findUser(func(u *JiraUser) bool {
+		return (name != "" && strings.EqualFold(u.Name, name)) || (key != "" && u.Key == key)
+	})
+	if u == nil {
+		writeJSON(w, http.StatusNotFound, map[string]any{"errorMessages": []string{"The user does not exist"}})
+		return
+	}
+	writeJSON(w, http.StatusOK, f.userJSON(r, u, false))
+}
+
+// --- Bitbucket ---
+
+func (f *Fake) workspace(w http.ResponseWriter, r *http.Request) *workspace {
+	ws := f.workspaces[r.PathValue("workspace")]
+	if ws == nil {
+		errorJSON(w, http.StatusNotFound, "workspace not found")
+	}
+	return ws
+}
+
+func (f *Fake) getMember(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ws := f.workspace(w, r)
+	if ws == nil {
+		return
+	}
+	member := r.PathValue("member")
+	if !ws.members[member] {
+		errorJSON(w, http.StatusNotFound, "user is not a member of this workspace")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"type":      "workspace_membership",
+		"user":      map[string]any{"type": "user", "account_id": member},
+		"workspace": map[string]any{"type": "workspace", "slug": r.PathValue("workspace")},
+	})
+}
+
+func (f *Fake) listGroups(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ws := f.workspace(w, r)
+	if ws == nil {
+		return
+	}
+	out := []map[string]any{}
+	for _, slug := range sortedKeys(ws.groups) {
+		members := []map[string]string{}
+		for _, m := range sortedKeys(ws.groups[slug]) {
+			members = append(members, map[string]string{"account_id": m})
+		}
+		out = append(out, map[string]any{"name": slug, "slug": slug, "permission": "read", "auto_add": false, "members": members})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (f *Fake) addToGroup(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		errorJSON(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		return
+	}
+	var body map[string]any
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		errorJSON(w, http.StatusBadRequest, "body must be a JSON object ({})")
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ws := f.workspace(w, r)
+	if ws == nil {
+		return
+	}
+	group, member := ws.groups[r.PathValue("group")], r.PathValue("member")
+	switch {
+	case group == nil:
+		errorJSON(w, http.StatusNotFound, "group not found")
+	case !ws.members[member]:
+		errorJSON(w, http.StatusBadRequest, "user is not a member of this workspace")
+	case group[member]:
+		errorJSON(w, http.StatusConflict, "user is already a member of this group")
+	default:
+		group[member] = true
+		writeJSON(w, http.StatusOK, map[string]string{"account_id": member})
+	}
+}
+
+func (f *Fake) removeFromGroup(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ws := f.workspace(w, r)
+	if ws == nil {
+		return
+	}
+	group, member := ws.groups[r.PathValue("group")], r.PathValue("member")
+	if group == nil || !group[member] {
+		errorJSON(w, http.StatusNotFound, "not a member of this group")
+		return
+	}
+	delete(group, member)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (f *Fake) invite(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		errorJSON(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		return
+	}
+	var body struct {
+		Email     string `json:"email"`
+		GroupSlug string `json:"group_slug"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Email == "" || body.GroupSlug == "" {
+		errorJSON(w, http.StatusBadRequest, "email and group_slug are required")
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ws := f.workspace(w, r)
+	if ws == nil {
+		return
+	}
+	if ws.groups[body.GroupSlug] == nil {
+		errorJSON(w, http.StatusBadRequest, "group not found: "+body.GroupSlug)
+		return
+	}
+	for _, inv := range ws.invitations {
+		if strings.EqualFold(inv.Email, body.Email) && inv.Group == body.GroupSlug {
+			errorJSON(w, http.StatusConflict, "already invited")
+			return
+		}
+	}
+	ws.invitations = append(ws.invitations, Invitation{Email: body.Email, Group: body.GroupSlug, SentOn: f.now().UTC()})
+	writeJSON(w, http.StatusOK, map[string]string{"email": body.Email, "group_slug": body.GroupSlug})
+}
+
+func (f *Fake) listInvitations(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ws := f.workspace(w, r)
+	if ws == nil {
+		return
+	}
+	out := []map[string]any{}
+	for _, inv := range ws.invitations {
+		out = append(out, map[string]any{
+			"email":       inv.Email,
+			"group":       map[string]string{"slug": inv.Group, "name": inv.Group},
+			"utc_sent_on": inv.SentOn.Format(time.RFC3339),
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
