@@ -31,6 +31,9 @@ type Decision struct {
 	// EmailUnknown is set when the email is hidden and the workspace's exclusions
 	// or some of its rules depend on it: the decision is provisional.
 	EmailUnknown bool
+	// Held is set when the email is hidden and the workspace has exclusions:
+	// nothing may be granted until the exclusions can be checked.
+	Held bool
 }
 
 // Engine evaluates a config's rules. It is immutable and safe for concurrent use.
@@ -166,7 +169,7 @@ func (e *Engine) Evaluate(p Person) []Decision {
 	for _, ws := range e.workspaces {
 		d := Decision{Workspace: ws.slug, RulesByGroup: map[string][]string{}}
 		if email == "" && !ws.exclude.empty() {
-			d.EmailUnknown = true
+			d.EmailUnknown, d.Held = true, true
 		}
 		if email != "" && !ws.exclude.empty() && ws.exclude.matchesAny(email) {
 			d.Excluded = true

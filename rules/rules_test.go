@@ -70,7 +70,7 @@ func TestEvaluate(t *testing.T) {
 			[]Decision{{Workspace: "acme", Groups: []string{"readers"}, RulesByGroup: map[string][]string{"readers": {"everyone"}}},
 				{Workspace: "partners", Groups: []string{"guests"}, RulesByGroup: map[string][]string{"guests": {"partner-domain"}}}}},
 		{"hidden email: provisional", Person{AccountType: "atlassian", JiraGroups: []string{"jira-software-users"}},
-			[]Decision{{Workspace: "acme", Groups: []string{"readers"}, RulesByGroup: map[string][]string{"readers": {"everyone"}}, EmailUnknown: true},
+			[]Decision{{Workspace: "acme", Groups: []string{"readers"}, RulesByGroup: map[string][]string{"readers": {"everyone"}}, EmailUnknown: true, Held: true},
 				{Workspace: "partners", RulesByGroup: map[string][]string{}, EmailUnknown: true}}},
 		{"customer account never matches", Person{AccountType: "customer", Email: "ann@acme.com"}, nil},
 		{"app account never matches", Person{AccountType: "app", Email: "bot@acme.com"}, nil},

@@ -39,7 +39,8 @@ func NewClient(o Options) *resty.Client {
 		SetHeader("Accept", "application/json").
 		SetHeader("User-Agent", o.UserAgent).
 		SetRedirectPolicy(resty.NoRedirectPolicy()).
-		SetRetryCount(0)
+		SetRetryCount(0).
+		SetDisableWarn(true) // its plain-text warnings would break the JSON log stream
 	if o.Transport != nil {
 		c.SetTransport(o.Transport)
 	}

@@ -1,0 +1,321 @@
+// Package app wires autoinvite together: Redis (external or embedded), the
+// Atlassian clients (real or the sandbox), the intake, the queue and the worker.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/autoinvite/autoinvite/config"
+	"github.com/autoinvite/autoinvite/intake"
+	"github.com/autoinvite/autoinvite/integrations/atlassian"
+	"github.com/autoinvite/autoinvite/integrations/bitbucket"
+	"github.com/autoinvite/autoinvite/integrations/fake"
+	"github.com/autoinvite/autoinvite/integrations/jira"
+	"github.com/autoinvite/autoinvite/jobs"
+	"github.com/autoinvite/autoinvite/ledger"
+	"github.com/autoinvite/autoinvite/rules"
+	"github.com/autoinvite/autoinvite/worker"
+)
+
+// Version is stamped into the User-Agent of every Atlassian call.
+var Version = "dev"
+
+// Options configures an App.
+type Options struct {
+	Config  *config.Config
+	Secrets config.Secrets
+	Logger  zerolog.Logger
+	Now     func() time.Time
+	// RetryDelay overrides the backoff between task retries (tests use a short one).
+	RetryDelay asynq.RetryDelayFunc
+	// PollInterval overrides how often workers look for new and due tasks.
+	PollInterval time.Duration
+}
+
+// App is a running autoinvite.
+type App struct {
+	cfg      *config.Config
+	log      zerolog.Logger
+	rdb      redis.UniversalClient
+	embedded *miniredis.Miniredis
+	sandbox  *fake.Fake
+	closers  []func()
+
+	rules    atomic.Pointer[rules.Engine]
+	client   *asynq.Client
+	server   *asynq.Server
+	mux      *asynq.ServeMux
+	ledger   *ledger.Store
+	handler  http.Handler
+	queue    string
+	serverUp bool
+}
+
+// New builds an App; Run starts it.
+func New(o Options) (a *App, err error) {
+	if o.Config == nil {
+		return nil, errors.New("app: Config is required")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	cfg := o.Config
+	a = &App{cfg: cfg, log: o.Logger, queue: jobs.EventsQueue(cfg.Redis.KeyPrefix)}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+
+	if err := a.connectRedis(); err != nil {
+		return nil, err
+	}
+	jiraOpts, bbOpts, err := a.atlassianOptions(o.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	engine, err := rules.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("compile rules: %w", err)
+	}
+	a.rules.Store(engine)
+	a.ledger = ledger.New(a.rdb, cfg.Redis.KeyPrefix)
+
+	a.client = asynq.NewClientFromRedisClient(a.rdb)
+	enq := jobs.NewEnqueuer(a.client, jobs.EnqueueOptions{
+		Queue: a.queue, MaxRetry: cfg.Worker.MaxRetry, Timeout: cfg.Worker.TaskTimeout.D(), Retention: cfg.Intake.DedupWindow.D(),
+	})
+	hook, err := intake.New(intake.Options{
+		Secret: []byte(o.Secrets.WebhookSecret), MaxBodyBytes: cfg.Intake.MaxBodyBytes, Enqueuer: enq,
+		Logger: a.log.With().Str("component", "intake").Logger(), Now: o.Now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if o.Secrets.WebhookSecret == "" {
+		a.log.Warn().Msg("AUTOINVITE_JIRA_WEBHOOK_SECRET is not set: webhooks are accepted unsigned; set it (and the same secret in Jira) in production")
+	}
+
+	w, err := worker.New(worker.Options{
+		Jira:        jira.New(jiraOpts, cfg.Jira.Deployment == config.DeploymentDataCenter),
+		Bitbucket:   bitbucket.New(bbOpts),
+		Ledger:      a.ledger,
+		Rules:       a.rules.Load,
+		ExpireAfter: func() time.Duration { return cfg.Invitations.ExpireAfter.D() },
+		Logger:      a.log.With().Str("component", "worker").Logger(),
+		Now:         o.Now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.mux = asynq.NewServeMux()
+	w.Register(a.mux)
+	a.server = asynq.NewServerFromRedisClient(a.rdb, a.serverConfig(o))
+
+	mux := http.NewServeMux()
+	mux.Handle("/webhooks/jira", hook)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", a.ready)
+	a.handler = mux
+	return a, nil
+}
+
+func (a *App) serverConfig(o Options) asynq.Config {
+	retryDelay := o.RetryDelay
+	if retryDelay == nil {
+		retryDelay = defaultRetryDelay
+	}
+	c := asynq.Config{
+		Concurrency:     a.cfg.Worker.Concurrency,
+		Queues:          map[string]int{a.queue: 1},
+		RetryDelayFunc:  retryDelay,
+		IsFailure:       func(err error) bool { return !errors.Is(err, ledger.ErrBusy) },
+		ShutdownTimeout: 10 * time.Second,
+		Logger:          asynqLogger{a.log.With().Str("component", "asynq").Logger()},
+		LogLevel:        asynq.WarnLevel,
+	}
+	if o.PollInterval > 0 {
+		c.TaskCheckInterval, c.DelayedTaskCheckInterval = o.PollInterval, o.PollInterval
+	}
+	return c
+}
+
+// defaultRetryDelay waits briefly when another task holds the person, and backs
+// off exponentially (asynq's default) on failures.
+func defaultRetryDelay(n int, err error, t *asynq.Task) time.Duration {
+	if errors.Is(err, ledger.ErrBusy) {
+		return 2 * time.Second
+	}
+	return asynq.DefaultRetryDelayFunc(n, err, t)
+}
+
+func (a *App) connectRedis() error {
+	if a.cfg.Redis.URL == "" {
+		m := miniredis.NewMiniRedis()
+		if err := m.StartAddr("127.0.0.1:0"); err != nil {
+			return fmt.Errorf("start embedded redis: %w", err)
+		}
+		a.embedded = m
+		a.closers = append(a.closers, m.Close)
+		a.rdb = redis.NewClient(&redis.Options{Addr: m.Addr()})
+		a.log.Warn().Str("addr", m.Addr()).Msg("EMBEDDED REDIS: queue and ledger live in memory and vanish on exit; set AUTOINVITE_REDIS_URL for real use")
+	} else {
+		opts, err := redis.ParseURL(a.cfg.Redis.URL)
+		if err != nil {
+			return fmt.Errorf("redis.url: %w", err)
+		}
+		a.rdb = redis.NewClient(opts)
+	}
+	a.closers = append(a.closers, func() { a.rdb.Close() })
+	return nil
+}
+
+// atlassianOptions returns the client options, starting the sandbox when no
+// credential is set at all.
+func (a *App) atlassianOptions(s config.Secrets) (jiraOpts, bbOpts atlassian.Options, err error) {
+	ua := "autoinvite/" + Version
+	jiraOpts = atlassian.Options{BaseURL: a.cfg.Jira.BaseURL, Timeout: a.cfg.Jira.Timeout.D(), UserAgent: ua}
+	bbOpts = atlassian.Options{BaseURL: a.cfg.Bitbucket.BaseURL, Timeout: a.cfg.Bitbucket.Timeout.D(), UserAgent: ua}
+	if !s.HasAtlassianCredentials() {
+		url, err := a.startSandbox()
+		if err != nil {
+			return jiraOpts, bbOpts, err
+		}
+		jiraOpts.BaseURL, bbOpts.BaseURL = url, url
+		jiraOpts.Auth = atlassian.Auth{Email: "sandbox@autoinvite.invalid", Token: "sandbox"}
+		bbOpts.Auth = jiraOpts.Auth
+		return jiraOpts, bbOpts, nil
+	}
+	if err := s.ValidateCredentials(a.cfg.Jira.Deployment); err != nil {
+		return jiraOpts, bbOpts, err
+	}
+	if a.cfg.Jira.BaseURL == "" {
+		return jiraOpts, bbOpts, errors.New("jira.base_url (or AUTOINVITE_JIRA_BASE_URL) is required with real credentials")
+	}
+	if a.cfg.Jira.Deployment == config.DeploymentDataCenter {
+		jiraOpts.Auth = atlassian.Auth{Bearer: s.JiraBearerToken}
+	} else {
+		jiraOpts.Auth = atlassian.Auth{Email: s.JiraEmail, Token: s.JiraAPIToken}
+	}
+	if s.BitbucketAccessToken != "" {
+		bbOpts.Auth = atlassian.Auth{Bearer: s.BitbucketAccessToken}
+	} else {
+		bbOpts.Auth = atlassian.Auth{Email: s.BitbucketEmail, Token: s.BitbucketAPIToken}
+	}
+	return jiraOpts, bbOpts, nil
+}
+
+func (a *App) startSandbox() (string, error) {
+	f := fake.New()
+	f.SeedDemo()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("start sandbox: %w", err)
+	}
+	srv := &http.Server{Handler: f, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	a.sandbox = f
+	a.closers = append(a.closers, func() { srv.Close() })
+	url := "http://" + ln.Addr().String()
+	a.log.Warn().Str("sandbox_url", url).
+		Msg("SANDBOX MODE: no Atlassian credentials in the environment, so Jira and Bitbucket are the built-in fake. Nothing real is invited. Set AUTOINVITE_JIRA_* and AUTOINVITE_BITBUCKET_* to go live.")
+	return url, nil
+}
+
+// Sandbox returns the built-in fake Atlassian, or nil when running for real.
+func (a *App) Sandbox() *fake.Fake { return a.sandbox }
+
+// Ledger returns the ledger store.
+func (a *App) Ledger() *ledger.Store { return a.ledger }
+
+// Redis returns the Redis client the app uses.
+func (a *App) Redis() redis.UniversalClient { return a.rdb }
+
+// Queue returns the name of the events queue.
+func (a *App) Queue() string { return a.queue }
+
+// Handler is the HTTP API: webhooks, health and readiness.
+func (a *App) Handler() http.Handler { return a.handler }
+
+func (a *App) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := a.rdb.Ping(ctx).Err(); err != nil {
+		http.Error(w, "redis unreachable", http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ready\n"))
+}
+
+// StartWorkers starts processing tasks in the background.
+func (a *App) StartWorkers() error {
+	if err := a.server.Start(a.mux); err != nil {
+		return fmt.Errorf("start workers: %w", err)
+	}
+	a.serverUp = true
+	return nil
+}
+
+// Run serves HTTP on the configured address and processes tasks until ctx is
+// done, then shuts down gracefully: stop accepting, finish in-flight tasks.
+func (a *App) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
+	}
+	if err := a.StartWorkers(); err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.log.Info().Str("listen", ln.Addr().String()).Str("queue", a.queue).Msg("autoinvite serving: POST /webhooks/jira, GET /healthz, GET /readyz")
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	}
+	a.log.Info().Msg("shutting down: intake closed, finishing in-flight tasks")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.Shutdown(shutdownCtx)
+	return nil
+}
+
+// Close stops the workers and releases everything.
+func (a *App) Close() {
+	if a.serverUp {
+		a.server.Shutdown()
+		a.serverUp = false
+	}
+	if a.client != nil {
+		a.client.Close()
+	}
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+	a.closers = nil
+}
+
+// asynqLogger sends asynq's own logs to zerolog.
+type asynqLogger struct{ l zerolog.Logger }
+
+func (l asynqLogger) Debug(args ...any) { l.l.Debug().Msg(fmt.Sprint(args...)) }
+func (l asynqLogger) Info(args ...any)  { l.l.Info().Msg(fmt.Sprint(args...)) }
+func (l asynqLogger) Warn(args ...any)  { l.l.Warn().Msg(fmt.Sprint(args...)) }
+func (l asynqLogger) Error(args ...any) { l.l.Error().Msg(fmt.Sprint(args...)) }
+func (l asynqLogger) Fatal(args ...any) { l.l.Fatal().Msg(fmt.Sprint(args...)) }

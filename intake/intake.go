@@ -1,0 +1,250 @@
+// Package intake receives Jira user webhooks, verifies them and enqueues one
+// task per delivery. It makes no Atlassian call: it answers within milliseconds
+// and leaves the work to the worker.
+package intake
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/autoinvite/autoinvite/jobs"
+)
+
+// Enqueuer is what the intake needs from the queue.
+type Enqueuer interface {
+	EnqueueUserEvent(ctx context.Context, e jobs.UserEvent) (taskID string, duplicate bool, err error)
+}
+
+// Options configures the webhook handler.
+type Options struct {
+	// Secret is the Jira webhook secret; when set, unsigned requests are refused.
+	Secret       []byte
+	MaxBodyBytes int64
+	Enqueuer     Enqueuer
+	Logger       zerolog.Logger
+	Now          func() time.Time
+	// EnqueueTimeout bounds the wait on Redis before answering 503.
+	EnqueueTimeout time.Duration
+}
+
+// Validate checks the options and fills in defaults.
+func (o *Options) Validate() error {
+	if o.Enqueuer == nil {
+		return errors.New("intake options: Enqueuer is required")
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 1 << 20
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.EnqueueTimeout <= 0 {
+		o.EnqueueTimeout = 3 * time.Second
+	}
+	return nil
+}
+
+// Handler serves POST /webhooks/jira.
+type Handler struct {
+	o Options
+}
+
+// New returns the webhook handler.
+func New(o Options) (*Handler, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	return &Handler{o: o}, nil
+}
+
+// Headers Jira sends.
+const (
+	HeaderSignature  = "X-Hub-Signature"
+	HeaderDeliveryID = "X-Atlassian-Webhook-Identifier"
+	HeaderRetry      = "X-Atlassian-Webhook-Retry"
+	HeaderRequestID  = "X-Request-Id"
+)
+
+// Outcomes, as answered in the JSON body and logged.
+const (
+	OutcomeAccepted  = "accepted"
+	OutcomeDuplicate = "duplicate"
+	OutcomeIgnored   = "ignored"
+)
+
+type webhookBody struct {
+	Timestamp    int64  `json:"timestamp"`
+	WebhookEvent string `json:"webhookEvent"`
+	User         *struct {
+		AccountID    string  `json:"accountId"`
+		AccountType  string  `json:"accountType"`
+		Name         string  `json:"name"`
+		Key          string  `json:"key"`
+		EmailAddress *string `json:"emailAddress"`
+		DisplayName  string  `json:"displayName"`
+		Active       *bool   `json:"active"`
+	} `json:"user"`
+}
+
+type response struct {
+	Status    string `json:"status,omitempty"`
+	Error     string `json:"error,omitempty"`
+	TaskID    string `json:"task_id,omitempty"`
+	RequestID string `json:"request_id"`
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := h.o.Now()
+	requestID := requestIDOf(r)
+	w.Header().Set(HeaderRequestID, requestID)
+	log := h.o.Logger.With().Str("request_id", requestID).Logger()
+	ev := log.Info()
+	status, resp := h.handle(r, requestID, ev)
+	if status >= 400 {
+		ev = log.Warn()
+		ev.Str("error", resp.Error)
+	}
+	resp.RequestID = requestID
+	if status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", http.MethodPost)
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "30")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(resp)
+	ev.Int("status", status).Str("outcome", resp.Status).
+		Dur("duration_ms", h.o.Now().Sub(start)).Msg("jira webhook")
+}
+
+// handle does the work; logFields collects identifiers for the request's log line.
+func (h *Handler) handle(r *http.Request, requestID string, logFields *zerolog.Event) (int, response) {
+	logFields = addFields(logFields, r)
+	if r.Method != http.MethodPost {
+		return http.StatusMethodNotAllowed, response{Error: "use POST"}
+	}
+	if r.ContentLength > h.o.MaxBodyBytes {
+		return http.StatusRequestEntityTooLarge, response{Error: fmt.Sprintf("body larger than %d bytes", h.o.MaxBodyBytes)}
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, h.o.MaxBodyBytes+1))
+	if err != nil {
+		return http.StatusBadRequest, response{Error: "could not read body"}
+	}
+	if int64(len(body)) > h.o.MaxBodyBytes {
+		return http.StatusRequestEntityTooLarge, response{Error: fmt.Sprintf("body larger than %d bytes", h.o.MaxBodyBytes)}
+	}
+	if len(h.o.Secret) > 0 {
+		if err := VerifySignature(h.o.Secret, body, r.Header.Get(HeaderSignature)); err != nil {
+			return http.StatusUnauthorized, response{Error: err.Error()}
+		}
+	}
+	var wb webhookBody
+	if err := json.Unmarshal(body, &wb); err != nil {
+		return http.StatusBadRequest, response{Error: "malformed JSON: " + err.Error()}
+	}
+	logFields.Str("event", wb.WebhookEvent)
+	if !jobs.KnownEvent(wb.WebhookEvent) {
+		return http.StatusAccepted, response{Status: OutcomeIgnored, Error: ""}
+	}
+	if wb.User == nil {
+		return http.StatusBadRequest, response{Error: "payload has no user"}
+	}
+	u := jobs.User{
+		AccountID: wb.User.AccountID, AccountType: wb.User.AccountType, Name: wb.User.Name, Key: wb.User.Key,
+		DisplayName: wb.User.DisplayName, Active: wb.User.Active,
+	}
+	if wb.User.EmailAddress != nil {
+		u.Email = strings.TrimSpace(*wb.User.EmailAddress)
+	}
+	if u.PersonID() == "" {
+		return http.StatusBadRequest, response{Error: "user has neither accountId (Cloud) nor name/key (Data Center)"}
+	}
+	deliveryID := r.Header.Get(HeaderDeliveryID)
+	if deliveryID == "" || len(deliveryID) > 128 {
+		deliveryID = DerivedDeliveryID(wb.WebhookEvent, u.PersonID(), wb.Timestamp)
+	}
+	logFields.Str("delivery_id", deliveryID).Str("person", u.PersonID())
+	ctx, cancel := context.WithTimeout(r.Context(), h.o.EnqueueTimeout)
+	defer cancel()
+	taskID, dup, err := h.o.Enqueuer.EnqueueUserEvent(ctx, jobs.UserEvent{
+		Event: wb.WebhookEvent, DeliveryID: deliveryID, RequestID: requestID,
+		Timestamp: wb.Timestamp, ReceivedAt: h.o.Now().UTC(), User: u,
+	})
+	if err != nil {
+		logFields.AnErr("cause", err)
+		return http.StatusServiceUnavailable, response{Error: "queue unavailable; retry later"}
+	}
+	logFields.Str("task_id", taskID)
+	if dup {
+		return http.StatusAccepted, response{Status: OutcomeDuplicate, TaskID: taskID}
+	}
+	return http.StatusAccepted, response{Status: OutcomeAccepted, TaskID: taskID}
+}
+
+func addFields(e *zerolog.Event, r *http.Request) *zerolog.Event {
+	if retry := r.Header.Get(HeaderRetry); retry != "" {
+		e.Str("jira_retry", retry)
+	}
+	return e.Str("method", r.Method).Str("remote", r.RemoteAddr)
+}
+
+// ErrSignature is returned for a missing or wrong signature.
+var ErrSignature = errors.New("missing or invalid X-Hub-Signature")
+
+// VerifySignature checks "sha256=<hex HMAC-SHA256(body, secret)>" in constant time.
+func VerifySignature(secret, body []byte, header string) error {
+	hexSig, ok := strings.CutPrefix(strings.TrimSpace(header), "sha256=")
+	if !ok {
+		return ErrSignature
+	}
+	got, err := hex.DecodeString(hexSig)
+	if err != nil {
+		return ErrSignature
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	if !hmac.Equal(got, mac.Sum(nil)) {
+		return ErrSignature
+	}
+	return nil
+}
+
+// Sign returns the X-Hub-Signature value for body (for tests and clients).
+func Sign(secret, body []byte) string {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// DerivedDeliveryID is the idempotency key when Jira sends no identifier (Data
+// Center): the same event about the same user at the same instant is one delivery.
+func DerivedDeliveryID(event, personID string, timestamp int64) string {
+	sum := sha256.Sum256([]byte(event + "\x00" + personID + "\x00" + strconv.FormatInt(timestamp, 10)))
+	return "derived-" + hex.EncodeToString(sum[:16])
+}
+
+var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+func requestIDOf(r *http.Request) string {
+	if id := r.Header.Get(HeaderRequestID); requestIDPattern.MatchString(id) {
+		return id
+	}
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

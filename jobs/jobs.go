@@ -1,0 +1,132 @@
+// Package jobs defines the tasks that flow from the intake to the worker and
+// the enqueuer that puts them on the Asynq queue.
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// Task types.
+const (
+	// TypeUserEvent carries one Jira user webhook (created, updated, deleted).
+	TypeUserEvent = "jira:user_event"
+)
+
+// Jira webhook events autoinvite acts on.
+const (
+	EventUserCreated = "user_created"
+	EventUserUpdated = "user_updated"
+	EventUserDeleted = "user_deleted"
+)
+
+// KnownEvent reports whether autoinvite acts on a webhook event.
+func KnownEvent(e string) bool {
+	return e == EventUserCreated || e == EventUserUpdated || e == EventUserDeleted
+}
+
+// EventsQueue names the queue of user events for a key prefix.
+func EventsQueue(prefix string) string { return prefix + ":events" }
+
+// User is the person a webhook is about, as Jira described them.
+type User struct {
+	AccountID   string `json:"account_id,omitempty"`   // Cloud
+	AccountType string `json:"account_type,omitempty"` // Cloud
+	Name        string `json:"name,omitempty"`         // Data Center username
+	Key         string `json:"key,omitempty"`          // Data Center user key
+	Email       string `json:"email,omitempty"`        // empty when hidden
+	DisplayName string `json:"display_name,omitempty"`
+	Active      *bool  `json:"active,omitempty"`
+}
+
+// PersonID is the stable ledger identity of a user: the Atlassian account ID on
+// Cloud, the user key (or name) on Data Center.
+func (u User) PersonID() string {
+	switch {
+	case u.AccountID != "":
+		return "acct:" + u.AccountID
+	case u.Key != "":
+		return "dc:" + u.Key
+	case u.Name != "":
+		return "dc:" + u.Name
+	default:
+		return ""
+	}
+}
+
+// Deactivated reports whether the event takes the user's access away.
+func (e UserEvent) Deactivated() bool {
+	return e.Event == EventUserDeleted || (e.User.Active != nil && !*e.User.Active)
+}
+
+// UserEvent is the payload of TypeUserEvent.
+type UserEvent struct {
+	Event      string    `json:"event"`
+	DeliveryID string    `json:"delivery_id"`
+	RequestID  string    `json:"request_id,omitempty"`
+	Timestamp  int64     `json:"timestamp,omitempty"` // Jira's, in ms
+	ReceivedAt time.Time `json:"received_at"`
+	User       User      `json:"user"`
+}
+
+// DecodeUserEvent parses a task payload.
+func DecodeUserEvent(payload []byte) (UserEvent, error) {
+	var e UserEvent
+	if err := json.Unmarshal(payload, &e); err != nil {
+		return e, fmt.Errorf("decode %s payload: %w", TypeUserEvent, err)
+	}
+	return e, nil
+}
+
+// EnqueueOptions configures the Enqueuer.
+type EnqueueOptions struct {
+	Queue    string
+	MaxRetry int
+	Timeout  time.Duration
+	// Retention keeps finished tasks (and so their ids) this long, which is what
+	// turns a re-delivered webhook into a duplicate rather than a second task.
+	Retention time.Duration
+}
+
+// Enqueuer puts tasks on the queue.
+type Enqueuer struct {
+	client *asynq.Client
+	opts   EnqueueOptions
+}
+
+// NewEnqueuer returns an enqueuer over an Asynq client (owned by the caller).
+func NewEnqueuer(client *asynq.Client, opts EnqueueOptions) *Enqueuer {
+	return &Enqueuer{client: client, opts: opts}
+}
+
+// TaskID is the Asynq task id of a delivery: one delivery, one task.
+func TaskID(deliveryID string) string { return "delivery:" + deliveryID }
+
+// EnqueueUserEvent enqueues the event once per delivery id. duplicate is true
+// when a task for this delivery already exists (a re-delivery).
+func (q *Enqueuer) EnqueueUserEvent(ctx context.Context, e UserEvent) (taskID string, duplicate bool, err error) {
+	payload, err := json.Marshal(e)
+	if err != nil {
+		return "", false, fmt.Errorf("encode user event: %w", err)
+	}
+	taskID = TaskID(e.DeliveryID)
+	_, err = q.client.EnqueueContext(ctx, asynq.NewTask(TypeUserEvent, payload),
+		asynq.TaskID(taskID),
+		asynq.Queue(q.opts.Queue),
+		asynq.MaxRetry(q.opts.MaxRetry),
+		asynq.Timeout(q.opts.Timeout),
+		asynq.Retention(q.opts.Retention),
+	)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return taskID, true, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("enqueue delivery %s: %w", e.DeliveryID, err)
+	}
+	return taskID, false, nil
+}

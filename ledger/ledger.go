@@ -1,0 +1,250 @@
+// Package ledger records, per workspace and person, what autoinvite decided and
+// did: groups granted and waiting, invitations and their expiry, errors. It is
+// what makes replays harmless and what the sweep, revocation and CLI read.
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Status of a person in a workspace.
+type Status string
+
+// Statuses.
+const (
+	StatusGranted         Status = "granted"           // every group granted
+	StatusInvited         Status = "invited"           // invitation sent, groups waiting for the person to join
+	StatusWaitingForEmail Status = "waiting-for-email" // not a member and Jira hides the email
+	StatusFailed          Status = "failed"            // a group or invitation failed; see LastError
+	StatusExcluded        Status = "excluded"          // an exclusion matched: nothing granted
+)
+
+// Invitation states.
+const (
+	InvitationPending  = "pending"
+	InvitationAccepted = "accepted"
+)
+
+// Invitation is one Bitbucket invitation autoinvite sent.
+type Invitation struct {
+	Group     string    `json:"group"`
+	SentAt    time.Time `json:"sent_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Resends   int       `json:"resends"`
+	State     string    `json:"state"`
+}
+
+// Event is one line of a person's story in a workspace.
+type Event struct {
+	At     time.Time `json:"at"`
+	Actor  string    `json:"actor"` // webhook, sweep, cli:<user>
+	Action string    `json:"action"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// Entry is the ledger record of one person in one workspace.
+type Entry struct {
+	Workspace    string              `json:"workspace"`
+	PersonID     string              `json:"person_id"`
+	AccountID    string              `json:"account_id,omitempty"`
+	JiraUser     string              `json:"jira_user,omitempty"`
+	Email        string              `json:"email,omitempty"`
+	DisplayName  string              `json:"display_name,omitempty"`
+	Status       Status              `json:"status"`
+	Granted      []string            `json:"granted,omitempty"`
+	Waiting      []string            `json:"waiting,omitempty"`
+	RulesByGroup map[string][]string `json:"rules_by_group,omitempty"`
+	Invitations  []Invitation        `json:"invitations,omitempty"`
+	LastError    string              `json:"last_error,omitempty"`
+	CreatedAt    time.Time           `json:"created_at"`
+	UpdatedAt    time.Time           `json:"updated_at"`
+	History      []Event             `json:"history,omitempty"`
+}
+
+// maxHistory bounds an entry's story so a flapping user cannot grow it forever.
+const maxHistory = 100
+
+// Record appends an event to the entry's history.
+func (e *Entry) Record(at time.Time, actor, action, detail string) {
+	e.History = append(e.History, Event{At: at, Actor: actor, Action: action, Detail: detail})
+	if len(e.History) > maxHistory {
+		e.History = e.History[len(e.History)-maxHistory:]
+	}
+}
+
+// HasGranted reports whether group was granted.
+func (e *Entry) HasGranted(group string) bool { return slices.Contains(e.Granted, group) }
+
+// PendingInvitation returns the pending invitation for group, or nil.
+func (e *Entry) PendingInvitation(group string) *Invitation {
+	for i := range e.Invitations {
+		if e.Invitations[i].Group == group && e.Invitations[i].State == InvitationPending {
+			return &e.Invitations[i]
+		}
+	}
+	return nil
+}
+
+// AnyPendingInvitation reports whether an invitation is outstanding.
+func (e *Entry) AnyPendingInvitation() bool {
+	for _, inv := range e.Invitations {
+		if inv.State == InvitationPending {
+			return true
+		}
+	}
+	return false
+}
+
+// Grant moves group from waiting to granted.
+func (e *Entry) Grant(group string) {
+	e.Waiting = slices.DeleteFunc(e.Waiting, func(g string) bool { return g == group })
+	if !e.HasGranted(group) {
+		e.Granted = append(e.Granted, group)
+	}
+}
+
+// Wait adds group to the groups still to grant.
+func (e *Entry) Wait(group string) {
+	if !slices.Contains(e.Waiting, group) && !e.HasGranted(group) {
+		e.Waiting = append(e.Waiting, group)
+	}
+}
+
+// nextExpiry is the earliest expiry of a pending invitation (zero if none).
+func (e *Entry) nextExpiry() time.Time {
+	var next time.Time
+	for _, inv := range e.Invitations {
+		if inv.State == InvitationPending && (next.IsZero() || inv.ExpiresAt.Before(next)) {
+			next = inv.ExpiresAt
+		}
+	}
+	return next
+}
+
+// Store keeps the ledger in Redis under a key prefix.
+type Store struct {
+	rdb    redis.UniversalClient
+	prefix string
+}
+
+// New returns a store; prefix namespaces every key.
+func New(rdb redis.UniversalClient, prefix string) *Store {
+	return &Store{rdb: rdb, prefix: prefix}
+}
+
+func (s *Store) entryKey(workspace, personID string) string {
+	return s.prefix + ":entry:" + workspace + ":" + personID
+}
+func (s *Store) personKey(personID string) string { return s.prefix + ":person:" + personID }
+func (s *Store) emailKey(email string) string     { return s.prefix + ":email:" + strings.ToLower(email) }
+func (s *Store) lockKey(personID string) string   { return s.prefix + ":lock:" + personID }
+
+// DueKey is the sorted set of pending invitations by expiry (member
+// "workspace\x00person", score unix seconds), so the sweep reads only what is due.
+func (s *Store) DueKey() string { return s.prefix + ":due" }
+
+func dueMember(workspace, personID string) string { return workspace + "\x00" + personID }
+
+// Get returns the entry, or nil when there is none.
+func (s *Store) Get(ctx context.Context, workspace, personID string) (*Entry, error) {
+	raw, err := s.rdb.Get(ctx, s.entryKey(workspace, personID)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read ledger %s/%s: %w", workspace, personID, err)
+	}
+	var e Entry
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return nil, fmt.Errorf("decode ledger %s/%s: %w", workspace, personID, err)
+	}
+	return &e, nil
+}
+
+// Put writes the entry and its indexes atomically.
+func (s *Store) Put(ctx context.Context, e *Entry) error {
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("encode ledger %s/%s: %w", e.Workspace, e.PersonID, err)
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, s.entryKey(e.Workspace, e.PersonID), raw, 0)
+		p.SAdd(ctx, s.personKey(e.PersonID), e.Workspace)
+		if e.Email != "" {
+			p.Set(ctx, s.emailKey(e.Email), e.PersonID, 0)
+		}
+		if next := e.nextExpiry(); !next.IsZero() {
+			p.ZAdd(ctx, s.DueKey(), redis.Z{Score: float64(next.Unix()), Member: dueMember(e.Workspace, e.PersonID)})
+		} else {
+			p.ZRem(ctx, s.DueKey(), dueMember(e.Workspace, e.PersonID))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("write ledger %s/%s: %w", e.Workspace, e.PersonID, err)
+	}
+	return nil
+}
+
+// Person returns every workspace entry of a person, sorted by workspace.
+func (s *Store) Person(ctx context.Context, personID string) ([]*Entry, error) {
+	workspaces, err := s.rdb.SMembers(ctx, s.personKey(personID)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read ledger person %s: %w", personID, err)
+	}
+	slices.Sort(workspaces)
+	var out []*Entry
+	for _, ws := range workspaces {
+		e, err := s.Get(ctx, ws, personID)
+		if err != nil {
+			return nil, err
+		}
+		if e != nil {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// PersonByEmail resolves an email to a person id ("" when unknown).
+func (s *Store) PersonByEmail(ctx context.Context, email string) (string, error) {
+	id, err := s.rdb.Get(ctx, s.emailKey(email)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read ledger email index: %w", err)
+	}
+	return id, nil
+}
+
+// ErrBusy means another task holds the person's lock.
+var ErrBusy = errors.New("another task is working on this person")
+
+var unlockScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+
+// Lock serialises work on one person across every worker process. The lease
+// expires by itself so a crashed worker cannot hold it forever.
+func (s *Store) Lock(ctx context.Context, personID, owner string, lease time.Duration) (unlock func(), err error) {
+	ok, err := s.rdb.SetNX(ctx, s.lockKey(personID), owner, lease).Result()
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", personID, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("lock %s: %w", personID, ErrBusy)
+	}
+	return func() {
+		// A fresh context: the task's may be cancelled, the lock must still go.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		unlockScript.Run(ctx, s.rdb, []string{s.lockKey(personID)}, owner)
+	}, nil
+}

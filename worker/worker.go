@@ -1,0 +1,444 @@
+// Package worker applies the rules to Jira user events: it adds workspace
+// members to Bitbucket groups, invites everyone else, and records it all in
+// the ledger so that replays (retries, crashes, duplicate webhooks) do nothing twice.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/autoinvite/autoinvite/integrations/atlassian"
+	"github.com/autoinvite/autoinvite/integrations/jira"
+	"github.com/autoinvite/autoinvite/jobs"
+	"github.com/autoinvite/autoinvite/ledger"
+	"github.com/autoinvite/autoinvite/rules"
+)
+
+// Bitbucket is what the worker needs from Bitbucket Cloud.
+type Bitbucket interface {
+	IsMember(ctx context.Context, workspace, member string) (bool, error)
+	AddToGroup(ctx context.Context, workspace, group, member string) error
+	Invite(ctx context.Context, workspace, email, group string) (alreadyInvited bool, err error)
+}
+
+// Jira is what the worker needs from Jira.
+type Jira interface {
+	GetUser(ctx context.Context, ref jira.Ref) (jira.User, error)
+}
+
+// Options configures a Worker.
+type Options struct {
+	Jira      Jira
+	Bitbucket Bitbucket
+	Ledger    *ledger.Store
+	// Rules returns the rules in force; called once per task, so a task is
+	// decided under one consistent rule set even if the config is reloaded.
+	Rules func() *rules.Engine
+	// ExpireAfter is how long an invitation is considered valid.
+	ExpireAfter func() time.Duration
+	Logger      zerolog.Logger
+	Now         func() time.Time
+	// LockLease bounds how long a crashed worker can block a person.
+	LockLease time.Duration
+}
+
+// Validate reports missing dependencies.
+func (o *Options) Validate() error {
+	var missing []string
+	if o.Jira == nil {
+		missing = append(missing, "Jira")
+	}
+	if o.Bitbucket == nil {
+		missing = append(missing, "Bitbucket")
+	}
+	if o.Ledger == nil {
+		missing = append(missing, "Ledger")
+	}
+	if o.Rules == nil {
+		missing = append(missing, "Rules")
+	}
+	if o.ExpireAfter == nil {
+		missing = append(missing, "ExpireAfter")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("worker options: missing %s", strings.Join(missing, ", "))
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.LockLease <= 0 {
+		o.LockLease = 5 * time.Minute
+	}
+	return nil
+}
+
+// Worker handles user events.
+type Worker struct {
+	o Options
+}
+
+// New returns a worker.
+func New(o Options) (*Worker, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	return &Worker{o: o}, nil
+}
+
+// Register installs the worker's handlers on an Asynq mux.
+func (w *Worker) Register(mux *asynq.ServeMux) {
+	mux.HandleFunc(jobs.TypeUserEvent, w.HandleUserEvent)
+}
+
+const actorWebhook = "webhook"
+
+// subject is the person a task is about, completed from Jira when needed.
+type subject struct {
+	ev       jobs.UserEvent
+	user     jobs.User
+	groups   []string
+	looked   bool
+	lookErr  error
+	personID string
+}
+
+// HandleUserEvent is the Asynq handler for jobs.TypeUserEvent.
+func (w *Worker) HandleUserEvent(ctx context.Context, t *asynq.Task) error {
+	ev, err := jobs.DecodeUserEvent(t.Payload())
+	if err != nil {
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	taskID, _ := asynq.GetTaskID(ctx)
+	retry, _ := asynq.GetRetryCount(ctx)
+	s := &subject{ev: ev, user: ev.User, personID: ev.User.PersonID()}
+	log := w.o.Logger.With().Str("task_id", taskID).Str("request_id", ev.RequestID).
+		Str("delivery_id", ev.DeliveryID).Str("event", ev.Event).Str("person", s.personID).
+		Int("retry", retry).Logger()
+	ctx = log.WithContext(ctx)
+
+	if s.personID == "" {
+		log.Error().Msg("event names no user: dropped")
+		return fmt.Errorf("event %s names no user: %w", ev.DeliveryID, asynq.SkipRetry)
+	}
+	if ev.Deactivated() {
+		// Revocation is decided by the lifecycle handler; the pipeline only records it.
+		log.Info().Msg("user deactivated: nothing granted by this event")
+		return nil
+	}
+	if !rules.Eligible(s.user.AccountType) {
+		log.Info().Str("account_type", s.user.AccountType).Msg("ignored: app and customer accounts never get Bitbucket access")
+		return nil
+	}
+
+	engine := w.o.Rules()
+	if err := w.complete(ctx, s, engine); err != nil {
+		return w.finish(ctx, []error{err})
+	}
+	if !rules.Eligible(s.user.AccountType) {
+		log.Info().Str("account_type", s.user.AccountType).Msg("ignored: app and customer accounts never get Bitbucket access")
+		return nil
+	}
+
+	unlock, err := w.o.Ledger.Lock(ctx, s.personID, taskID, w.o.LockLease)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	decisions := engine.Evaluate(rules.Person{AccountType: s.user.AccountType, Email: s.user.Email, JiraGroups: s.groups})
+	if len(decisions) == 0 {
+		log.Info().Str("email", s.user.Email).Msg("no rule matches: nothing to do")
+		return nil
+	}
+	var errs []error
+	for _, d := range decisions {
+		if err := w.applyWorkspace(ctx, s, d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return w.finish(ctx, errs)
+}
+
+// finish turns the per-workspace errors into the task's outcome: retry when any
+// is temporary (the ledger makes the retry skip what was done), archive otherwise.
+func (w *Worker) finish(ctx context.Context, errs []error) error {
+	if len(errs) == 0 {
+		zerolog.Ctx(ctx).Info().Msg("signup processed")
+		return nil
+	}
+	err := errors.Join(errs...)
+	for _, e := range errs {
+		if atlassian.IsTemporary(e) {
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("temporary failure: task will be retried")
+			return err
+		}
+	}
+	zerolog.Ctx(ctx).Error().Err(err).Msg("permanent failure: task archived, see the ledger")
+	return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+}
+
+// complete fetches from Jira what the webhook lacks and the rules need.
+func (w *Worker) complete(ctx context.Context, s *subject, engine *rules.Engine) error {
+	if engine.NeedsJiraGroups() || (s.user.Email == "" && engine.NeedsEmail()) {
+		return w.lookup(ctx, s)
+	}
+	return nil
+}
+
+// lookup calls Jira at most once per task: one call returns email and groups.
+func (w *Worker) lookup(ctx context.Context, s *subject) error {
+	if s.looked {
+		return s.lookErr
+	}
+	s.looked = true
+	u, err := w.o.Jira.GetUser(ctx, jira.Ref{AccountID: s.user.AccountID, Name: s.user.Name, Key: s.user.Key})
+	if err != nil {
+		s.lookErr = fmt.Errorf("complete %s from Jira: %w", s.personID, err)
+		return s.lookErr
+	}
+	if s.user.Email == "" {
+		s.user.Email = u.Email
+	}
+	if s.user.AccountType == "" {
+		s.user.AccountType = u.AccountType
+	}
+	if s.user.DisplayName == "" {
+		s.user.DisplayName = u.DisplayName
+	}
+	s.groups = u.Groups
+	zerolog.Ctx(ctx).Debug().Bool("email_known", s.user.Email != "").Strs("jira_groups", u.Groups).Msg("completed user from Jira")
+	return nil
+}
+
+// applyWorkspace grants or invites in one workspace and records the outcome.
+func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decision) error {
+	log := zerolog.Ctx(ctx).With().Str("workspace", d.Workspace).Logger()
+	now := w.o.Now()
+	entry, err := w.o.Ledger.Get(ctx, d.Workspace, s.personID)
+	if err != nil {
+		return err
+	}
+	if entry == nil {
+		entry = &ledger.Entry{Workspace: d.Workspace, PersonID: s.personID, CreatedAt: now, RulesByGroup: map[string][]string{}}
+	}
+	entry.AccountID, entry.DisplayName = s.user.AccountID, s.user.DisplayName
+	if s.user.Name != "" {
+		entry.JiraUser = s.user.Name
+	}
+	if s.user.Email != "" {
+		entry.Email = strings.ToLower(s.user.Email)
+	}
+	entry.UpdatedAt = now
+
+	if d.Excluded {
+		log.Info().Str("email", entry.Email).Msg("excluded by the workspace's exclusions: nothing granted")
+		entry.Status = ledger.StatusExcluded
+		entry.Record(now, actorWebhook, "excluded", "")
+		return w.o.Ledger.Put(ctx, entry)
+	}
+	if d.EmailUnknown && entry.Email == "" {
+		if err := w.lookup(ctx, s); err != nil {
+			return w.fail(ctx, entry, err)
+		}
+		if s.user.Email != "" { // the rules depend on the address: decide again with it
+			entry.Email = strings.ToLower(s.user.Email)
+			return w.putAndRedecide(ctx, s, entry, d.Workspace)
+		}
+	}
+	if entry.RulesByGroup == nil {
+		entry.RulesByGroup = map[string][]string{}
+	}
+	for g, names := range d.RulesByGroup {
+		entry.RulesByGroup[g] = names
+	}
+	want := pending(entry, d.Groups)
+	// Held: exclusions cannot be checked. Otherwise, only rules that need the
+	// hidden email could have matched: wait for it.
+	if d.Held || (len(d.Groups) == 0 && d.EmailUnknown && len(entry.Granted) == 0) {
+		if entry.Status == ledger.StatusWaitingForEmail && len(pending(entry, nil)) == len(want) {
+			return nil // a replay: already recorded
+		}
+		for _, g := range want {
+			entry.Wait(g)
+		}
+		entry.Status = ledger.StatusWaitingForEmail
+		entry.Record(now, actorWebhook, "waiting-for-email", "Jira hides the email and the workspace's rules or exclusions depend on it")
+		log.Warn().Strs("groups", want).Msg("email hidden by Jira and the rules depend on it: waiting for the email")
+		return w.o.Ledger.Put(ctx, entry)
+	}
+	if len(want) == 0 {
+		log.Info().Strs("granted", entry.Granted).Msg("already done: nothing to change")
+		return nil
+	}
+	entry.Record(now, actorWebhook, "decided", describe(d))
+
+	member := false
+	if s.user.AccountID != "" {
+		member, err = w.o.Bitbucket.IsMember(ctx, d.Workspace, s.user.AccountID)
+		if err != nil {
+			return w.fail(ctx, entry, err)
+		}
+	}
+	if member {
+		return w.grantAll(ctx, s, entry, want)
+	}
+	if entry.Email == "" {
+		if err := w.lookup(ctx, s); err != nil {
+			return w.fail(ctx, entry, err)
+		}
+		entry.Email = strings.ToLower(s.user.Email)
+	}
+	if entry.Email == "" {
+		for _, g := range want {
+			entry.Wait(g)
+		}
+		entry.Status = ledger.StatusWaitingForEmail
+		entry.Record(now, actorWebhook, "waiting-for-email", "not a workspace member and Jira hides the email")
+		log.Warn().Strs("groups", want).Msg("not a workspace member and no email: recorded as waiting for an email")
+		return w.o.Ledger.Put(ctx, entry)
+	}
+	return w.invite(ctx, s, entry, want)
+}
+
+// putAndRedecide saves the email just learned and evaluates the workspace again.
+func (w *Worker) putAndRedecide(ctx context.Context, s *subject, entry *ledger.Entry, workspace string) error {
+	if err := w.o.Ledger.Put(ctx, entry); err != nil {
+		return err
+	}
+	for _, d := range w.o.Rules().Evaluate(rules.Person{AccountType: s.user.AccountType, Email: s.user.Email, JiraGroups: s.groups}) {
+		if d.Workspace == workspace {
+			return w.applyWorkspace(ctx, s, d)
+		}
+	}
+	return nil
+}
+
+// pending is the decision's groups plus those still waiting, minus the granted.
+func pending(e *ledger.Entry, groups []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, g := range append(append([]string{}, groups...), e.Waiting...) {
+		if !seen[g] && !e.HasGranted(g) {
+			seen[g] = true
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// grantAll adds a workspace member to each group; one failing group never
+// stops the others.
+func (w *Worker) grantAll(ctx context.Context, s *subject, entry *ledger.Entry, groups []string) error {
+	log := zerolog.Ctx(ctx).With().Str("workspace", entry.Workspace).Logger()
+	now := w.o.Now()
+	for i := range entry.Invitations {
+		if entry.Invitations[i].State == ledger.InvitationPending {
+			entry.Invitations[i].State = ledger.InvitationAccepted
+			entry.Record(now, actorWebhook, "invitation-accepted", entry.Invitations[i].Group)
+		}
+	}
+	var errs []error
+	for _, g := range groups {
+		if err := w.o.Bitbucket.AddToGroup(ctx, entry.Workspace, g, s.user.AccountID); err != nil {
+			entry.Wait(g)
+			errs = append(errs, err)
+			log.Error().Err(err).Str("group", g).Strs("rules", entry.RulesByGroup[g]).Msg("add to group failed")
+			continue
+		}
+		entry.Grant(g)
+		entry.Record(now, actorWebhook, "group-added", g)
+		log.Info().Str("group", g).Strs("rules", entry.RulesByGroup[g]).Msg("added to group")
+	}
+	return w.settle(ctx, entry, ledger.StatusGranted, errs)
+}
+
+// invite sends invitations. With a known account id one email suffices: invite
+// into the first group and grant the rest once they join. Without one (Data
+// Center) Bitbucket needs one invitation per group.
+func (w *Worker) invite(ctx context.Context, s *subject, entry *ledger.Entry, groups []string) error {
+	log := zerolog.Ctx(ctx).With().Str("workspace", entry.Workspace).Str("email", entry.Email).Logger()
+	now := w.o.Now()
+	toInvite := groups
+	if s.user.AccountID != "" {
+		toInvite = nil
+		if !entry.AnyPendingInvitation() {
+			toInvite = groups[:1]
+		}
+		for _, g := range groups {
+			if entry.PendingInvitation(g) == nil && (len(toInvite) == 0 || g != toInvite[0]) {
+				entry.Wait(g)
+			}
+		}
+	}
+	var errs []error
+	for _, g := range toInvite {
+		if entry.PendingInvitation(g) != nil {
+			continue
+		}
+		already, err := w.o.Bitbucket.Invite(ctx, entry.Workspace, entry.Email, g)
+		if err != nil {
+			entry.Wait(g)
+			errs = append(errs, err)
+			log.Error().Err(err).Str("group", g).Msg("invitation failed")
+			continue
+		}
+		entry.Waiting = removeGroup(entry.Waiting, g)
+		entry.Invitations = append(entry.Invitations, ledger.Invitation{
+			Group: g, SentAt: now, ExpiresAt: now.Add(w.o.ExpireAfter()), State: ledger.InvitationPending,
+		})
+		detail := g
+		if already {
+			detail += " (Bitbucket already had one)"
+		}
+		entry.Record(now, actorWebhook, "invitation-sent", detail)
+		log.Info().Str("group", g).Strs("rules", entry.RulesByGroup[g]).Bool("already_invited", already).Msg("invitation sent")
+	}
+	return w.settle(ctx, entry, ledger.StatusInvited, errs)
+}
+
+func removeGroup(groups []string, g string) []string {
+	out := groups[:0]
+	for _, x := range groups {
+		if x != g {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// settle records the status after a round of calls and saves the entry.
+func (w *Worker) settle(ctx context.Context, entry *ledger.Entry, ok ledger.Status, errs []error) error {
+	if len(errs) == 0 {
+		entry.Status, entry.LastError = ok, ""
+		return w.o.Ledger.Put(ctx, entry)
+	}
+	return w.fail(ctx, entry, errors.Join(errs...))
+}
+
+// fail records the error in the ledger and returns it.
+func (w *Worker) fail(ctx context.Context, entry *ledger.Entry, err error) error {
+	entry.LastError = err.Error()
+	// A temporary error keeps the status: the retry will finish the job.
+	if !atlassian.IsTemporary(err) || entry.Status == "" {
+		entry.Status = ledger.StatusFailed
+	}
+	entry.Record(w.o.Now(), actorWebhook, "error", err.Error())
+	if perr := w.o.Ledger.Put(ctx, entry); perr != nil {
+		return errors.Join(err, perr)
+	}
+	return err
+}
+
+func describe(d rules.Decision) string {
+	parts := make([]string, 0, len(d.Groups))
+	for _, g := range d.Groups {
+		parts = append(parts, g+"<-"+strings.Join(d.RulesByGroup[g], ","))
+	}
+	return strings.Join(parts, " ")
+}
