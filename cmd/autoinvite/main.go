@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/autoinvite/autoinvite/app"
@@ -99,6 +100,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 	}
 	zerolog.TimeFieldFormat = time.RFC3339Nano
 	log := zerolog.New(stderr).Level(lvl).With().Timestamp().Str("service", "autoinvite").Logger()
+	// go-redis logs through a process-wide logger: keep its lines in the JSON stream.
+	redis.SetLogger(redisLogger{log.With().Str("component", "redis").Logger()})
 
 	cfg, err := config.LoadFile(*path, env)
 	if err != nil {
@@ -125,4 +128,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 		return 1
 	}
 	return 0
+}
+
+type redisLogger struct{ l zerolog.Logger }
+
+func (r redisLogger) Printf(_ context.Context, format string, v ...any) {
+	r.l.Warn().Msgf(format, v...)
 }

@@ -1,0 +1,240 @@
+// Package testenv runs a whole autoinvite for a test: its own Redis (or key
+// prefix on a real one), the fake Atlassian validated against the official
+// specs, the app's HTTP API on a loopback port and its workers.
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/autoinvite/autoinvite/app"
+	"github.com/autoinvite/autoinvite/config"
+	"github.com/autoinvite/autoinvite/intake"
+	"github.com/autoinvite/autoinvite/integrations/fake/faketest"
+	"github.com/autoinvite/autoinvite/internal/redistest"
+	"github.com/autoinvite/autoinvite/ledger"
+)
+
+// DefaultRules is the rule set tests use unless they pass their own.
+const DefaultRules = `
+workspaces:
+  - workspace: acme
+    rules:
+      - name: engineers
+        match: {email_domains: [acme.com], jira_groups: [jira-software-users]}
+        groups: [developers]
+      - name: everyone
+        match: {}
+        groups: [readers]
+`
+
+// Secrets used by every test env; tests assert they never reach the logs.
+const (
+	WebhookSecret     = "whsec-test-0123456789"
+	JiraToken         = "jira-token-must-not-leak"
+	BitbucketToken    = "bitbucket-token-must-not-leak"
+	deploymentDefault = config.DeploymentCloud
+)
+
+type settings struct {
+	rules      string
+	deployment string
+	workers    bool
+	now        func() time.Time
+	redisURL   string
+}
+
+// Option changes the env.
+type Option func(*settings)
+
+// WithRules replaces DefaultRules (YAML with a workspaces key, and optionally more).
+func WithRules(yaml string) Option { return func(s *settings) { s.rules = yaml } }
+
+// DataCenter makes Jira a Data Center site.
+func DataCenter() Option { return func(s *settings) { s.deployment = config.DeploymentDataCenter } }
+
+// IntakeOnly starts no workers: tasks stay queued.
+func IntakeOnly() Option { return func(s *settings) { s.workers = false } }
+
+// WithRedisURL points the app at this Redis instead of the test's own.
+func WithRedisURL(url string) Option { return func(s *settings) { s.redisURL = url } }
+
+// Env is a running autoinvite under test.
+type Env struct {
+	t     testing.TB
+	App   *app.App
+	Fake  *faketest.Server
+	Redis *redistest.Redis
+	URL   string
+	Logs  *SyncBuffer
+	Now   func() time.Time
+}
+
+// New starts an env; everything stops at the end of the test.
+func New(t testing.TB, opts ...Option) *Env {
+	t.Helper()
+	s := settings{rules: DefaultRules, deployment: deploymentDefault, workers: true, now: time.Now}
+	for _, o := range opts {
+		o(&s)
+	}
+	r := redistest.New(t)
+	f := faketest.Start(t)
+	f.SeedDemo()
+	redisURL := r.URL
+	if s.redisURL != "" {
+		redisURL = s.redisURL
+	}
+	env := map[string]string{
+		"AUTOINVITE_REDIS_URL":          redisURL,
+		"AUTOINVITE_JIRA_BASE_URL":      f.URL,
+		"AUTOINVITE_BITBUCKET_BASE_URL": f.URL,
+	}
+	src := "jira: {deployment: " + s.deployment + "}\nredis: {key_prefix: " + r.Prefix + "}\n" + s.rules
+	cfg, err := config.Parse("test.yaml", []byte(src), func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("test config: %v", err)
+	}
+	secrets := config.Secrets{
+		JiraEmail: "bot@acme.com", JiraAPIToken: JiraToken, JiraBearerToken: JiraToken,
+		BitbucketEmail: "bot@acme.com", BitbucketAPIToken: BitbucketToken, WebhookSecret: WebhookSecret,
+	}
+	logs := &SyncBuffer{}
+	a, err := app.New(app.Options{
+		Config: cfg, Secrets: secrets, Now: s.now,
+		Logger:       zerolog.New(logs).Level(zerolog.DebugLevel),
+		RetryDelay:   func(int, error, *asynq.Task) time.Duration { return 10 * time.Millisecond },
+		PollInterval: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatalf("app.New: %v", err)
+	}
+	srv := httptest.NewServer(a.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		a.Close()
+		if t.Failed() {
+			t.Logf("service logs:\n%s", logs.String())
+		}
+	})
+	if s.workers {
+		if err := a.StartWorkers(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &Env{t: t, App: a, Fake: f, Redis: r, URL: srv.URL, Logs: logs, Now: s.now}
+}
+
+// Response is an HTTP answer with its JSON body decoded.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   map[string]any
+	Raw    string
+}
+
+// Post sends body to the webhook endpoint with the given headers, as is.
+func (e *Env) Post(method string, body []byte, header map[string]string) Response {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.URL+"/webhooks/jira", bytes.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := Response{Status: resp.StatusCode, Header: resp.Header, Raw: string(raw)}
+	json.Unmarshal(raw, &out.Body)
+	return out
+}
+
+// Webhook sends a signed Jira webhook about user; deliveryID "" sends no
+// identifier header (as Data Center does).
+func (e *Env) Webhook(event, deliveryID string, user map[string]any) Response {
+	e.t.Helper()
+	body := Payload(event, user)
+	h := map[string]string{intake.HeaderSignature: intake.Sign([]byte(WebhookSecret), body), "Content-Type": "application/json"}
+	if deliveryID != "" {
+		h[intake.HeaderDeliveryID] = deliveryID
+	}
+	return e.Post(http.MethodPost, body, h)
+}
+
+// Payload is a Jira webhook body.
+func Payload(event string, user map[string]any) []byte {
+	b, _ := json.Marshal(map[string]any{"timestamp": 1763800000000, "webhookEvent": event, "user": user})
+	return b
+}
+
+// WaitIdle waits until the events queue has nothing pending, running or due
+// for retry. It fails the test after 30 s.
+func (e *Env) WaitIdle() {
+	e.t.Helper()
+	ins := asynq.NewInspectorFromRedisClient(e.App.Redis())
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		info, err := ins.GetQueueInfo(e.App.Queue())
+		if err == nil && info.Pending+info.Active+info.Scheduled+info.Retry == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.t.Fatalf("queue %s not idle after 30s", e.App.Queue())
+}
+
+// QueueInfo returns the events queue's counters.
+func (e *Env) QueueInfo() *asynq.QueueInfo {
+	e.t.Helper()
+	info, err := asynq.NewInspectorFromRedisClient(e.App.Redis()).GetQueueInfo(e.App.Queue())
+	if err != nil {
+		if strings.Contains(err.Error(), "does not exist") {
+			return &asynq.QueueInfo{}
+		}
+		e.t.Fatal(err)
+	}
+	return info
+}
+
+// Entry returns the ledger entry of a person in a workspace (nil if none).
+func (e *Env) Entry(workspace, personID string) *ledger.Entry {
+	e.t.Helper()
+	entry, err := e.App.Ledger().Get(context.Background(), workspace, personID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return entry
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent writers.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
