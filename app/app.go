@@ -14,6 +14,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"github.com/robfig/cron/v3"
 	"github.com/rs/zerolog"
 
 	"github.com/autoinvite/autoinvite/config"
@@ -60,6 +61,9 @@ type App struct {
 	handler  http.Handler
 	queue    string
 	serverUp bool
+	worker   *worker.Worker
+	enqueuer *jobs.Enqueuer
+	now      func() time.Time
 }
 
 // New builds an App; Run starts it.
@@ -108,17 +112,18 @@ func New(o Options) (a *App, err error) {
 	}
 
 	w, err := worker.New(worker.Options{
-		Jira:        jira.New(jiraOpts, cfg.Jira.Deployment == config.DeploymentDataCenter),
-		Bitbucket:   bitbucket.New(bbOpts),
-		Ledger:      a.ledger,
-		Rules:       a.rules.Load,
-		ExpireAfter: func() time.Duration { return cfg.Invitations.ExpireAfter.D() },
-		Logger:      a.log.With().Str("component", "worker").Logger(),
-		Now:         o.Now,
+		Jira:      jira.New(jiraOpts, cfg.Jira.Deployment == config.DeploymentDataCenter),
+		Bitbucket: bitbucket.New(bbOpts),
+		Ledger:    a.ledger,
+		Rules:     a.rules.Load,
+		FollowUps: enq,
+		Logger:    a.log.With().Str("component", "worker").Logger(),
+		Now:       o.Now,
 	})
 	if err != nil {
 		return nil, err
 	}
+	a.worker, a.enqueuer, a.now = w, enq, o.Now
 	a.mux = asynq.NewServeMux()
 	w.Register(a.mux)
 	a.server = asynq.NewServerFromRedisClient(a.rdb, a.serverConfig(o))
@@ -235,6 +240,35 @@ func (a *App) startSandbox() (string, error) {
 	return url, nil
 }
 
+// Worker returns the worker (the CLI runs admin actions through it).
+func (a *App) Worker() *worker.Worker { return a.worker }
+
+// StartScheduler fires the invitation sweep on invitations.sweep_schedule. Every
+// serve process runs one; the tick-stamped sweep task lets one per tick through.
+func (a *App) StartScheduler() error {
+	sched, err := config.CronParser.Parse(a.cfg.Invitations.SweepSchedule)
+	if err != nil {
+		return fmt.Errorf("invitations.sweep_schedule: %w", err)
+	}
+	period := time.Minute
+	if every, ok := sched.(cron.ConstantDelaySchedule); ok {
+		period = every.Delay
+	}
+	c := cron.New(cron.WithLocation(time.UTC))
+	c.Schedule(sched, cron.FuncJob(func() {
+		// Processes started at different times tick at different instants:
+		// truncating to the period gives them the same tick id.
+		tick := a.now().UTC().Truncate(period)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		dup, err := a.enqueuer.EnqueueSweep(ctx, tick)
+		a.log.Info().Err(err).Time("tick", tick).Bool("already_queued", dup).Msg("sweep tick")
+	}))
+	c.Start()
+	a.closers = append(a.closers, func() { <-c.Stop().Done() })
+	return nil
+}
+
 // Sandbox returns the built-in fake Atlassian, or nil when running for real.
 func (a *App) Sandbox() *fake.Fake { return a.sandbox }
 
@@ -277,6 +311,10 @@ func (a *App) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
 	}
 	if err := a.StartWorkers(); err != nil {
+		ln.Close()
+		return err
+	}
+	if err := a.StartScheduler(); err != nil {
 		ln.Close()
 		return err
 	}

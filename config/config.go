@@ -22,6 +22,7 @@ type Config struct {
 	Jira        Jira        `yaml:"jira"`
 	Bitbucket   Bitbucket   `yaml:"bitbucket"`
 	Invitations Invitations `yaml:"invitations"`
+	Revocation  Revocation  `yaml:"revocation"`
 	Intake      Intake      `yaml:"intake"`
 	Worker      Worker      `yaml:"worker"`
 	Workspaces  []Workspace `yaml:"workspaces"`
@@ -59,6 +60,24 @@ type Invitations struct {
 	ExpireAfter   Duration `yaml:"expire_after"`
 	SweepSchedule string   `yaml:"sweep_schedule"`
 	MaxResends    int      `yaml:"max_resends"`
+	// EarlyCheckInterval is how often an invited person with a known account is
+	// checked for having joined before the invitation expired (0 disables).
+	EarlyCheckInterval Duration `yaml:"early_check_interval"`
+	// SweepBatch caps the invitations one sweep handles; the rest wait a tick.
+	SweepBatch int `yaml:"sweep_batch"`
+}
+
+// Revoke modes of a workspace.
+const (
+	RevokeApply  = "apply"
+	RevokeReport = "report"
+	RevokeOff    = "off"
+)
+
+// Revocation holds the safety limits of revocation.
+type Revocation struct {
+	// MaxRemovalsPerHour per workspace; more trips the circuit breaker.
+	MaxRemovalsPerHour int `yaml:"max_removals_per_hour"`
 }
 
 // Intake controls the webhook endpoint.
@@ -78,9 +97,40 @@ type Worker struct {
 
 // Workspace holds the rules for one Bitbucket workspace.
 type Workspace struct {
-	Workspace string  `yaml:"workspace"`
-	Exclude   Exclude `yaml:"exclude"`
-	Rules     []Rule  `yaml:"rules"`
+	Workspace string `yaml:"workspace"`
+	// Revoke says what a deactivation does here: apply, report or off.
+	Revoke string `yaml:"revoke"`
+	// MaxRemovalsPerHour overrides revocation.max_removals_per_hour (0 = inherit).
+	MaxRemovalsPerHour int     `yaml:"max_removals_per_hour"`
+	Exclude            Exclude `yaml:"exclude"`
+	Rules              []Rule  `yaml:"rules"`
+}
+
+// Workspace returns the settings of a workspace, or nil.
+func (c *Config) Workspace(slug string) *Workspace {
+	for i := range c.Workspaces {
+		if c.Workspaces[i].Workspace == slug {
+			return &c.Workspaces[i]
+		}
+	}
+	return nil
+}
+
+// RevokeMode returns the revoke mode of a workspace. A workspace no longer in
+// the config only reports: a rule change never revokes by itself.
+func (c *Config) RevokeMode(slug string) string {
+	if ws := c.Workspace(slug); ws != nil {
+		return ws.Revoke
+	}
+	return RevokeReport
+}
+
+// RemovalLimit returns the hourly removal limit of a workspace.
+func (c *Config) RemovalLimit(slug string) int {
+	if ws := c.Workspace(slug); ws != nil && ws.MaxRemovalsPerHour > 0 {
+		return ws.MaxRemovalsPerHour
+	}
+	return c.Revocation.MaxRemovalsPerHour
 }
 
 // Exclude lists people who never get anything in a workspace, whatever the rules say.
@@ -130,10 +180,13 @@ func Defaults() Config {
 			Timeout: Duration(10 * time.Second),
 		},
 		Invitations: Invitations{
-			ExpireAfter:   Duration(168 * time.Hour),
-			SweepSchedule: "@every 15m",
-			MaxResends:    3,
+			ExpireAfter:        Duration(168 * time.Hour),
+			SweepSchedule:      "@every 15m",
+			MaxResends:         3,
+			EarlyCheckInterval: Duration(6 * time.Hour),
+			SweepBatch:         10000,
 		},
+		Revocation: Revocation{MaxRemovalsPerHour: 20},
 		Intake: Intake{
 			MaxBodyBytes: 1 << 20,
 			DedupWindow:  Duration(24 * time.Hour),

@@ -70,6 +70,11 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if c.Invitations.MaxResends < 0 {
 		v.fail("invitations.max_resends", "must not be negative")
 	}
+	if c.Invitations.EarlyCheckInterval < 0 {
+		v.fail("invitations.early_check_interval", "must not be negative (0 disables early checks)")
+	}
+	v.positive("invitations.sweep_batch", int64(c.Invitations.SweepBatch))
+	v.positive("revocation.max_removals_per_hour", int64(c.Revocation.MaxRemovalsPerHour))
 	v.positive("intake.max_body_bytes", c.Intake.MaxBodyBytes)
 	v.positive("intake.dedup_window", int64(c.Intake.DedupWindow))
 	v.positive("worker.concurrency", int64(c.Worker.Concurrency))
@@ -91,6 +96,16 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 			v.fail(p+".workspace", "workspace %q is listed twice; put all its rules under one entry", ws.Workspace)
 		}
 		seenWS[ws.Workspace] = true
+		switch ws.Revoke {
+		case "":
+			ws.Revoke = RevokeApply
+		case RevokeApply, RevokeReport, RevokeOff:
+		default:
+			v.fail(p+".revoke", "must be %q, %q or %q, got %q", RevokeApply, RevokeReport, RevokeOff, ws.Revoke)
+		}
+		if ws.MaxRemovalsPerHour < 0 {
+			v.fail(p+".max_removals_per_hour", "must not be negative (0 inherits revocation.max_removals_per_hour)")
+		}
 		v.emailCriteria(p+".exclude", &ws.Exclude.Emails, &ws.Exclude.EmailDomains, ws.Exclude.EmailRegex)
 		if len(ws.Rules) == 0 {
 			v.fail(p+".rules", "a workspace needs at least one rule")

@@ -34,12 +34,12 @@ func TestBitbucketClientAgainstFake(t *testing.T) {
 	if ok, err := bb.IsMember(ctx, "acme", "557058:bob"); err != nil || ok {
 		t.Fatalf("IsMember(bob) = %v, %v", ok, err)
 	}
-	for i := 0; i < 2; i++ { // second add answers 409: success
-		if err := bb.AddToGroup(ctx, "acme", "developers", "557058:ann"); err != nil {
-			t.Fatalf("add #%d: %v", i, err)
+	for i, wantAlready := range []bool{false, true} { // second add answers 409: success
+		if already, err := bb.AddToGroup(ctx, "acme", "developers", "557058:ann"); err != nil || already != wantAlready {
+			t.Fatalf("add #%d = %v, %v", i, already, err)
 		}
 	}
-	if err := bb.AddToGroup(ctx, "acme", "nope", "557058:ann"); !errors.Is(err, bitbucket.ErrGroupNotFound) {
+	if _, err := bb.AddToGroup(ctx, "acme", "nope", "557058:ann"); !errors.Is(err, bitbucket.ErrGroupNotFound) {
 		t.Fatalf("add to missing group: %v", err)
 	}
 	already, err := bb.Invite(ctx, "acme", "bob@acme.com", "readers")

@@ -16,7 +16,31 @@ import (
 const (
 	// TypeUserEvent carries one Jira user webhook (created, updated, deleted).
 	TypeUserEvent = "jira:user_event"
+	// TypeSweep is one tick of the invitation sweep.
+	TypeSweep = "invitations:sweep"
+	// TypeFollowUp looks after one person's pending invitations in a workspace:
+	// acceptance, re-send, giving up.
+	TypeFollowUp = "invitations:follow_up"
 )
+
+// Follow-up reasons.
+const (
+	ReasonDue   = "due"   // an invitation expired
+	ReasonCheck = "check" // look whether the person joined early
+)
+
+// FollowUp is the payload of TypeFollowUp.
+type FollowUp struct {
+	Workspace string    `json:"workspace"`
+	PersonID  string    `json:"person_id"`
+	Reason    string    `json:"reason"`
+	Tick      time.Time `json:"tick"`
+}
+
+// Sweep is the payload of TypeSweep.
+type Sweep struct {
+	Tick time.Time `json:"tick"`
+}
 
 // Jira webhook events autoinvite acts on.
 const (
@@ -129,4 +153,37 @@ func (q *Enqueuer) EnqueueUserEvent(ctx context.Context, e UserEvent) (taskID st
 		return "", false, fmt.Errorf("enqueue delivery %s: %w", e.DeliveryID, err)
 	}
 	return taskID, false, nil
+}
+
+// EnqueueFollowUp queues one follow-up; the same person, workspace and tick
+// is queued once however many sweepers find it.
+func (q *Enqueuer) EnqueueFollowUp(ctx context.Context, f FollowUp) error {
+	payload, err := json.Marshal(f)
+	if err != nil {
+		return fmt.Errorf("encode follow-up: %w", err)
+	}
+	id := fmt.Sprintf("followup:%s:%s:%s:%d", f.Reason, f.Workspace, f.PersonID, f.Tick.Unix())
+	_, err = q.client.EnqueueContext(ctx, asynq.NewTask(TypeFollowUp, payload),
+		asynq.TaskID(id), asynq.Queue(q.opts.Queue), asynq.MaxRetry(q.opts.MaxRetry),
+		asynq.Timeout(q.opts.Timeout), asynq.Retention(time.Hour))
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("enqueue follow-up of %s in %s: %w", f.PersonID, f.Workspace, err)
+	}
+	return nil
+}
+
+// EnqueueSweep queues the sweep of one tick. Every serve process's scheduler
+// fires; the tick-stamped task id lets exactly one of them through.
+func (q *Enqueuer) EnqueueSweep(ctx context.Context, tick time.Time) (duplicate bool, err error) {
+	payload, _ := json.Marshal(Sweep{Tick: tick})
+	_, err = q.client.EnqueueContext(ctx, asynq.NewTask(TypeSweep, payload),
+		asynq.TaskID(fmt.Sprintf("sweep:%d", tick.Unix())), asynq.Queue(q.opts.Queue),
+		asynq.MaxRetry(3), asynq.Timeout(q.opts.Timeout), asynq.Retention(24*time.Hour))
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("enqueue sweep %s: %w", tick.Format(time.RFC3339), err)
+	}
+	return false, nil
 }

@@ -25,12 +25,18 @@ const (
 	StatusWaitingForEmail Status = "waiting-for-email" // not a member and Jira hides the email
 	StatusFailed          Status = "failed"            // a group or invitation failed; see LastError
 	StatusExcluded        Status = "excluded"          // an exclusion matched: nothing granted
+	StatusExpired         Status = "expired"           // invitation given up after max_resends
+	StatusCancelled       Status = "cancelled"         // invitations cancelled (deactivation or an admin)
+	StatusRevoked         Status = "revoked"           // deactivated: granted groups removed
+	StatusRevocationHeld  Status = "revocation-held"   // removals held by the circuit breaker
 )
 
 // Invitation states.
 const (
-	InvitationPending  = "pending"
-	InvitationAccepted = "accepted"
+	InvitationPending   = "pending"
+	InvitationAccepted  = "accepted"
+	InvitationExpired   = "expired" // given up after max_resends
+	InvitationCancelled = "cancelled"
 )
 
 // Invitation is one Bitbucket invitation autoinvite sent.
@@ -52,15 +58,22 @@ type Event struct {
 
 // Entry is the ledger record of one person in one workspace.
 type Entry struct {
-	Workspace    string              `json:"workspace"`
-	PersonID     string              `json:"person_id"`
-	AccountID    string              `json:"account_id,omitempty"`
-	JiraUser     string              `json:"jira_user,omitempty"`
-	Email        string              `json:"email,omitempty"`
-	DisplayName  string              `json:"display_name,omitempty"`
-	Status       Status              `json:"status"`
-	Granted      []string            `json:"granted,omitempty"`
-	Waiting      []string            `json:"waiting,omitempty"`
+	Workspace   string   `json:"workspace"`
+	PersonID    string   `json:"person_id"`
+	AccountID   string   `json:"account_id,omitempty"`
+	JiraUser    string   `json:"jira_user,omitempty"`
+	Email       string   `json:"email,omitempty"`
+	DisplayName string   `json:"display_name,omitempty"`
+	Status      Status   `json:"status"`
+	Granted     []string `json:"granted,omitempty"`
+	Waiting     []string `json:"waiting,omitempty"`
+	// HandGiven are groups the person was already in when autoinvite tried to
+	// add them: an admin gave them, so revocation never removes them.
+	HandGiven []string `json:"hand_given,omitempty"`
+	// HeldRemovals are removals the circuit breaker holds until an operator resumes.
+	HeldRemovals []string `json:"held_removals,omitempty"`
+	// NextCheckAt is when to look again whether an invited person has joined early.
+	NextCheckAt  time.Time           `json:"next_check_at,omitzero"`
 	RulesByGroup map[string][]string `json:"rules_by_group,omitempty"`
 	Invitations  []Invitation        `json:"invitations,omitempty"`
 	LastError    string              `json:"last_error,omitempty"`
@@ -80,8 +93,23 @@ func (e *Entry) Record(at time.Time, actor, action, detail string) {
 	}
 }
 
-// HasGranted reports whether group was granted.
-func (e *Entry) HasGranted(group string) bool { return slices.Contains(e.Granted, group) }
+// HasGranted reports whether the person has group, granted by autoinvite or by hand.
+func (e *Entry) HasGranted(group string) bool {
+	return slices.Contains(e.Granted, group) || slices.Contains(e.HandGiven, group)
+}
+
+// GrantedByHand records that the person already had group before autoinvite.
+func (e *Entry) GrantedByHand(group string) {
+	e.Waiting = slices.DeleteFunc(e.Waiting, func(g string) bool { return g == group })
+	if !e.HasGranted(group) {
+		e.HandGiven = append(e.HandGiven, group)
+	}
+}
+
+// Revoked removes group from the granted list.
+func (e *Entry) Revoked(group string) {
+	e.Granted = slices.DeleteFunc(e.Granted, func(g string) bool { return g == group })
+}
 
 // PendingInvitation returns the pending invitation for group, or nil.
 func (e *Entry) PendingInvitation(group string) *Invitation {
@@ -118,6 +146,39 @@ func (e *Entry) Wait(group string) {
 	}
 }
 
+// Invited reports whether autoinvite ever invited the person into group.
+func (e *Entry) Invited(group string) bool {
+	for _, inv := range e.Invitations {
+		if inv.Group == group {
+			return true
+		}
+	}
+	return false
+}
+
+// PendingGroups lists the groups of pending invitations.
+func (e *Entry) PendingGroups() []string {
+	var out []string
+	for _, inv := range e.Invitations {
+		if inv.State == InvitationPending {
+			out = append(out, inv.Group)
+		}
+	}
+	return out
+}
+
+// SetPendingInvitations moves every pending invitation to state.
+func (e *Entry) SetPendingInvitations(state string) int {
+	n := 0
+	for i := range e.Invitations {
+		if e.Invitations[i].State == InvitationPending {
+			e.Invitations[i].State = state
+			n++
+		}
+	}
+	return n
+}
+
 // nextExpiry is the earliest expiry of a pending invitation (zero if none).
 func (e *Entry) nextExpiry() time.Time {
 	var next time.Time
@@ -146,6 +207,12 @@ func (s *Store) entryKey(workspace, personID string) string {
 func (s *Store) personKey(personID string) string { return s.prefix + ":person:" + personID }
 func (s *Store) emailKey(email string) string     { return s.prefix + ":email:" + strings.ToLower(email) }
 func (s *Store) lockKey(personID string) string   { return s.prefix + ":lock:" + personID }
+func (s *Store) workspaceKey(ws string) string    { return s.prefix + ":ws:" + ws }
+func (s *Store) workspacesKey() string            { return s.prefix + ":workspaces" }
+
+// CheckKey is the sorted set of invited people whose membership is due for an
+// early-acceptance check (score: unix seconds of NextCheckAt).
+func (s *Store) CheckKey() string { return s.prefix + ":check" }
 
 // DueKey is the sorted set of pending invitations by expiry (member
 // "workspace\x00person", score unix seconds), so the sweep reads only what is due.
@@ -178,6 +245,8 @@ func (s *Store) Put(ctx context.Context, e *Entry) error {
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, s.entryKey(e.Workspace, e.PersonID), raw, 0)
 		p.SAdd(ctx, s.personKey(e.PersonID), e.Workspace)
+		p.SAdd(ctx, s.workspaceKey(e.Workspace), e.PersonID)
+		p.SAdd(ctx, s.workspacesKey(), e.Workspace)
 		if e.Email != "" {
 			p.Set(ctx, s.emailKey(e.Email), e.PersonID, 0)
 		}
@@ -185,6 +254,11 @@ func (s *Store) Put(ctx context.Context, e *Entry) error {
 			p.ZAdd(ctx, s.DueKey(), redis.Z{Score: float64(next.Unix()), Member: dueMember(e.Workspace, e.PersonID)})
 		} else {
 			p.ZRem(ctx, s.DueKey(), dueMember(e.Workspace, e.PersonID))
+		}
+		if e.AnyPendingInvitation() && e.AccountID != "" && !e.NextCheckAt.IsZero() {
+			p.ZAdd(ctx, s.CheckKey(), redis.Z{Score: float64(e.NextCheckAt.Unix()), Member: dueMember(e.Workspace, e.PersonID)})
+		} else {
+			p.ZRem(ctx, s.CheckKey(), dueMember(e.Workspace, e.PersonID))
 		}
 		return nil
 	})
@@ -209,6 +283,63 @@ func (s *Store) Person(ctx context.Context, personID string) ([]*Entry, error) {
 		}
 		if e != nil {
 			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// Ref names one entry: a workspace and a person.
+type Ref struct {
+	Workspace string
+	PersonID  string
+}
+
+// DueAt lists up to limit entries from an index (DueKey or CheckKey) whose score
+// is at or before t, earliest first. The cost grows with the number returned,
+// not with the size of the ledger.
+func (s *Store) DueAt(ctx context.Context, index string, t time.Time, limit int64) ([]Ref, error) {
+	members, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: index, ByScore: true, Start: "-inf", Stop: fmt.Sprint(t.Unix()), Count: limit,
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", index, err)
+	}
+	out := make([]Ref, 0, len(members))
+	for _, m := range members {
+		ws, person, ok := strings.Cut(m, "\x00")
+		if ok {
+			out = append(out, Ref{Workspace: ws, PersonID: person})
+		}
+	}
+	return out, nil
+}
+
+// List returns every entry of a workspace ("" = all workspaces), sorted by
+// workspace then person. It reads the whole workspace: for admins, not hot paths.
+func (s *Store) List(ctx context.Context, workspace string) ([]*Entry, error) {
+	workspaces := []string{workspace}
+	if workspace == "" {
+		var err error
+		if workspaces, err = s.rdb.SMembers(ctx, s.workspacesKey()).Result(); err != nil {
+			return nil, fmt.Errorf("list workspaces: %w", err)
+		}
+		slices.Sort(workspaces)
+	}
+	var out []*Entry
+	for _, ws := range workspaces {
+		people, err := s.rdb.SMembers(ctx, s.workspaceKey(ws)).Result()
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", ws, err)
+		}
+		slices.Sort(people)
+		for _, p := range people {
+			e, err := s.Get(ctx, ws, p)
+			if err != nil {
+				return nil, err
+			}
+			if e != nil {
+				out = append(out, e)
+			}
 		}
 	}
 	return out, nil

@@ -38,6 +38,7 @@ type Decision struct {
 
 // Engine evaluates a config's rules. It is immutable and safe for concurrent use.
 type Engine struct {
+	cfg        *config.Config
 	workspaces []workspace
 	needEmail  bool
 	needGroups bool
@@ -114,7 +115,7 @@ func set(items []string) map[string]bool {
 
 // New compiles the rules of a validated config.
 func New(cfg *config.Config) (*Engine, error) {
-	e := &Engine{}
+	e := &Engine{cfg: cfg}
 	for _, ws := range cfg.Workspaces {
 		ex, err := newMatcher(ws.Exclude.Emails, ws.Exclude.EmailDomains, ws.Exclude.EmailRegex)
 		if err != nil {
@@ -135,6 +136,10 @@ func New(cfg *config.Config) (*Engine, error) {
 	}
 	return e, nil
 }
+
+// Config returns the config the engine was compiled from: the settings that
+// go with these rules. Callers must not modify it.
+func (e *Engine) Config() *config.Config { return e.cfg }
 
 // NeedsEmail reports whether any rule or exclusion looks at the email address.
 func (e *Engine) NeedsEmail() bool { return e.needEmail }

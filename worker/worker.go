@@ -23,8 +23,14 @@ import (
 // Bitbucket is what the worker needs from Bitbucket Cloud.
 type Bitbucket interface {
 	IsMember(ctx context.Context, workspace, member string) (bool, error)
-	AddToGroup(ctx context.Context, workspace, group, member string) error
+	AddToGroup(ctx context.Context, workspace, group, member string) (alreadyMember bool, err error)
+	RemoveFromGroup(ctx context.Context, workspace, group, member string) error
 	Invite(ctx context.Context, workspace, email, group string) (alreadyInvited bool, err error)
+}
+
+// FollowUpEnqueuer queues follow-up tasks found by the sweep.
+type FollowUpEnqueuer interface {
+	EnqueueFollowUp(ctx context.Context, f jobs.FollowUp) error
 }
 
 // Jira is what the worker needs from Jira.
@@ -37,13 +43,14 @@ type Options struct {
 	Jira      Jira
 	Bitbucket Bitbucket
 	Ledger    *ledger.Store
-	// Rules returns the rules in force; called once per task, so a task is
-	// decided under one consistent rule set even if the config is reloaded.
+	// Rules returns the rules in force, with the settings that go with them;
+	// called once per task, so a task is decided under one consistent config
+	// even if it is reloaded meanwhile.
 	Rules func() *rules.Engine
-	// ExpireAfter is how long an invitation is considered valid.
-	ExpireAfter func() time.Duration
-	Logger      zerolog.Logger
-	Now         func() time.Time
+	// FollowUps receives the sweep's follow-up tasks (nil: the sweep runs inline only).
+	FollowUps FollowUpEnqueuer
+	Logger    zerolog.Logger
+	Now       func() time.Time
 	// LockLease bounds how long a crashed worker can block a person.
 	LockLease time.Duration
 }
@@ -62,9 +69,6 @@ func (o *Options) Validate() error {
 	}
 	if o.Rules == nil {
 		missing = append(missing, "Rules")
-	}
-	if o.ExpireAfter == nil {
-		missing = append(missing, "ExpireAfter")
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("worker options: missing %s", strings.Join(missing, ", "))
@@ -94,6 +98,8 @@ func New(o Options) (*Worker, error) {
 // Register installs the worker's handlers on an Asynq mux.
 func (w *Worker) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(jobs.TypeUserEvent, w.HandleUserEvent)
+	mux.HandleFunc(jobs.TypeFollowUp, w.HandleFollowUp)
+	mux.HandleFunc(jobs.TypeSweep, w.HandleSweep)
 }
 
 const actorWebhook = "webhook"
@@ -127,9 +133,7 @@ func (w *Worker) HandleUserEvent(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("event %s names no user: %w", ev.DeliveryID, asynq.SkipRetry)
 	}
 	if ev.Deactivated() {
-		// Revocation is decided by the lifecycle handler; the pipeline only records it.
-		log.Info().Msg("user deactivated: nothing granted by this event")
-		return nil
+		return w.finish(ctx, w.revoke(ctx, s, taskID))
 	}
 	if !rules.Eligible(s.user.AccountType) {
 		log.Info().Str("account_type", s.user.AccountType).Msg("ignored: app and customer accounts never get Bitbucket access")
@@ -235,6 +239,17 @@ func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decisio
 		entry.Email = strings.ToLower(s.user.Email)
 	}
 	entry.UpdatedAt = now
+	switch entry.Status {
+	case ledger.StatusExpired:
+		if s.ev.Event != jobs.EventUserCreated {
+			log.Info().Msg("invitation expired for good after max_resends: a new signup or `autoinvite invites resend` starts again")
+			return nil
+		}
+		entry.Record(now, actorWebhook, "reset", "signed up again after the invitation expired")
+	case ledger.StatusCancelled, ledger.StatusRevoked, ledger.StatusRevocationHeld:
+		entry.HeldRemovals = nil
+		entry.Record(now, actorWebhook, "reactivated", "starting over")
+	}
 
 	if d.Excluded {
 		log.Info().Str("email", entry.Email).Msg("excluded by the workspace's exclusions: nothing granted")
@@ -286,7 +301,7 @@ func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decisio
 		}
 	}
 	if member {
-		return w.grantAll(ctx, s, entry, want)
+		return w.grantAll(ctx, entry, want, actorWebhook)
 	}
 	if entry.Email == "" {
 		if err := w.lookup(ctx, s); err != nil {
@@ -303,7 +318,7 @@ func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decisio
 		log.Warn().Strs("groups", want).Msg("not a workspace member and no email: recorded as waiting for an email")
 		return w.o.Ledger.Put(ctx, entry)
 	}
-	return w.invite(ctx, s, entry, want)
+	return w.invite(ctx, entry, want, actorWebhook)
 }
 
 // putAndRedecide saves the email just learned and evaluates the workspace again.
@@ -333,39 +348,47 @@ func pending(e *ledger.Entry, groups []string) []string {
 }
 
 // grantAll adds a workspace member to each group; one failing group never
-// stops the others.
-func (w *Worker) grantAll(ctx context.Context, s *subject, entry *ledger.Entry, groups []string) error {
+// stops the others. Pending invitations are accepted: the person has joined.
+func (w *Worker) grantAll(ctx context.Context, entry *ledger.Entry, groups []string, actor string) error {
 	log := zerolog.Ctx(ctx).With().Str("workspace", entry.Workspace).Logger()
 	now := w.o.Now()
-	for i := range entry.Invitations {
-		if entry.Invitations[i].State == ledger.InvitationPending {
-			entry.Invitations[i].State = ledger.InvitationAccepted
-			entry.Record(now, actorWebhook, "invitation-accepted", entry.Invitations[i].Group)
-		}
+	for _, g := range entry.PendingGroups() {
+		entry.Record(now, actor, "invitation-accepted", g)
 	}
+	entry.SetPendingInvitations(ledger.InvitationAccepted)
+	entry.NextCheckAt = time.Time{}
 	var errs []error
 	for _, g := range groups {
-		if err := w.o.Bitbucket.AddToGroup(ctx, entry.Workspace, g, s.user.AccountID); err != nil {
+		already, err := w.o.Bitbucket.AddToGroup(ctx, entry.Workspace, g, entry.AccountID)
+		if err != nil {
 			entry.Wait(g)
 			errs = append(errs, err)
 			log.Error().Err(err).Str("group", g).Strs("rules", entry.RulesByGroup[g]).Msg("add to group failed")
 			continue
 		}
+		if already && !entry.Invited(g) {
+			// An admin put them there: revocation must leave it alone.
+			entry.GrantedByHand(g)
+			entry.Record(now, actor, "group-already-given", g)
+			log.Info().Str("group", g).Msg("already in group (given by hand): recorded, never revoked")
+			continue
+		}
 		entry.Grant(g)
-		entry.Record(now, actorWebhook, "group-added", g)
+		entry.Record(now, actor, "group-added", g)
 		log.Info().Str("group", g).Strs("rules", entry.RulesByGroup[g]).Msg("added to group")
 	}
-	return w.settle(ctx, entry, ledger.StatusGranted, errs)
+	return w.settle(ctx, entry, ledger.StatusGranted, errs, actor)
 }
 
 // invite sends invitations. With a known account id one email suffices: invite
 // into the first group and grant the rest once they join. Without one (Data
 // Center) Bitbucket needs one invitation per group.
-func (w *Worker) invite(ctx context.Context, s *subject, entry *ledger.Entry, groups []string) error {
+func (w *Worker) invite(ctx context.Context, entry *ledger.Entry, groups []string, actor string) error {
 	log := zerolog.Ctx(ctx).With().Str("workspace", entry.Workspace).Str("email", entry.Email).Logger()
 	now := w.o.Now()
+	inv := w.o.Rules().Config().Invitations
 	toInvite := groups
-	if s.user.AccountID != "" {
+	if entry.AccountID != "" {
 		toInvite = nil
 		if !entry.AnyPendingInvitation() {
 			toInvite = groups[:1]
@@ -374,6 +397,9 @@ func (w *Worker) invite(ctx context.Context, s *subject, entry *ledger.Entry, gr
 			if entry.PendingInvitation(g) == nil && (len(toInvite) == 0 || g != toInvite[0]) {
 				entry.Wait(g)
 			}
+		}
+		if inv.EarlyCheckInterval > 0 && entry.NextCheckAt.IsZero() {
+			entry.NextCheckAt = now.Add(inv.EarlyCheckInterval.D())
 		}
 	}
 	var errs []error
@@ -388,21 +414,22 @@ func (w *Worker) invite(ctx context.Context, s *subject, entry *ledger.Entry, gr
 			log.Error().Err(err).Str("group", g).Msg("invitation failed")
 			continue
 		}
-		entry.Waiting = removeGroup(entry.Waiting, g)
+		entry.Waiting = without(entry.Waiting, g)
 		entry.Invitations = append(entry.Invitations, ledger.Invitation{
-			Group: g, SentAt: now, ExpiresAt: now.Add(w.o.ExpireAfter()), State: ledger.InvitationPending,
+			Group: g, SentAt: now, ExpiresAt: now.Add(inv.ExpireAfter.D()), State: ledger.InvitationPending,
 		})
 		detail := g
 		if already {
 			detail += " (Bitbucket already had one)"
 		}
-		entry.Record(now, actorWebhook, "invitation-sent", detail)
+		entry.Record(now, actor, "invitation-sent", detail)
 		log.Info().Str("group", g).Strs("rules", entry.RulesByGroup[g]).Bool("already_invited", already).Msg("invitation sent")
 	}
-	return w.settle(ctx, entry, ledger.StatusInvited, errs)
+	return w.settle(ctx, entry, ledger.StatusInvited, errs, actor)
 }
 
-func removeGroup(groups []string, g string) []string {
+// without returns groups less g.
+func without(groups []string, g string) []string {
 	out := groups[:0]
 	for _, x := range groups {
 		if x != g {
@@ -413,22 +440,26 @@ func removeGroup(groups []string, g string) []string {
 }
 
 // settle records the status after a round of calls and saves the entry.
-func (w *Worker) settle(ctx context.Context, entry *ledger.Entry, ok ledger.Status, errs []error) error {
+func (w *Worker) settle(ctx context.Context, entry *ledger.Entry, ok ledger.Status, errs []error, actor string) error {
 	if len(errs) == 0 {
 		entry.Status, entry.LastError = ok, ""
 		return w.o.Ledger.Put(ctx, entry)
 	}
-	return w.fail(ctx, entry, errors.Join(errs...))
+	return w.failAs(ctx, entry, errors.Join(errs...), actor)
 }
 
 // fail records the error in the ledger and returns it.
 func (w *Worker) fail(ctx context.Context, entry *ledger.Entry, err error) error {
+	return w.failAs(ctx, entry, err, actorWebhook)
+}
+
+func (w *Worker) failAs(ctx context.Context, entry *ledger.Entry, err error, actor string) error {
 	entry.LastError = err.Error()
 	// A temporary error keeps the status: the retry will finish the job.
 	if !atlassian.IsTemporary(err) || entry.Status == "" {
 		entry.Status = ledger.StatusFailed
 	}
-	entry.Record(w.o.Now(), actorWebhook, "error", err.Error())
+	entry.Record(w.o.Now(), actor, "error", err.Error())
 	if perr := w.o.Ledger.Put(ctx, entry); perr != nil {
 		return errors.Join(err, perr)
 	}

@@ -42,8 +42,9 @@ func (c *Client) IsMember(ctx context.Context, workspace, member string) (bool, 
 	return resp.StatusCode() == http.StatusOK, nil
 }
 
-// AddToGroup adds a workspace member to a group; already being in it is success.
-func (c *Client) AddToGroup(ctx context.Context, workspace, group, member string) error {
+// AddToGroup adds a workspace member to a group. Already being in it (409) is
+// success; alreadyMember tells the caller.
+func (c *Client) AddToGroup(ctx context.Context, workspace, group, member string) (alreadyMember bool, err error) {
 	resp, err := c.rc.R().SetContext(ctx).
 		SetPathParams(map[string]string{"workspace": workspace, "group": group, "member": member}).
 		SetHeader("Content-Type", "application/json").
@@ -54,9 +55,9 @@ func (c *Client) AddToGroup(ctx context.Context, workspace, group, member string
 		err = fmt.Errorf("%w: %w", ErrGroupNotFound, err)
 	}
 	if err != nil {
-		return fmt.Errorf("add %s to %s/%s: %w", member, workspace, group, err)
+		return false, fmt.Errorf("add %s to %s/%s: %w", member, workspace, group, err)
 	}
-	return nil
+	return resp.StatusCode() == http.StatusConflict, nil
 }
 
 // RemoveFromGroup removes a member from a group; not being in it is success.

@@ -74,8 +74,13 @@ type Fake struct {
 	violations []string
 	validate   func(*http.Request) error
 	now        func() time.Time
+	invTTL     time.Duration
 	mux        *http.ServeMux
 }
+
+// InvitationTTL is how long the fake Bitbucket keeps a pending invitation
+// before dropping it, as Bitbucket does; after that a new PUT sends a fresh one.
+const InvitationTTL = 168 * time.Hour
 
 // Option configures a Fake.
 type Option func(*Fake)
@@ -89,7 +94,7 @@ func WithClock(now func() time.Time) Option { return func(f *Fake) { f.now = now
 
 // New returns an empty fake.
 func New(opts ...Option) *Fake {
-	f := &Fake{workspaces: map[string]*workspace{}, now: time.Now}
+	f := &Fake{workspaces: map[string]*workspace{}, now: time.Now, invTTL: InvitationTTL}
 	for _, o := range opts {
 		o(f)
 	}
@@ -171,7 +176,20 @@ func (f *Fake) GroupMembers(slug, group string) []string {
 func (f *Fake) Invitations(slug string) []Invitation {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.dropExpired(f.workspaces[slug])
 	return append([]Invitation(nil), f.workspaces[slug].invitations...)
+}
+
+// dropExpired forgets invitations older than the TTL. Callers hold f.mu.
+func (f *Fake) dropExpired(ws *workspace) {
+	now := f.now()
+	kept := ws.invitations[:0]
+	for _, inv := range ws.invitations {
+		if now.Sub(inv.SentOn) < f.invTTL {
+			kept = append(kept, inv)
+		}
+	}
+	ws.invitations = kept
 }
 
 // InjectFault adds a fault; faults are checked in the order added.
@@ -484,6 +502,7 @@ func (f *Fake) invite(w http.ResponseWriter, r *http.Request) {
 		errorJSON(w, http.StatusBadRequest, "group not found: "+body.GroupSlug)
 		return
 	}
+	f.dropExpired(ws)
 	for _, inv := range ws.invitations {
 		if strings.EqualFold(inv.Email, body.Email) && inv.Group == body.GroupSlug {
 			errorJSON(w, http.StatusConflict, "already invited")
@@ -501,6 +520,7 @@ func (f *Fake) listInvitations(w http.ResponseWriter, r *http.Request) {
 	if ws == nil {
 		return
 	}
+	f.dropExpired(ws)
 	out := []map[string]any{}
 	for _, inv := range ws.invitations {
 		out = append(out, map[string]any{

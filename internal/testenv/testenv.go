@@ -21,6 +21,7 @@ import (
 	"github.com/autoinvite/autoinvite/app"
 	"github.com/autoinvite/autoinvite/config"
 	"github.com/autoinvite/autoinvite/intake"
+	"github.com/autoinvite/autoinvite/integrations/fake"
 	"github.com/autoinvite/autoinvite/integrations/fake/faketest"
 	"github.com/autoinvite/autoinvite/internal/redistest"
 	"github.com/autoinvite/autoinvite/ledger"
@@ -89,7 +90,7 @@ func New(t testing.TB, opts ...Option) *Env {
 		o(&s)
 	}
 	r := redistest.New(t)
-	f := faketest.Start(t)
+	f := faketest.Start(t, fake.WithClock(s.now))
 	f.SeedDemo()
 	redisURL := r.URL
 	if s.redisURL != "" {

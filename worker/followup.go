@@ -1,0 +1,298 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/autoinvite/autoinvite/jobs"
+	"github.com/autoinvite/autoinvite/ledger"
+)
+
+// Outcome of one follow-up.
+type Outcome string
+
+// Follow-up outcomes.
+const (
+	OutcomeNothing  Outcome = "nothing"  // not due (already handled) or nothing pending
+	OutcomeAccepted Outcome = "accepted" // the person joined: waiting groups granted
+	OutcomeResent   Outcome = "resent"
+	OutcomeExpired  Outcome = "expired" // given up after max_resends
+	OutcomeChecked  Outcome = "checked" // not joined yet, not due
+	OutcomeBusy     Outcome = "busy"    // another task holds the person
+)
+
+const actorSweep = "sweep"
+
+// HandleFollowUp is the Asynq handler for jobs.TypeFollowUp.
+func (w *Worker) HandleFollowUp(ctx context.Context, t *asynq.Task) error {
+	var f jobs.FollowUp
+	if err := json.Unmarshal(t.Payload(), &f); err != nil {
+		return fmt.Errorf("decode follow-up: %w: %w", err, asynq.SkipRetry)
+	}
+	taskID, _ := asynq.GetTaskID(ctx)
+	log := w.o.Logger.With().Str("task_id", taskID).Str("workspace", f.Workspace).Str("person", f.PersonID).Str("reason", f.Reason).Logger()
+	_, err := w.FollowUp(log.WithContext(ctx), ledger.Ref{Workspace: f.Workspace, PersonID: f.PersonID}, f.Reason == jobs.ReasonDue, actorSweep)
+	if errors.Is(err, ledger.ErrBusy) {
+		return err // retried shortly, not a failure
+	}
+	if err != nil {
+		return w.finish(log.WithContext(ctx), []error{err})
+	}
+	return nil
+}
+
+// FollowUp looks after one person's pending invitations in one workspace: if
+// they joined, it grants the waiting groups; invitations past their expiry are
+// re-sent, up to max_resends, then given up. It works under the person's lock
+// on a fresh read, so however many sweepers find the same invitation, it is
+// re-sent once per expiry period. force re-sends pending invitations even if
+// not expired (an admin's `invites resend`).
+func (w *Worker) FollowUp(ctx context.Context, ref ledger.Ref, force bool, actor string) (Outcome, error) {
+	unlock, err := w.o.Ledger.Lock(ctx, ref.PersonID, "followup", w.o.LockLease)
+	if err != nil {
+		if errors.Is(err, ledger.ErrBusy) {
+			return OutcomeBusy, err
+		}
+		return OutcomeNothing, err
+	}
+	defer unlock()
+	return w.followUpLocked(ctx, ref, force, actor)
+}
+
+func (w *Worker) followUpLocked(ctx context.Context, ref ledger.Ref, force bool, actor string) (Outcome, error) {
+	log := zerolog.Ctx(ctx).With().Str("workspace", ref.Workspace).Str("person", ref.PersonID).Logger()
+	entry, err := w.o.Ledger.Get(ctx, ref.Workspace, ref.PersonID)
+	if err != nil || entry == nil || !entry.AnyPendingInvitation() {
+		return OutcomeNothing, err
+	}
+	now := w.o.Now()
+	cfg := w.o.Rules().Config().Invitations
+	if entry.AccountID != "" {
+		member, err := w.o.Bitbucket.IsMember(ctx, entry.Workspace, entry.AccountID)
+		if err != nil {
+			return OutcomeNothing, w.failAs(ctx, entry, err, actor)
+		}
+		if member {
+			log.Info().Msg("invited person has joined the workspace: granting the waiting groups")
+			groups := pending(entry, entry.PendingGroups())
+			return OutcomeAccepted, w.grantAll(ctx, entry, groups, actor)
+		}
+		if cfg.EarlyCheckInterval > 0 {
+			entry.NextCheckAt = now.Add(cfg.EarlyCheckInterval.D())
+		}
+	}
+	outcome := OutcomeChecked
+	var errs []error
+	for i := range entry.Invitations {
+		inv := &entry.Invitations[i]
+		if inv.State != ledger.InvitationPending || (!force && inv.ExpiresAt.After(now)) {
+			continue
+		}
+		if force && now.Sub(inv.SentAt) < resendGuard {
+			continue // just sent: a repeated `invites resend` sends nothing more
+		}
+		if !force && inv.Resends >= cfg.MaxResends {
+			inv.State = ledger.InvitationExpired
+			entry.Record(now, actor, "invitation-expired", fmt.Sprintf("%s: given up after %d re-sends", inv.Group, inv.Resends))
+			log.Warn().Str("group", inv.Group).Int("resends", inv.Resends).Str("email", entry.Email).Msg("invitation expired for good after max_resends")
+			outcome = OutcomeExpired
+			continue
+		}
+		already, err := w.o.Bitbucket.Invite(ctx, entry.Workspace, entry.Email, inv.Group)
+		if err != nil {
+			errs = append(errs, err)
+			log.Error().Err(err).Str("group", inv.Group).Msg("re-send failed")
+			continue
+		}
+		// Counted either way, so a Bitbucket that keeps answering 409 cannot
+		// make the re-sends go on forever.
+		inv.Resends++
+		inv.SentAt, inv.ExpiresAt = now, now.Add(cfg.ExpireAfter.D())
+		detail := fmt.Sprintf("%s (re-send %d of %d)", inv.Group, inv.Resends, cfg.MaxResends)
+		if already {
+			detail += ": Bitbucket still holds the previous invitation (409); invitations.expire_after may be shorter than Bitbucket's expiry"
+		}
+		entry.Record(now, actor, "invitation-resent", detail)
+		log.Info().Str("group", inv.Group).Int("resends", inv.Resends).Str("email", entry.Email).Bool("bitbucket_still_pending", already).Msg("invitation re-sent")
+		outcome = OutcomeResent
+	}
+	entry.UpdatedAt = now
+	if !entry.AnyPendingInvitation() {
+		entry.Status, entry.NextCheckAt = ledger.StatusExpired, time.Time{}
+	}
+	if len(errs) > 0 {
+		return outcome, w.failAs(ctx, entry, errors.Join(errs...), actor)
+	}
+	if entry.Status == ledger.StatusFailed && entry.AnyPendingInvitation() {
+		entry.Status, entry.LastError = ledger.StatusInvited, ""
+	}
+	return outcome, w.o.Ledger.Put(ctx, entry)
+}
+
+// HandleSweep is the Asynq handler for jobs.TypeSweep: it queues a follow-up
+// for every invitation due (and a bounded number of early checks).
+func (w *Worker) HandleSweep(ctx context.Context, t *asynq.Task) error {
+	var s jobs.Sweep
+	if err := json.Unmarshal(t.Payload(), &s); err != nil {
+		return fmt.Errorf("decode sweep: %w: %w", err, asynq.SkipRetry)
+	}
+	due, checks, err := w.QueueFollowUps(ctx, s.Tick)
+	w.o.Logger.Info().Time("tick", s.Tick).Int("due", due).Int("early_checks", checks).Err(err).Msg("sweep queued follow-ups")
+	return err
+}
+
+// QueueFollowUps finds what is due at tick and queues one follow-up each.
+func (w *Worker) QueueFollowUps(ctx context.Context, tick time.Time) (due, checks int, err error) {
+	if w.o.FollowUps == nil {
+		return 0, 0, errors.New("sweep: no follow-up queue configured")
+	}
+	err = w.eachDue(ctx, tick, func(ref ledger.Ref, reason string) error {
+		if reason == jobs.ReasonDue {
+			due++
+		} else {
+			checks++
+		}
+		return w.o.FollowUps.EnqueueFollowUp(ctx, jobs.FollowUp{Workspace: ref.Workspace, PersonID: ref.PersonID, Reason: reason, Tick: tick})
+	})
+	return due, checks, err
+}
+
+// SweepSummary counts what one inline sweep did.
+type SweepSummary map[Outcome]int
+
+// SweepOnce runs one sweep in this process (`autoinvite sweep --once`).
+func (w *Worker) SweepOnce(ctx context.Context, actor string) (SweepSummary, error) {
+	sum := SweepSummary{}
+	var errs []error
+	err := w.eachDue(ctx, w.o.Now(), func(ref ledger.Ref, _ string) error {
+		out, err := w.FollowUp(ctx, ref, false, actor)
+		sum[out]++
+		if err != nil && !errors.Is(err, ledger.ErrBusy) {
+			errs = append(errs, err)
+		}
+		return nil
+	})
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return sum, errors.Join(errs...)
+}
+
+// eachDue calls fn for every expired invitation, then for the early checks due;
+// an entry found by both is visited once.
+func (w *Worker) eachDue(ctx context.Context, tick time.Time, fn func(ledger.Ref, string) error) error {
+	cfg := w.o.Rules().Config().Invitations
+	due, err := w.o.Ledger.DueAt(ctx, w.o.Ledger.DueKey(), tick, int64(cfg.SweepBatch))
+	if err != nil {
+		return err
+	}
+	seen := make(map[ledger.Ref]bool, len(due))
+	for _, ref := range due {
+		seen[ref] = true
+		if err := fn(ref, jobs.ReasonDue); err != nil {
+			return err
+		}
+	}
+	if cfg.EarlyCheckInterval <= 0 {
+		return nil
+	}
+	// Early checks cost one membership call each: bound them per sweep so they
+	// stay a small share of Bitbucket's hourly budget.
+	checks, err := w.o.Ledger.DueAt(ctx, w.o.Ledger.CheckKey(), tick, int64(maxEarlyChecksPerSweep))
+	if err != nil {
+		return err
+	}
+	for _, ref := range checks {
+		if !seen[ref] {
+			if err := fn(ref, jobs.ReasonCheck); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+const maxEarlyChecksPerSweep = 50
+
+// resendGuard keeps an admin's repeated resend from mailing someone twice.
+const resendGuard = time.Minute
+
+// Resend re-sends a person's invitations in a workspace now, including those
+// given up after max_resends. Idempotent: an invitation sent less than a minute
+// ago is not sent again. It returns how many were sent.
+func (w *Worker) Resend(ctx context.Context, ref ledger.Ref, actor string) (int, error) {
+	unlock, err := w.o.Ledger.Lock(ctx, ref.PersonID, actor, w.o.LockLease)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	entry, err := w.o.Ledger.Get(ctx, ref.Workspace, ref.PersonID)
+	if err != nil {
+		return 0, err
+	}
+	if entry == nil {
+		return 0, fmt.Errorf("%s has no ledger entry in %s", ref.PersonID, ref.Workspace)
+	}
+	before := resendCount(entry)
+	revived := false
+	for i := range entry.Invitations {
+		if entry.Invitations[i].State == ledger.InvitationExpired {
+			entry.Invitations[i].State = ledger.InvitationPending
+			revived = true
+		}
+	}
+	if revived {
+		entry.Status = ledger.StatusInvited
+		entry.Record(w.o.Now(), actor, "invitation-revived", "given-up invitations re-opened by an admin")
+		if err := w.o.Ledger.Put(ctx, entry); err != nil {
+			return 0, err
+		}
+	}
+	if _, err := w.followUpLocked(ctx, ref, true, actor); err != nil {
+		return 0, err
+	}
+	after, err := w.o.Ledger.Get(ctx, ref.Workspace, ref.PersonID)
+	if err != nil {
+		return 0, err
+	}
+	return resendCount(after) - before, nil
+}
+
+func resendCount(e *ledger.Entry) int {
+	n := 0
+	for _, inv := range e.Invitations {
+		n += inv.Resends
+	}
+	return n
+}
+
+// Cancel stops a person's pending invitations in a workspace: no more re-sends.
+// Bitbucket has no documented API to withdraw a 1.0 invitation, so an email
+// already sent stays usable until Bitbucket itself expires it. Idempotent.
+func (w *Worker) Cancel(ctx context.Context, ref ledger.Ref, actor string) (int, error) {
+	unlock, err := w.o.Ledger.Lock(ctx, ref.PersonID, actor, w.o.LockLease)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	entry, err := w.o.Ledger.Get(ctx, ref.Workspace, ref.PersonID)
+	if err != nil || entry == nil {
+		return 0, err
+	}
+	groups := entry.PendingGroups()
+	n := entry.SetPendingInvitations(ledger.InvitationCancelled)
+	if n == 0 {
+		return 0, nil
+	}
+	now := w.o.Now()
+	entry.Status, entry.NextCheckAt, entry.UpdatedAt = ledger.StatusCancelled, time.Time{}, now
+	entry.Record(now, actor, "invitations-cancelled", strings.Join(groups, " "))
+	return n, w.o.Ledger.Put(ctx, entry)
+}

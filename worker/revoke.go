@@ -1,0 +1,164 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/autoinvite/autoinvite/config"
+	"github.com/autoinvite/autoinvite/ledger"
+)
+
+// revoke handles a deactivation: in each workspace, per its revoke mode, it
+// cancels pending invitations and removes the groups autoinvite granted (never
+// those given by hand), within the workspace's hourly removal limit.
+func (w *Worker) revoke(ctx context.Context, s *subject, owner string) []error {
+	unlock, err := w.o.Ledger.Lock(ctx, s.personID, owner, w.o.LockLease)
+	if err != nil {
+		return []error{err}
+	}
+	defer unlock()
+	entries, err := w.o.Ledger.Person(ctx, s.personID)
+	if err != nil {
+		return []error{err}
+	}
+	if len(entries) == 0 {
+		zerolog.Ctx(ctx).Info().Msg("deactivated user has nothing from autoinvite: nothing to revoke")
+		return nil
+	}
+	var errs []error
+	for _, e := range entries {
+		if err := w.revokeEntry(ctx, e, actorWebhook); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+func (w *Worker) revokeEntry(ctx context.Context, e *ledger.Entry, actor string) error {
+	cfg := w.o.Rules().Config()
+	mode := cfg.RevokeMode(e.Workspace)
+	log := zerolog.Ctx(ctx).With().Str("workspace", e.Workspace).Str("revoke", mode).Logger()
+	now := w.o.Now()
+	pendingGroups := e.PendingGroups()
+	switch mode {
+	case config.RevokeOff:
+		log.Info().Msg("deactivated: revocation is off in this workspace")
+		return nil
+	case config.RevokeReport:
+		detail := fmt.Sprintf("would cancel invitations [%s] and remove groups [%s]", strings.Join(pendingGroups, " "), strings.Join(e.Granted, " "))
+		e.Record(now, actor, "revocation-reported", detail)
+		e.UpdatedAt = now
+		log.Warn().Strs("would_cancel", pendingGroups).Strs("would_remove", e.Granted).Strs("kept_hand_given", e.HandGiven).Msg("deactivated (report mode): nothing changed")
+		return w.o.Ledger.Put(ctx, e)
+	}
+
+	if n := e.SetPendingInvitations(ledger.InvitationCancelled); n > 0 {
+		e.Record(now, actor, "invitations-cancelled", strings.Join(pendingGroups, " "))
+		log.Info().Strs("groups", pendingGroups).Msg("pending invitations cancelled: no more re-sends")
+	}
+	e.Waiting, e.NextCheckAt = nil, time.Time{}
+	var errs []error
+	for _, g := range append([]string(nil), e.Granted...) {
+		if err := w.removeGroup(ctx, e, g, actor); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	switch {
+	case len(e.HeldRemovals) > 0:
+		e.Status = ledger.StatusRevocationHeld
+	case len(pendingGroups) > 0 && len(e.Granted) == 0 && e.Status == ledger.StatusInvited:
+		e.Status = ledger.StatusCancelled
+	default:
+		e.Status = ledger.StatusRevoked
+	}
+	e.UpdatedAt = now
+	if len(errs) > 0 {
+		return w.failAs(ctx, e, errors.Join(errs...), actor)
+	}
+	if len(e.HandGiven) > 0 {
+		log.Info().Strs("kept", e.HandGiven).Msg("groups given by hand are kept")
+	}
+	return w.o.Ledger.Put(ctx, e)
+}
+
+// removeGroup removes one granted group, or holds it when the breaker is open.
+func (w *Worker) removeGroup(ctx context.Context, e *ledger.Entry, group, actor string) error {
+	log := zerolog.Ctx(ctx).With().Str("workspace", e.Workspace).Str("group", group).Logger()
+	now := w.o.Now()
+	cfg := w.o.Rules().Config()
+	allowed, err := w.o.Ledger.AllowRemoval(ctx, e.Workspace, cfg.RemovalLimit(e.Workspace), now)
+	if err != nil {
+		return err
+	}
+	if !allowed {
+		if !slices.Contains(e.HeldRemovals, group) {
+			e.HeldRemovals = append(e.HeldRemovals, group)
+		}
+		e.Record(now, actor, "revocation-held", group+": removal limit reached, waiting for `autoinvite revocations resume`")
+		log.Error().Int("limit_per_hour", cfg.RemovalLimit(e.Workspace)).Msg("revocation circuit breaker open: removal held")
+		return w.o.Ledger.Hold(ctx, e.Workspace, e.PersonID)
+	}
+	if err := w.o.Bitbucket.RemoveFromGroup(ctx, e.Workspace, group, e.AccountID); err != nil {
+		log.Error().Err(err).Msg("remove from group failed")
+		return err
+	}
+	e.Revoked(group)
+	e.HeldRemovals = without(e.HeldRemovals, group)
+	e.Record(now, actor, "group-removed", group)
+	log.Info().Msg("removed from group")
+	return nil
+}
+
+// ResumeRevocations closes a workspace's breaker and applies the held removals.
+func (w *Worker) ResumeRevocations(ctx context.Context, workspace, actor string) (removed int, err error) {
+	held, err := w.o.Ledger.Resume(ctx, workspace, w.o.Now())
+	if err != nil {
+		return 0, err
+	}
+	var errs []error
+	for _, personID := range held {
+		n, err := w.applyHeld(ctx, ledger.Ref{Workspace: workspace, PersonID: personID}, actor)
+		removed += n
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+func (w *Worker) applyHeld(ctx context.Context, ref ledger.Ref, actor string) (int, error) {
+	unlock, err := w.o.Ledger.Lock(ctx, ref.PersonID, actor, w.o.LockLease)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	e, err := w.o.Ledger.Get(ctx, ref.Workspace, ref.PersonID)
+	if err != nil || e == nil || len(e.HeldRemovals) == 0 {
+		return 0, err
+	}
+	removed := 0
+	var errs []error
+	for _, g := range append([]string(nil), e.HeldRemovals...) {
+		before := len(e.Granted)
+		if err := w.removeGroup(ctx, e, g, actor); err != nil {
+			errs = append(errs, err)
+		}
+		if len(e.Granted) < before {
+			removed++
+		}
+	}
+	if len(e.HeldRemovals) == 0 {
+		e.Status = ledger.StatusRevoked
+	}
+	e.UpdatedAt = w.o.Now()
+	if len(errs) > 0 {
+		return removed, w.failAs(ctx, e, errors.Join(errs...), actor)
+	}
+	return removed, w.o.Ledger.Put(ctx, e)
+}
