@@ -63,6 +63,7 @@ type App struct {
 	serverUp bool
 	worker   *worker.Worker
 	enqueuer *jobs.Enqueuer
+	unsigned bool // no webhook secret: intake accepts unsigned requests
 	now      func() time.Time
 }
 
@@ -107,9 +108,7 @@ func New(o Options) (a *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.Secrets.WebhookSecret == "" {
-		a.log.Warn().Msg("AUTOINVITE_JIRA_WEBHOOK_SECRET is not set: webhooks are accepted unsigned; set it (and the same secret in Jira) in production")
-	}
+	a.unsigned = o.Secrets.WebhookSecret == ""
 
 	w, err := worker.New(worker.Options{
 		Jira:      jira.New(jiraOpts, cfg.Jira.Deployment == config.DeploymentDataCenter),
@@ -317,6 +316,9 @@ func (a *App) Run(ctx context.Context) error {
 	if err := a.StartScheduler(); err != nil {
 		ln.Close()
 		return err
+	}
+	if a.unsigned {
+		a.log.Warn().Msg("AUTOINVITE_JIRA_WEBHOOK_SECRET is not set: webhooks are accepted unsigned; set it (and the same secret in Jira) in production")
 	}
 	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)

@@ -24,18 +24,42 @@ import (
 const usage = `autoinvite gives new Jira users their Bitbucket access.
 
 Usage:
-  autoinvite serve        --config FILE   run the webhook intake and the workers
+  autoinvite serve        --config FILE   run the webhook intake, the workers and the sweep
   autoinvite check-config --config FILE   report every problem in a config file
+  autoinvite plan --email E [--jira-groups a,b] [--account-type T] [--account-id ID]
+                                          dry run: which rules match, which calls would be made
+  autoinvite invites list [--workspace W] [--status S] [--email E] [--json]
+  autoinvite invites show   EMAIL|ACCOUNT [--json]
+  autoinvite invites resend EMAIL|ACCOUNT [--workspace W]
+  autoinvite invites cancel EMAIL|ACCOUNT [--workspace W]
+  autoinvite sweep --once                 run one invitation sweep now
+  autoinvite revocations status|resume --workspace W
   autoinvite version
 
+Every command takes --config FILE (default $AUTOINVITE_CONFIG or autoinvite.yaml).
+The admin commands talk to the service's Redis (redis.url or AUTOINVITE_REDIS_URL).
 Secrets come from the environment; see README.md.
 `
 
 func main() {
-	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+	c := &cli{stdout: os.Stdout, stderr: os.Stderr, env: os.Getenv, now: time.Now}
+	os.Exit(c.run(context.Background(), os.Args[1:]))
 }
 
+// cli holds what commands read and write, so tests can substitute them.
+type cli struct {
+	stdout, stderr io.Writer
+	env            func(string) string
+	now            func() time.Time
+}
+
+// run is kept for the tests written against the original signature.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) string) int {
+	return (&cli{stdout: stdout, stderr: stderr, env: env, now: time.Now}).run(ctx, args)
+}
+
+func (c *cli) run(ctx context.Context, args []string) int {
+	stdout, stderr, env := c.stdout, c.stderr, c.env
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -45,6 +69,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 		return serve(ctx, args[1:], stderr, env)
 	case "check-config":
 		return checkConfig(args[1:], stdout, stderr, env)
+	case "plan":
+		return c.plan(args[1:])
+	case "invites":
+		return c.invites(ctx, args[1:])
+	case "sweep":
+		return c.sweep(ctx, args[1:])
+	case "revocations":
+		return c.revocations(ctx, args[1:])
 	case "version":
 		fmt.Fprintln(stdout, "autoinvite", app.Version)
 		return 0

@@ -1,0 +1,448 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os/user"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/autoinvite/autoinvite/app"
+	"github.com/autoinvite/autoinvite/config"
+	"github.com/autoinvite/autoinvite/ledger"
+	"github.com/autoinvite/autoinvite/rules"
+	"github.com/autoinvite/autoinvite/worker"
+)
+
+const timeLayout = "2006-01-02 15:04"
+
+// parseInterspersed parses flags that may come after positional arguments.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// connect loads the config and builds the app for an admin command: it must
+// reach the service's Redis, so the embedded one is refused.
+func (c *cli) connect(path string) (*app.App, *config.Config, error) {
+	cfg, err := config.LoadFile(path, c.env)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.Redis.URL == "" {
+		return nil, nil, errors.New("admin commands read the service's ledger: set redis.url or AUTOINVITE_REDIS_URL (the embedded Redis lives inside `serve`)")
+	}
+	secrets, err := config.SecretsFromEnv(c.env)
+	if err != nil {
+		return nil, nil, err
+	}
+	log := zerolog.New(c.stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	a, err := app.New(app.Options{Config: cfg, Secrets: secrets, Logger: log, Now: c.now})
+	if err != nil {
+		return nil, nil, err
+	}
+	return a, cfg, nil
+}
+
+func (c *cli) actor() string {
+	if a := c.env("AUTOINVITE_ACTOR"); a != "" {
+		return "cli:" + a
+	}
+	if u, err := user.Current(); err == nil {
+		return "cli:" + u.Username
+	}
+	return "cli"
+}
+
+func (c *cli) fail(err error) int {
+	fmt.Fprintln(c.stderr, "error:", err)
+	return 1
+}
+
+func (c *cli) invites(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintln(c.stderr, "usage: autoinvite invites list|show|resend|cancel …")
+		return 2
+	}
+	fs := flag.NewFlagSet("invites "+args[0], flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	path := configFlag(fs, c.env)
+	workspace := fs.String("workspace", "", "only this workspace")
+	status := fs.String("status", "", "only this status (list)")
+	email := fs.String("email", "", "only this email (list)")
+	asJSON := fs.Bool("json", false, "JSON output (list, show)")
+	positional, err := parseInterspersed(fs, args[1:])
+	if err != nil {
+		return 2
+	}
+	a, _, err := c.connect(*path)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer a.Close()
+	store := a.Ledger()
+
+	if args[0] == "list" {
+		entries, err := store.List(ctx, *workspace)
+		if err != nil {
+			return c.fail(err)
+		}
+		entries = slices.DeleteFunc(entries, func(e *ledger.Entry) bool {
+			return (*status != "" && string(e.Status) != *status) || (*email != "" && !strings.EqualFold(e.Email, *email))
+		})
+		if *asJSON {
+			return c.printJSON(entries)
+		}
+		printList(c.stdout, entries)
+		return 0
+	}
+
+	if len(positional) != 1 {
+		fmt.Fprintf(c.stderr, "usage: autoinvite invites %s EMAIL|ACCOUNT\n", args[0])
+		return 2
+	}
+	entries, err := findPerson(ctx, store, positional[0])
+	if err != nil {
+		return c.fail(err)
+	}
+	if *workspace != "" {
+		entries = slices.DeleteFunc(entries, func(e *ledger.Entry) bool { return e.Workspace != *workspace })
+	}
+	if len(entries) == 0 {
+		return c.fail(fmt.Errorf("%s is not in the ledger", positional[0]))
+	}
+	switch args[0] {
+	case "show":
+		if *asJSON {
+			return c.printJSON(entries)
+		}
+		printShow(c.stdout, entries)
+		return 0
+	case "resend", "cancel":
+		return c.act(ctx, a.Worker(), args[0], entries)
+	default:
+		fmt.Fprintf(c.stderr, "unknown invites command %q\n", args[0])
+		return 2
+	}
+}
+
+func (c *cli) act(ctx context.Context, w *worker.Worker, action string, entries []*ledger.Entry) int {
+	code := 0
+	for _, e := range entries {
+		ref := ledger.Ref{Workspace: e.Workspace, PersonID: e.PersonID}
+		var n int
+		var err error
+		if action == "resend" {
+			n, err = w.Resend(ctx, ref, c.actor())
+		} else {
+			n, err = w.Cancel(ctx, ref, c.actor())
+		}
+		if err != nil {
+			fmt.Fprintf(c.stderr, "%s %s in %s: %v\n", action, personLabel(e), e.Workspace, err)
+			code = 1
+			continue
+		}
+		verb := map[string]string{"resend": "re-sent", "cancel": "cancelled"}[action]
+		fmt.Fprintf(c.stdout, "%s: %s %d invitation(s) in %s\n", personLabel(e), verb, n, e.Workspace)
+	}
+	return code
+}
+
+// findPerson resolves an email, an Atlassian account id, a Data Center user
+// key, or a ledger person id ("acct:…", "dc:…").
+func findPerson(ctx context.Context, store *ledger.Store, who string) ([]*ledger.Entry, error) {
+	var candidates []string
+	switch {
+	case strings.Contains(who, "@"):
+		id, err := store.PersonByEmail(ctx, who)
+		if err != nil {
+			return nil, err
+		}
+		candidates = []string{id}
+	case strings.HasPrefix(who, "acct:"), strings.HasPrefix(who, "dc:"):
+		candidates = []string{who}
+	default:
+		candidates = []string{"acct:" + who, "dc:" + who}
+	}
+	for _, id := range candidates {
+		if id == "" {
+			continue
+		}
+		entries, err := store.Person(ctx, id)
+		if err != nil || len(entries) > 0 {
+			return entries, err
+		}
+	}
+	return nil, nil
+}
+
+func personLabel(e *ledger.Entry) string {
+	if e.Email != "" {
+		return e.Email
+	}
+	return e.PersonID
+}
+
+func (c *cli) printJSON(v any) int {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return c.fail(err)
+	}
+	return 0
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func joinOrDash(items []string) string { return orDash(strings.Join(items, ",")) }
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(timeLayout)
+}
+
+// latestInvitation is the invitation to show in a one-line summary.
+func latestInvitation(e *ledger.Entry) *ledger.Invitation {
+	var latest *ledger.Invitation
+	for i := range e.Invitations {
+		inv := &e.Invitations[i]
+		if latest == nil || inv.SentAt.After(latest.SentAt) {
+			latest = inv
+		}
+	}
+	return latest
+}
+
+func printList(out io.Writer, entries []*ledger.Entry) {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PERSON\tWORKSPACE\tSTATUS\tGRANTED\tWAITING\tSENT\tEXPIRES\tRESENDS\tLAST ERROR")
+	for _, e := range entries {
+		sent, expires, resends := "-", "-", "-"
+		if inv := latestInvitation(e); inv != nil {
+			sent, expires, resends = formatTime(inv.SentAt), formatTime(inv.ExpiresAt), fmt.Sprint(inv.Resends)
+		}
+		lastErr := e.LastError
+		if len(lastErr) > 60 {
+			lastErr = lastErr[:57] + "..."
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", personLabel(e), e.Workspace, e.Status,
+			joinOrDash(e.Granted), joinOrDash(e.Waiting), sent, expires, resends, orDash(lastErr))
+	}
+	tw.Flush()
+}
+
+func printShow(out io.Writer, entries []*ledger.Entry) {
+	first := entries[0]
+	fmt.Fprintf(out, "person   %s\n", first.PersonID)
+	fmt.Fprintf(out, "email    %s\n", orDash(first.Email))
+	fmt.Fprintf(out, "name     %s\n", orDash(first.DisplayName))
+	for _, e := range entries {
+		fmt.Fprintf(out, "\nworkspace %s: %s\n", e.Workspace, e.Status)
+		fmt.Fprintf(out, "  granted      %s\n", withRules(e, e.Granted))
+		fmt.Fprintf(out, "  waiting      %s\n", withRules(e, e.Waiting))
+		if len(e.HandGiven) > 0 {
+			fmt.Fprintf(out, "  by hand      %s (never revoked)\n", strings.Join(e.HandGiven, ", "))
+		}
+		if len(e.HeldRemovals) > 0 {
+			fmt.Fprintf(out, "  held         %s (removal waits for `autoinvite revocations resume`)\n", strings.Join(e.HeldRemovals, ", "))
+		}
+		fmt.Fprintf(out, "  last error   %s\n", orDash(e.LastError))
+		if len(e.Invitations) > 0 {
+			fmt.Fprintln(out, "  invitations")
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			for _, inv := range e.Invitations {
+				fmt.Fprintf(tw, "    %s\t%s\tsent %s\texpires %s\tre-sends %d\n", inv.Group, inv.State, formatTime(inv.SentAt), formatTime(inv.ExpiresAt), inv.Resends)
+			}
+			tw.Flush()
+		}
+		fmt.Fprintln(out, "  history")
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		for _, h := range e.History {
+			fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\n", formatTime(h.At), h.Actor, h.Action, h.Detail)
+		}
+		tw.Flush()
+	}
+}
+
+// withRules formats groups with the rules that gave them: "developers (engineers)".
+func withRules(e *ledger.Entry, groups []string) string {
+	if len(groups) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(groups))
+	for i, g := range groups {
+		parts[i] = g
+		if names := e.RulesByGroup[g]; len(names) > 0 {
+			parts[i] += " (" + strings.Join(names, ", ") + ")"
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (c *cli) plan(args []string) int {
+	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	path := configFlag(fs, c.env)
+	email := fs.String("email", "", "the person's email address")
+	groups := fs.String("jira-groups", "", "comma-separated Jira groups the person is in")
+	accountType := fs.String("account-type", "atlassian", "Jira Cloud account type: atlassian, app or customer")
+	accountID := fs.String("account-id", "", "Atlassian account id (Cloud): plans the membership check")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *email == "" {
+		fmt.Fprintln(c.stderr, "plan: --email is required")
+		return 2
+	}
+	cfg, err := config.LoadFile(*path, c.env)
+	if err != nil {
+		return c.fail(err)
+	}
+	engine, err := rules.New(cfg)
+	if err != nil {
+		return c.fail(err)
+	}
+	var jiraGroups []string
+	if *groups != "" {
+		jiraGroups = strings.Split(*groups, ",")
+	}
+	out := c.stdout
+	fmt.Fprintf(out, "plan for %s (account type %s, Jira groups: %s)\n", *email, *accountType, joinOrDash(jiraGroups))
+	if !rules.Eligible(*accountType) {
+		fmt.Fprintln(out, "\nnothing: app and customer accounts never get Bitbucket access")
+		return 0
+	}
+	decisions := engine.Evaluate(rules.Person{AccountType: *accountType, Email: *email, JiraGroups: jiraGroups})
+	if len(decisions) == 0 {
+		fmt.Fprintln(out, "\nnothing: no rule matches")
+		return 0
+	}
+	lookup := engine.NeedsJiraGroups() && *groups == ""
+	if lookup {
+		fmt.Fprintln(out, "note: the rules look at Jira groups; pass --jira-groups to plan with them (the worker asks Jira)")
+	}
+	for _, d := range decisions {
+		fmt.Fprintf(out, "\nworkspace %s\n", d.Workspace)
+		if d.Excluded {
+			fmt.Fprintln(out, "  excluded: nothing is granted")
+			continue
+		}
+		for _, g := range d.Groups {
+			fmt.Fprintf(out, "  %-14s <- %s\n", g, strings.Join(d.RulesByGroup[g], ", "))
+		}
+		p := worker.PlanFor(d, *accountID, *email, lookup, cfg.Jira.Deployment == config.DeploymentDataCenter)
+		printCalls(out, "first", p.Lookup)
+		printCalls(out, "if already a workspace member", p.IfMember)
+		label := "otherwise"
+		if *accountID == "" {
+			label = "invitations (no account id: one per group)"
+		}
+		printCalls(out, label, p.Otherwise)
+		if len(p.Waiting) > 0 {
+			fmt.Fprintf(out, "  waiting until they join: %s\n", strings.Join(p.Waiting, ", "))
+		}
+	}
+	return 0
+}
+
+func printCalls(out io.Writer, label string, calls []string) {
+	if len(calls) == 0 {
+		return
+	}
+	fmt.Fprintf(out, "  %s:\n", label)
+	for _, call := range calls {
+		fmt.Fprintf(out, "    %s\n", call)
+	}
+}
+
+func (c *cli) sweep(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("sweep", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	path := configFlag(fs, c.env)
+	once := fs.Bool("once", false, "run one sweep now and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if !*once {
+		fmt.Fprintln(c.stderr, "sweep: only --once is supported here; `serve` runs the scheduled sweep")
+		return 2
+	}
+	a, _, err := c.connect(*path)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer a.Close()
+	sum, err := a.Worker().SweepOnce(ctx, c.actor())
+	fmt.Fprintf(c.stdout, "sweep: %d re-sent, %d accepted, %d expired for good, %d checked (not joined yet), %d busy\n",
+		sum[worker.OutcomeResent], sum[worker.OutcomeAccepted], sum[worker.OutcomeExpired], sum[worker.OutcomeChecked], sum[worker.OutcomeBusy])
+	if err != nil {
+		return c.fail(err)
+	}
+	return 0
+}
+
+func (c *cli) revocations(ctx context.Context, args []string) int {
+	if len(args) == 0 || (args[0] != "status" && args[0] != "resume") {
+		fmt.Fprintln(c.stderr, "usage: autoinvite revocations status|resume --workspace W")
+		return 2
+	}
+	fs := flag.NewFlagSet("revocations", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	path := configFlag(fs, c.env)
+	workspace := fs.String("workspace", "", "the workspace")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if *workspace == "" {
+		fmt.Fprintln(c.stderr, "revocations: --workspace is required")
+		return 2
+	}
+	a, _, err := c.connect(*path)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer a.Close()
+	if args[0] == "resume" {
+		removed, err := a.Worker().ResumeRevocations(ctx, *workspace, c.actor())
+		fmt.Fprintf(c.stdout, "%s: removals resumed; %d held removal(s) applied\n", *workspace, removed)
+		if err != nil {
+			return c.fail(err)
+		}
+		return 0
+	}
+	tripped, since, held, err := a.Ledger().Breaker(ctx, *workspace)
+	if err != nil {
+		return c.fail(err)
+	}
+	if tripped {
+		fmt.Fprintf(c.stdout, "%s: removals PAUSED since %s; %d person(s) held. Resume with: autoinvite revocations resume --workspace %s\n", *workspace, formatTime(since), held, *workspace)
+	} else {
+		fmt.Fprintf(c.stdout, "%s: removals flowing\n", *workspace)
+	}
+	return 0
+}
