@@ -4,15 +4,19 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/go-resty/resty/v2"
 	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
 	"github.com/redis/go-redis/v9"
 	"github.com/robfig/cron/v3"
 	"github.com/rs/zerolog"
@@ -21,10 +25,12 @@ import (
 	"github.com/autoinvite/autoinvite/intake"
 	"github.com/autoinvite/autoinvite/integrations/atlassian"
 	"github.com/autoinvite/autoinvite/integrations/bitbucket"
+	"github.com/autoinvite/autoinvite/integrations/dryrun"
 	"github.com/autoinvite/autoinvite/integrations/fake"
 	"github.com/autoinvite/autoinvite/integrations/jira"
 	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/ledger"
+	"github.com/autoinvite/autoinvite/metrics"
 	"github.com/autoinvite/autoinvite/rules"
 	"github.com/autoinvite/autoinvite/worker"
 )
@@ -34,7 +40,11 @@ var Version = "dev"
 
 // Options configures an App.
 type Options struct {
-	Config  *config.Config
+	Config *config.Config
+	// ConfigPath is where reloads read the config from ("" disables reloads).
+	ConfigPath string
+	// Env supplies environment overrides on reload (nil: none).
+	Env     func(string) string
 	Secrets config.Secrets
 	Logger  zerolog.Logger
 	Now     func() time.Time
@@ -44,27 +54,48 @@ type Options struct {
 	PollInterval time.Duration
 }
 
+// runtime is everything that follows from one config: the rules, the clients
+// and the worker using them. A reload builds a new one and swaps it in.
+type runtime struct {
+	cfg    *config.Config
+	engine *rules.Engine
+	ledger *ledger.Store
+	worker *worker.Worker
+}
+
+// recentRuntimes is how many configs are kept so that tasks queued under a
+// previous config are decided under it.
+const recentRuntimes = 8
+
 // App is a running autoinvite.
 type App struct {
-	cfg      *config.Config
+	opts     Options
+	cfg      *config.Config // the startup config: settings that need a restart
 	log      zerolog.Logger
 	rdb      redis.UniversalClient
+	redisOpt asynq.RedisConnOpt
 	embedded *miniredis.Miniredis
 	sandbox  *fake.Fake
 	closers  []func()
+	metrics  *metrics.Metrics
 
-	rules    atomic.Pointer[rules.Engine]
+	jiraOpts, bbOpts atlassian.Options
+
+	current  atomic.Pointer[runtime]
+	mu       sync.Mutex
+	recent   map[string]*runtime
+	order    []string
+	reloadMu sync.Mutex
+
 	client   *asynq.Client
 	server   *asynq.Server
 	mux      *asynq.ServeMux
-	ledger   *ledger.Store
 	handler  http.Handler
 	queue    string
 	serverUp bool
-	worker   *worker.Worker
 	enqueuer *jobs.Enqueuer
-	unsigned bool // no webhook secret: intake accepts unsigned requests
 	now      func() time.Time
+	unsigned bool // no webhook secret: intake accepts unsigned requests
 }
 
 // New builds an App; Run starts it.
@@ -75,8 +106,11 @@ func New(o Options) (a *App, err error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Env == nil {
+		o.Env = func(string) string { return "" }
+	}
 	cfg := o.Config
-	a = &App{cfg: cfg, log: o.Logger, queue: jobs.EventsQueue(cfg.Redis.KeyPrefix)}
+	a = &App{opts: o, cfg: cfg, log: o.Logger, queue: jobs.EventsQueue(cfg.Redis.KeyPrefix), now: o.Now, recent: map[string]*runtime{}}
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -86,46 +120,54 @@ func New(o Options) (a *App, err error) {
 	if err := a.connectRedis(); err != nil {
 		return nil, err
 	}
-	jiraOpts, bbOpts, err := a.atlassianOptions(o.Secrets)
+	if a.jiraOpts, a.bbOpts, err = a.atlassianOptions(o.Secrets); err != nil {
+		return nil, err
+	}
+	a.metrics = metrics.New(asynq.NewInspectorFromRedisClient(a.rdb))
+	a.jiraOpts.Instrument = func(c *resty.Client) { a.metrics.InstrumentClient("jira", c) }
+	a.bbOpts.Instrument = func(c *resty.Client) { a.metrics.InstrumentClient("bitbucket", c) }
+
+	a.client = asynq.NewClientFromRedisClient(a.rdb)
+	a.enqueuer = jobs.NewEnqueuer(a.client, jobs.EnqueueOptions{
+		Queue: a.queue, MaxRetry: cfg.Worker.MaxRetry, Timeout: cfg.Worker.TaskTimeout.D(), Retention: cfg.Intake.DedupWindow.D(),
+	})
+	rt, err := a.buildRuntime(cfg)
 	if err != nil {
 		return nil, err
 	}
-	engine, err := rules.New(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("compile rules: %w", err)
-	}
-	a.rules.Store(engine)
-	a.ledger = ledger.New(a.rdb, cfg.Redis.KeyPrefix)
+	a.install(rt)
+	a.metrics.ConfigLoaded([]byte(cfg.Hash), o.Now())
+	a.metrics.Reloads.WithLabelValues("success")
 
-	a.client = asynq.NewClientFromRedisClient(a.rdb)
-	enq := jobs.NewEnqueuer(a.client, jobs.EnqueueOptions{
-		Queue: a.queue, MaxRetry: cfg.Worker.MaxRetry, Timeout: cfg.Worker.TaskTimeout.D(), Retention: cfg.Intake.DedupWindow.D(),
-	})
 	hook, err := intake.New(intake.Options{
-		Secret: []byte(o.Secrets.WebhookSecret), MaxBodyBytes: cfg.Intake.MaxBodyBytes, Enqueuer: enq,
+		Secret: []byte(o.Secrets.WebhookSecret), MaxBodyBytes: cfg.Intake.MaxBodyBytes, Enqueuer: a.enqueuer,
 		Logger: a.log.With().Str("component", "intake").Logger(), Now: o.Now,
+		ConfigHash: func() string { return a.current.Load().cfg.Hash },
+		Observe: func(event, outcome string, took time.Duration) {
+			a.metrics.Webhooks.WithLabelValues(event, outcome).Inc()
+			a.metrics.IntakeDuration.Observe(took.Seconds())
+		},
 	})
 	if err != nil {
 		return nil, err
 	}
 	a.unsigned = o.Secrets.WebhookSecret == ""
 
-	w, err := worker.New(worker.Options{
-		Jira:      jira.New(jiraOpts, cfg.Jira.Deployment == config.DeploymentDataCenter),
-		Bitbucket: bitbucket.New(bbOpts),
-		Ledger:    a.ledger,
-		Rules:     a.rules.Load,
-		FollowUps: enq,
-		Logger:    a.log.With().Str("component", "worker").Logger(),
-		Now:       o.Now,
-	})
-	if err != nil {
-		return nil, err
-	}
-	a.worker, a.enqueuer, a.now = w, enq, o.Now
 	a.mux = asynq.NewServeMux()
-	w.Register(a.mux)
+	a.mux.HandleFunc(jobs.TypeUserEvent, func(ctx context.Context, t *asynq.Task) error {
+		return a.runtimeFor(t.Payload()).worker.HandleUserEvent(ctx, t)
+	})
+	a.mux.HandleFunc(jobs.TypeFollowUp, func(ctx context.Context, t *asynq.Task) error {
+		return a.current.Load().worker.HandleFollowUp(ctx, t)
+	})
+	a.mux.HandleFunc(jobs.TypeSweep, func(ctx context.Context, t *asynq.Task) error {
+		return a.current.Load().worker.HandleSweep(ctx, t)
+	})
 	a.server = asynq.NewServerFromRedisClient(a.rdb, a.serverConfig(o))
+
+	dashboard := asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: a.redisOpt, ReadOnly: cfg.Dashboard.ReadOnly})
+	a.closers = append(a.closers, func() { dashboard.Close() })
+	admin := adminAuth{user: o.Secrets.AdminUser, password: o.Secrets.AdminPassword}
 
 	mux := http.NewServeMux()
 	mux.Handle("/webhooks/jira", hook)
@@ -133,8 +175,81 @@ func New(o Options) (a *App, err error) {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", a.ready)
+	mux.Handle("GET /metrics", a.metrics.Handler())
+	mux.Handle("/monitoring/", admin.wrap(dashboard))
+	mux.Handle("/-/reload", admin.wrap(http.HandlerFunc(a.serveReload)))
 	a.handler = mux
 	return a, nil
+}
+
+// buildRuntime compiles a config into rules, clients and a worker.
+func (a *App) buildRuntime(cfg *config.Config) (*runtime, error) {
+	engine, err := rules.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("compile rules: %w", err)
+	}
+	rt := &runtime{cfg: cfg, engine: engine}
+	rt.ledger = ledger.New(a.rdb, a.cfg.Redis.KeyPrefix, ledger.Options{
+		AuditMaxLen: cfg.Audit.MaxEntries, Observe: a.metrics.ObserveAudit, DryRun: cfg.DryRun,
+	})
+	var jc worker.Jira = dryrun.Jira{}
+	var bc worker.Bitbucket = dryrun.Bitbucket{}
+	if !cfg.DryRun {
+		jo, bo := a.jiraOpts, a.bbOpts
+		if a.sandbox == nil { // the sandbox keeps its own address whatever the config says
+			jo.BaseURL, bo.BaseURL = cfg.Jira.BaseURL, cfg.Bitbucket.BaseURL
+			if jo.BaseURL == "" {
+				return nil, errors.New("jira.base_url (or AUTOINVITE_JIRA_BASE_URL) is required with real credentials")
+			}
+		}
+		jo.Timeout, bo.Timeout = cfg.Jira.Timeout.D(), cfg.Bitbucket.Timeout.D()
+		jc = jira.New(jo, cfg.Jira.Deployment == config.DeploymentDataCenter)
+		bc = bitbucket.New(bo)
+	}
+	rt.worker, err = worker.New(worker.Options{
+		Jira: jc, Bitbucket: bc, Ledger: rt.ledger,
+		Rules:      func() *rules.Engine { return engine },
+		FollowUps:  a.enqueuer,
+		Logger:     a.log.With().Str("component", "worker").Str("config", cfg.Hash).Logger(),
+		Now:        a.now,
+		SignupDone: func(received time.Time) { a.metrics.SignupDuration.Observe(a.now().Sub(received).Seconds()) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rt, nil
+}
+
+// install makes rt the runtime in force and remembers it for queued tasks.
+func (a *App) install(rt *runtime) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.recent[rt.cfg.Hash]; !ok {
+		a.order = append(a.order, rt.cfg.Hash)
+	}
+	a.recent[rt.cfg.Hash] = rt
+	for len(a.order) > recentRuntimes {
+		delete(a.recent, a.order[0])
+		a.order = a.order[1:]
+	}
+	a.current.Store(rt)
+}
+
+// runtimeFor returns the runtime a user event was received under, when this
+// process still has it, else the current one.
+func (a *App) runtimeFor(payload []byte) *runtime {
+	var stamp struct {
+		ConfigHash string `json:"config_hash"`
+	}
+	if json.Unmarshal(payload, &stamp) == nil && stamp.ConfigHash != "" {
+		a.mu.Lock()
+		rt := a.recent[stamp.ConfigHash]
+		a.mu.Unlock()
+		if rt != nil {
+			return rt
+		}
+	}
+	return a.current.Load()
 }
 
 func (a *App) serverConfig(o Options) asynq.Config {
@@ -175,6 +290,7 @@ func (a *App) connectRedis() error {
 		a.embedded = m
 		a.closers = append(a.closers, m.Close)
 		a.rdb = redis.NewClient(&redis.Options{Addr: m.Addr()})
+		a.redisOpt = asynq.RedisClientOpt{Addr: m.Addr()}
 		a.log.Warn().Str("addr", m.Addr()).Msg("EMBEDDED REDIS: queue and ledger live in memory and vanish on exit; set AUTOINVITE_REDIS_URL for real use")
 	} else {
 		opts, err := redis.ParseURL(a.cfg.Redis.URL)
@@ -182,6 +298,9 @@ func (a *App) connectRedis() error {
 			return fmt.Errorf("redis.url: %w", err)
 		}
 		a.rdb = redis.NewClient(opts)
+		if a.redisOpt, err = asynq.ParseRedisURI(a.cfg.Redis.URL); err != nil {
+			return fmt.Errorf("redis.url: %w", err)
+		}
 	}
 	a.closers = append(a.closers, func() { a.rdb.Close() })
 	return nil
@@ -205,9 +324,6 @@ func (a *App) atlassianOptions(s config.Secrets) (jiraOpts, bbOpts atlassian.Opt
 	}
 	if err := s.ValidateCredentials(a.cfg.Jira.Deployment); err != nil {
 		return jiraOpts, bbOpts, err
-	}
-	if a.cfg.Jira.BaseURL == "" {
-		return jiraOpts, bbOpts, errors.New("jira.base_url (or AUTOINVITE_JIRA_BASE_URL) is required with real credentials")
 	}
 	if a.cfg.Jira.Deployment == config.DeploymentDataCenter {
 		jiraOpts.Auth = atlassian.Auth{Bearer: s.JiraBearerToken}
@@ -239,8 +355,8 @@ func (a *App) startSandbox() (string, error) {
 	return url, nil
 }
 
-// Worker returns the worker (the CLI runs admin actions through it).
-func (a *App) Worker() *worker.Worker { return a.worker }
+// Worker returns the worker of the config in force (the CLI runs admin actions through it).
+func (a *App) Worker() *worker.Worker { return a.current.Load().worker }
 
 // StartScheduler fires the invitation sweep on invitations.sweep_schedule. Every
 // serve process runs one; the tick-stamped sweep task lets one per tick through.
@@ -271,8 +387,11 @@ func (a *App) StartScheduler() error {
 // Sandbox returns the built-in fake Atlassian, or nil when running for real.
 func (a *App) Sandbox() *fake.Fake { return a.sandbox }
 
-// Ledger returns the ledger store.
-func (a *App) Ledger() *ledger.Store { return a.ledger }
+// Ledger returns the ledger store of the config in force.
+func (a *App) Ledger() *ledger.Store { return a.current.Load().ledger }
+
+// Metrics returns the app's metrics.
+func (a *App) Metrics() *metrics.Metrics { return a.metrics }
 
 // Redis returns the Redis client the app uses.
 func (a *App) Redis() redis.UniversalClient { return a.rdb }
@@ -316,6 +435,11 @@ func (a *App) Run(ctx context.Context) error {
 	if err := a.StartScheduler(); err != nil {
 		ln.Close()
 		return err
+	}
+	if a.opts.ConfigPath != "" {
+		if err := a.WatchConfig(ctx); err != nil {
+			a.log.Warn().Err(err).Msg("cannot watch the config file: reload with SIGHUP or POST /-/reload")
+		}
 	}
 	if a.unsigned {
 		a.log.Warn().Msg("AUTOINVITE_JIRA_WEBHOOK_SECRET is not set: webhooks are accepted unsigned; set it (and the same secret in Jira) in production")

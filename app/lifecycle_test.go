@@ -88,7 +88,7 @@ func TestInvitationIsResentUntilMaxResendsThenGivenUp(t *testing.T) {
 		t.Fatalf("invitations sent = %d, want 1 + 2 re-sends", n)
 	}
 	last := got.History[len(got.History)-1]
-	if last.Action != "invitation-expired" || last.Detail != "readers: given up after 2 re-sends" || last.Actor != "test" {
+	if last.Action != "invitation-expired" || last.Group != "readers" || last.Detail != "given up after 2 re-sends" || last.Actor != "test" {
 		t.Fatalf("last history = %+v", last)
 	}
 

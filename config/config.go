@@ -17,7 +17,9 @@ const (
 
 // Config is the whole configuration file.
 type Config struct {
-	Listen      string      `yaml:"listen"`
+	Listen string `yaml:"listen"`
+	// DryRun makes the service decide and audit without calling Atlassian.
+	DryRun      bool        `yaml:"dry_run"`
 	Redis       Redis       `yaml:"redis"`
 	Jira        Jira        `yaml:"jira"`
 	Bitbucket   Bitbucket   `yaml:"bitbucket"`
@@ -25,10 +27,14 @@ type Config struct {
 	Revocation  Revocation  `yaml:"revocation"`
 	Intake      Intake      `yaml:"intake"`
 	Worker      Worker      `yaml:"worker"`
+	Audit       Audit       `yaml:"audit"`
+	Dashboard   Dashboard   `yaml:"dashboard"`
 	Workspaces  []Workspace `yaml:"workspaces"`
 
 	// Source is the file the config was read from ("" when built in code).
 	Source string `yaml:"-"`
+	// Hash identifies the content (file and environment overrides).
+	Hash string `yaml:"-"`
 	// overrides maps field paths to the environment variables that set them.
 	overrides map[string]string
 }
@@ -93,6 +99,18 @@ type Worker struct {
 	Concurrency int      `yaml:"concurrency"`
 	MaxRetry    int      `yaml:"max_retry"`
 	TaskTimeout Duration `yaml:"task_timeout"`
+}
+
+// Audit bounds the audit trail.
+type Audit struct {
+	// MaxEntries caps the Redis stream (approximately).
+	MaxEntries int64 `yaml:"max_entries"`
+}
+
+// Dashboard configures the Asynq dashboard at /monitoring/.
+type Dashboard struct {
+	// ReadOnly lets viewers look without pausing queues or deleting tasks.
+	ReadOnly bool `yaml:"read_only"`
 }
 
 // Workspace holds the rules for one Bitbucket workspace.
@@ -191,12 +209,32 @@ func Defaults() Config {
 			MaxBodyBytes: 1 << 20,
 			DedupWindow:  Duration(24 * time.Hour),
 		},
+		Audit: Audit{MaxEntries: 100000},
 		Worker: Worker{
 			Concurrency: 10,
 			MaxRetry:    25,
 			TaskTimeout: Duration(2 * time.Minute),
 		},
 	}
+}
+
+// NeedsRestart lists the settings that differ between c and next and cannot
+// change while the service runs.
+func (c *Config) NeedsRestart(next *Config) []string {
+	var out []string
+	check := func(field string, changed bool) {
+		if changed {
+			out = append(out, field)
+		}
+	}
+	check("listen", c.Listen != next.Listen)
+	check("redis.url", c.Redis.URL != next.Redis.URL)
+	check("redis.key_prefix", c.Redis.KeyPrefix != next.Redis.KeyPrefix)
+	check("invitations.sweep_schedule", c.Invitations.SweepSchedule != next.Invitations.SweepSchedule)
+	check("intake", c.Intake != next.Intake)
+	check("worker", c.Worker != next.Worker)
+	check("dashboard.read_only", c.Dashboard != next.Dashboard)
+	return out
 }
 
 // Duration is a time.Duration written as "90s", "15m" or "168h" in YAML.

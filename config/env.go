@@ -46,6 +46,8 @@ type Secrets struct {
 	BitbucketAPIToken    string
 	BitbucketAccessToken string
 	WebhookSecret        string
+	AdminUser            string
+	AdminPassword        string
 }
 
 // SecretsFromEnv reads the secrets. For each NAME, NAME_FILE may name a file
@@ -73,6 +75,8 @@ func SecretsFromEnv(env func(string) string) (Secrets, error) {
 		BitbucketAPIToken:    get("AUTOINVITE_BITBUCKET_API_TOKEN"),
 		BitbucketAccessToken: get("AUTOINVITE_BITBUCKET_ACCESS_TOKEN"),
 		WebhookSecret:        get("AUTOINVITE_JIRA_WEBHOOK_SECRET"),
+		AdminUser:            get("AUTOINVITE_ADMIN_USER"),
+		AdminPassword:        get("AUTOINVITE_ADMIN_PASSWORD"),
 	}
 	return s, firstErr
 }
@@ -112,9 +116,9 @@ func (s Secrets) String() string {
 		}
 		return "set"
 	}
-	return fmt.Sprintf("jira_email=%s jira_api_token=%s jira_bearer_token=%s bitbucket_email=%s bitbucket_api_token=%s bitbucket_access_token=%s webhook_secret=%s",
+	return fmt.Sprintf("jira_email=%s jira_api_token=%s jira_bearer_token=%s bitbucket_email=%s bitbucket_api_token=%s bitbucket_access_token=%s webhook_secret=%s admin_user=%s admin_password=%s",
 		set(s.JiraEmail), set(s.JiraAPIToken), set(s.JiraBearerToken), set(s.BitbucketEmail),
-		set(s.BitbucketAPIToken), set(s.BitbucketAccessToken), set(s.WebhookSecret))
+		set(s.BitbucketAPIToken), set(s.BitbucketAccessToken), set(s.WebhookSecret), set(s.AdminUser), set(s.AdminPassword))
 }
 
 // GoString keeps %#v from printing secrets too.

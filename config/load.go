@@ -2,6 +2,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -81,10 +83,35 @@ func Parse(file string, data []byte, env func(string) string) (*Config, error) {
 	if errs := applyEnv(&cfg, env); len(errs) > 0 {
 		return nil, errs
 	}
+	cfg.Hash = contentHash(data, cfg.overrides, cfg)
 	if errs := cfg.validate(file, lines); len(errs) > 0 {
 		return nil, errs
 	}
 	return &cfg, nil
+}
+
+// contentHash hashes the file and the values the environment overrode.
+func contentHash(data []byte, overrides map[string]string, c Config) string {
+	h := sha256.New()
+	h.Write(data)
+	for _, field := range sortedKeys(overrides) {
+		fmt.Fprintf(h, "\x00%s=%s", field, overrideValue(c, field))
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+func overrideValue(c Config, field string) string {
+	switch field {
+	case "listen":
+		return c.Listen
+	case "redis.url":
+		return c.Redis.URL
+	case "jira.base_url":
+		return c.Jira.BaseURL
+	case "bitbucket.base_url":
+		return c.Bitbucket.BaseURL
+	}
+	return ""
 }
 
 var yamlLineRe = regexp.MustCompile(`line (\d+): `)

@@ -77,6 +77,7 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	v.positive("revocation.max_removals_per_hour", int64(c.Revocation.MaxRemovalsPerHour))
 	v.positive("intake.max_body_bytes", c.Intake.MaxBodyBytes)
 	v.positive("intake.dedup_window", int64(c.Intake.DedupWindow))
+	v.positive("audit.max_entries", c.Audit.MaxEntries)
 	v.positive("worker.concurrency", int64(c.Worker.Concurrency))
 	if c.Worker.MaxRetry < 0 {
 		v.fail("worker.max_retry", "must not be negative")

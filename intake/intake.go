@@ -39,6 +39,10 @@ type Options struct {
 	Now          func() time.Time
 	// EnqueueTimeout bounds the wait on Redis before answering 503.
 	EnqueueTimeout time.Duration
+	// ConfigHash returns the hash of the config in force, stamped on each task.
+	ConfigHash func() string
+	// Observe is told the event, outcome and duration of every request (metrics).
+	Observe func(event, outcome string, took time.Duration)
 }
 
 // Validate checks the options and fills in defaults.
@@ -54,6 +58,12 @@ func (o *Options) Validate() error {
 	}
 	if o.EnqueueTimeout <= 0 {
 		o.EnqueueTimeout = 3 * time.Second
+	}
+	if o.ConfigHash == nil {
+		o.ConfigHash = func() string { return "" }
+	}
+	if o.Observe == nil {
+		o.Observe = func(string, string, time.Duration) {}
 	}
 	return nil
 }
@@ -86,6 +96,23 @@ const (
 	OutcomeIgnored   = "ignored"
 )
 
+// outcomeOfStatus names a refusal for metrics.
+func outcomeOfStatus(status int) string {
+	switch status {
+	case http.StatusUnauthorized:
+		return "refused_signature"
+	case http.StatusBadRequest:
+		return "refused_payload"
+	case http.StatusRequestEntityTooLarge:
+		return "refused_size"
+	case http.StatusMethodNotAllowed:
+		return "refused_method"
+	case http.StatusServiceUnavailable:
+		return "unavailable"
+	}
+	return "refused"
+}
+
 type webhookBody struct {
 	Timestamp    int64  `json:"timestamp"`
 	WebhookEvent string `json:"webhookEvent"`
@@ -113,7 +140,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(HeaderRequestID, requestID)
 	log := h.o.Logger.With().Str("request_id", requestID).Logger()
 	ev := log.Info()
-	status, resp := h.handle(r, requestID, ev)
+	status, resp, event := h.handle(r, requestID, ev)
 	if status >= 400 {
 		ev = log.Warn()
 		ev.Str("error", resp.Error)
@@ -128,12 +155,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(resp)
-	ev.Int("status", status).Str("outcome", resp.Status).
-		Dur("duration_ms", h.o.Now().Sub(start)).Msg("jira webhook")
+	took := h.o.Now().Sub(start)
+	outcome := resp.Status
+	if status >= 400 {
+		outcome = outcomeOfStatus(status)
+	}
+	if !jobs.KnownEvent(event) {
+		event = "other" // bounded label values
+	}
+	h.o.Observe(event, outcome, took)
+	ev.Int("status", status).Str("outcome", outcome).Dur("duration_ms", took).Msg("jira webhook")
 }
 
 // handle does the work; logFields collects identifiers for the request's log line.
-func (h *Handler) handle(r *http.Request, requestID string, logFields *zerolog.Event) (int, response) {
+func (h *Handler) handle(r *http.Request, requestID string, logFields *zerolog.Event) (status int, resp response, event string) {
+	status, resp = h.decideAndEnqueue(r, requestID, logFields, &event)
+	return status, resp, event
+}
+
+func (h *Handler) decideAndEnqueue(r *http.Request, requestID string, logFields *zerolog.Event, event *string) (int, response) {
 	logFields = addFields(logFields, r)
 	if r.Method != http.MethodPost {
 		return http.StatusMethodNotAllowed, response{Error: "use POST"}
@@ -158,6 +198,7 @@ func (h *Handler) handle(r *http.Request, requestID string, logFields *zerolog.E
 		return http.StatusBadRequest, response{Error: "malformed JSON: " + err.Error()}
 	}
 	logFields.Str("event", wb.WebhookEvent)
+	*event = wb.WebhookEvent
 	if !jobs.KnownEvent(wb.WebhookEvent) {
 		return http.StatusAccepted, response{Status: OutcomeIgnored, Error: ""}
 	}
@@ -183,7 +224,7 @@ func (h *Handler) handle(r *http.Request, requestID string, logFields *zerolog.E
 	defer cancel()
 	taskID, dup, err := h.o.Enqueuer.EnqueueUserEvent(ctx, jobs.UserEvent{
 		Event: wb.WebhookEvent, DeliveryID: deliveryID, RequestID: requestID,
-		Timestamp: wb.Timestamp, ReceivedAt: h.o.Now().UTC(), User: u,
+		Timestamp: wb.Timestamp, ReceivedAt: h.o.Now().UTC(), User: u, ConfigHash: h.o.ConfigHash(),
 	})
 	if err != nil {
 		logFields.AnErr("cause", err)

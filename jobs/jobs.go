@@ -96,6 +96,9 @@ type UserEvent struct {
 	Timestamp  int64     `json:"timestamp,omitempty"` // Jira's, in ms
 	ReceivedAt time.Time `json:"received_at"`
 	User       User      `json:"user"`
+	// ConfigHash names the config in force when the webhook arrived: the task
+	// is decided under it while the process still has it, even after a reload.
+	ConfigHash string `json:"config_hash,omitempty"`
 }
 
 // DecodeUserEvent parses a task payload.

@@ -53,6 +53,7 @@ type Event struct {
 	At     time.Time `json:"at"`
 	Actor  string    `json:"actor"` // webhook, sweep, cli:<user>
 	Action string    `json:"action"`
+	Group  string    `json:"group,omitempty"`
 	Detail string    `json:"detail,omitempty"`
 }
 
@@ -80,14 +81,20 @@ type Entry struct {
 	CreatedAt    time.Time           `json:"created_at"`
 	UpdatedAt    time.Time           `json:"updated_at"`
 	History      []Event             `json:"history,omitempty"`
+
+	// unsaved are the events recorded since the last Put: Put appends them to
+	// the audit stream in the same transaction.
+	unsaved []Event
 }
 
 // maxHistory bounds an entry's story so a flapping user cannot grow it forever.
 const maxHistory = 100
 
-// Record appends an event to the entry's history.
-func (e *Entry) Record(at time.Time, actor, action, detail string) {
-	e.History = append(e.History, Event{At: at, Actor: actor, Action: action, Detail: detail})
+// Record appends an event to the entry's history (and, at Put, to the audit trail).
+func (e *Entry) Record(at time.Time, actor, action, group, detail string) {
+	ev := Event{At: at, Actor: actor, Action: action, Group: group, Detail: detail}
+	e.History = append(e.History, ev)
+	e.unsaved = append(e.unsaved, ev)
 	if len(e.History) > maxHistory {
 		e.History = e.History[len(e.History)-maxHistory:]
 	}
@@ -194,11 +201,15 @@ func (e *Entry) nextExpiry() time.Time {
 type Store struct {
 	rdb    redis.UniversalClient
 	prefix string
+	opts   Options
 }
 
 // New returns a store; prefix namespaces every key.
-func New(rdb redis.UniversalClient, prefix string) *Store {
-	return &Store{rdb: rdb, prefix: prefix}
+func New(rdb redis.UniversalClient, prefix string, opts Options) *Store {
+	if opts.AuditMaxLen <= 0 {
+		opts.AuditMaxLen = 100000
+	}
+	return &Store{rdb: rdb, prefix: prefix, opts: opts}
 }
 
 func (s *Store) entryKey(workspace, personID string) string {
@@ -236,13 +247,21 @@ func (s *Store) Get(ctx context.Context, workspace, personID string) (*Entry, er
 	return &e, nil
 }
 
-// Put writes the entry and its indexes atomically.
+// Put writes the entry, its indexes and its new audit records atomically. In
+// dry-run mode only the audit records are written.
 func (s *Store) Put(ctx context.Context, e *Entry) error {
 	raw, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("encode ledger %s/%s: %w", e.Workspace, e.PersonID, err)
 	}
+	records := s.recordsOf(e)
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for _, rec := range records {
+			s.xadd(ctx, p, rec)
+		}
+		if s.opts.DryRun {
+			return nil
+		}
 		p.Set(ctx, s.entryKey(e.Workspace, e.PersonID), raw, 0)
 		p.SAdd(ctx, s.personKey(e.PersonID), e.Workspace)
 		p.SAdd(ctx, s.workspaceKey(e.Workspace), e.PersonID)
@@ -265,8 +284,13 @@ func (s *Store) Put(ctx context.Context, e *Entry) error {
 	if err != nil {
 		return fmt.Errorf("write ledger %s/%s: %w", e.Workspace, e.PersonID, err)
 	}
+	e.unsaved = nil
+	s.observe(records)
 	return nil
 }
+
+// DryRun reports whether the store only audits.
+func (s *Store) DryRun() bool { return s.opts.DryRun }
 
 // Person returns every workspace entry of a person, sorted by workspace.
 func (s *Store) Person(ctx context.Context, personID string) ([]*Entry, error) {

@@ -100,7 +100,7 @@ func (w *Worker) followUpLocked(ctx context.Context, ref ledger.Ref, force bool,
 		}
 		if !force && inv.Resends >= cfg.MaxResends {
 			inv.State = ledger.InvitationExpired
-			entry.Record(now, actor, "invitation-expired", fmt.Sprintf("%s: given up after %d re-sends", inv.Group, inv.Resends))
+			entry.Record(now, actor, "invitation-expired", inv.Group, fmt.Sprintf("given up after %d re-sends", inv.Resends))
 			log.Warn().Str("group", inv.Group).Int("resends", inv.Resends).Str("email", entry.Email).Msg("invitation expired for good after max_resends")
 			outcome = OutcomeExpired
 			continue
@@ -115,11 +115,11 @@ func (w *Worker) followUpLocked(ctx context.Context, ref ledger.Ref, force bool,
 		// make the re-sends go on forever.
 		inv.Resends++
 		inv.SentAt, inv.ExpiresAt = now, now.Add(cfg.ExpireAfter.D())
-		detail := fmt.Sprintf("%s (re-send %d of %d)", inv.Group, inv.Resends, cfg.MaxResends)
+		detail := fmt.Sprintf("re-send %d of %d", inv.Resends, cfg.MaxResends)
 		if already {
 			detail += ": Bitbucket still holds the previous invitation (409); invitations.expire_after may be shorter than Bitbucket's expiry"
 		}
-		entry.Record(now, actor, "invitation-resent", detail)
+		entry.Record(now, actor, "invitation-resent", inv.Group, detail)
 		log.Info().Str("group", inv.Group).Int("resends", inv.Resends).Str("email", entry.Email).Bool("bitbucket_still_pending", already).Msg("invitation re-sent")
 		outcome = OutcomeResent
 	}
@@ -250,7 +250,7 @@ func (w *Worker) Resend(ctx context.Context, ref ledger.Ref, actor string) (int,
 	}
 	if revived {
 		entry.Status = ledger.StatusInvited
-		entry.Record(w.o.Now(), actor, "invitation-revived", "given-up invitations re-opened by an admin")
+		entry.Record(w.o.Now(), actor, "invitation-revived", "", "given-up invitations re-opened by an admin")
 		if err := w.o.Ledger.Put(ctx, entry); err != nil {
 			return 0, err
 		}
@@ -293,6 +293,6 @@ func (w *Worker) Cancel(ctx context.Context, ref ledger.Ref, actor string) (int,
 	}
 	now := w.o.Now()
 	entry.Status, entry.NextCheckAt, entry.UpdatedAt = ledger.StatusCancelled, time.Time{}, now
-	entry.Record(now, actor, "invitations-cancelled", strings.Join(groups, " "))
+	entry.Record(now, actor, "invitations-cancelled", "", strings.Join(groups, " "))
 	return n, w.o.Ledger.Put(ctx, entry)
 }

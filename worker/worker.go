@@ -53,6 +53,9 @@ type Options struct {
 	Now       func() time.Time
 	// LockLease bounds how long a crashed worker can block a person.
 	LockLease time.Duration
+	// SignupDone is told when a user event's task finished, with the time its
+	// webhook arrived (metrics).
+	SignupDone func(receivedAt time.Time)
 }
 
 // Validate reports missing dependencies.
@@ -78,6 +81,9 @@ func (o *Options) Validate() error {
 	}
 	if o.LockLease <= 0 {
 		o.LockLease = 5 * time.Minute
+	}
+	if o.SignupDone == nil {
+		o.SignupDone = func(time.Time) {}
 	}
 	return nil
 }
@@ -135,18 +141,25 @@ func (w *Worker) HandleUserEvent(ctx context.Context, t *asynq.Task) error {
 	if ev.Deactivated() {
 		return w.finish(ctx, w.revoke(ctx, s, taskID))
 	}
-	if !rules.Eligible(s.user.AccountType) {
-		log.Info().Str("account_type", s.user.AccountType).Msg("ignored: app and customer accounts never get Bitbucket access")
-		return nil
+	err = w.signup(ctx, s, taskID)
+	if err == nil {
+		w.o.SignupDone(ev.ReceivedAt)
 	}
+	return err
+}
 
+// signup applies the rules to an active user.
+func (w *Worker) signup(ctx context.Context, s *subject, taskID string) error {
+	log := zerolog.Ctx(ctx)
+	if !rules.Eligible(s.user.AccountType) {
+		return w.ignore(ctx, s)
+	}
 	engine := w.o.Rules()
 	if err := w.complete(ctx, s, engine); err != nil {
 		return w.finish(ctx, []error{err})
 	}
 	if !rules.Eligible(s.user.AccountType) {
-		log.Info().Str("account_type", s.user.AccountType).Msg("ignored: app and customer accounts never get Bitbucket access")
-		return nil
+		return w.ignore(ctx, s)
 	}
 
 	unlock, err := w.o.Ledger.Lock(ctx, s.personID, taskID, w.o.LockLease)
@@ -158,7 +171,9 @@ func (w *Worker) HandleUserEvent(ctx context.Context, t *asynq.Task) error {
 	decisions := engine.Evaluate(rules.Person{AccountType: s.user.AccountType, Email: s.user.Email, JiraGroups: s.groups})
 	if len(decisions) == 0 {
 		log.Info().Str("email", s.user.Email).Msg("no rule matches: nothing to do")
-		return nil
+		return w.o.Ledger.Audit(ctx, ledger.AuditRecord{
+			Time: w.o.Now(), PersonID: s.personID, Email: s.user.Email, Actor: actorWebhook, Action: "no-rule-matches",
+		})
 	}
 	var errs []error
 	for _, d := range decisions {
@@ -167,6 +182,15 @@ func (w *Worker) HandleUserEvent(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	return w.finish(ctx, errs)
+}
+
+// ignore records that an app or customer account was left alone.
+func (w *Worker) ignore(ctx context.Context, s *subject) error {
+	zerolog.Ctx(ctx).Info().Str("account_type", s.user.AccountType).Msg("ignored: app and customer accounts never get Bitbucket access")
+	return w.o.Ledger.Audit(ctx, ledger.AuditRecord{
+		Time: w.o.Now(), PersonID: s.personID, Email: s.user.Email, Actor: actorWebhook,
+		Action: "ignored", Detail: "account type " + s.user.AccountType,
+	})
 }
 
 // finish turns the per-workspace errors into the task's outcome: retry when any
@@ -245,16 +269,16 @@ func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decisio
 			log.Info().Msg("invitation expired for good after max_resends: a new signup or `autoinvite invites resend` starts again")
 			return nil
 		}
-		entry.Record(now, actorWebhook, "reset", "signed up again after the invitation expired")
+		entry.Record(now, actorWebhook, "reset", "", "signed up again after the invitation expired")
 	case ledger.StatusCancelled, ledger.StatusRevoked, ledger.StatusRevocationHeld:
 		entry.HeldRemovals = nil
-		entry.Record(now, actorWebhook, "reactivated", "starting over")
+		entry.Record(now, actorWebhook, "reactivated", "", "starting over")
 	}
 
 	if d.Excluded {
 		log.Info().Str("email", entry.Email).Msg("excluded by the workspace's exclusions: nothing granted")
 		entry.Status = ledger.StatusExcluded
-		entry.Record(now, actorWebhook, "excluded", "")
+		entry.Record(now, actorWebhook, "excluded", "", "")
 		return w.o.Ledger.Put(ctx, entry)
 	}
 	if d.EmailUnknown && entry.Email == "" {
@@ -283,7 +307,7 @@ func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decisio
 			entry.Wait(g)
 		}
 		entry.Status = ledger.StatusWaitingForEmail
-		entry.Record(now, actorWebhook, "waiting-for-email", "Jira hides the email and the workspace's rules or exclusions depend on it")
+		entry.Record(now, actorWebhook, "waiting-for-email", "", "Jira hides the email and the workspace's rules or exclusions depend on it")
 		log.Warn().Strs("groups", want).Msg("email hidden by Jira and the rules depend on it: waiting for the email")
 		return w.o.Ledger.Put(ctx, entry)
 	}
@@ -291,7 +315,7 @@ func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decisio
 		log.Info().Strs("granted", entry.Granted).Msg("already done: nothing to change")
 		return nil
 	}
-	entry.Record(now, actorWebhook, "decided", describe(d))
+	entry.Record(now, actorWebhook, "decided", "", describe(d))
 
 	member := false
 	if s.user.AccountID != "" {
@@ -314,7 +338,7 @@ func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decisio
 			entry.Wait(g)
 		}
 		entry.Status = ledger.StatusWaitingForEmail
-		entry.Record(now, actorWebhook, "waiting-for-email", "not a workspace member and Jira hides the email")
+		entry.Record(now, actorWebhook, "waiting-for-email", "", "not a workspace member and Jira hides the email")
 		log.Warn().Strs("groups", want).Msg("not a workspace member and no email: recorded as waiting for an email")
 		return w.o.Ledger.Put(ctx, entry)
 	}
@@ -353,7 +377,7 @@ func (w *Worker) grantAll(ctx context.Context, entry *ledger.Entry, groups []str
 	log := zerolog.Ctx(ctx).With().Str("workspace", entry.Workspace).Logger()
 	now := w.o.Now()
 	for _, g := range entry.PendingGroups() {
-		entry.Record(now, actor, "invitation-accepted", g)
+		entry.Record(now, actor, "invitation-accepted", g, "")
 	}
 	entry.SetPendingInvitations(ledger.InvitationAccepted)
 	entry.NextCheckAt = time.Time{}
@@ -369,12 +393,12 @@ func (w *Worker) grantAll(ctx context.Context, entry *ledger.Entry, groups []str
 		if already && !entry.Invited(g) {
 			// An admin put them there: revocation must leave it alone.
 			entry.GrantedByHand(g)
-			entry.Record(now, actor, "group-already-given", g)
+			entry.Record(now, actor, "group-already-given", g, "")
 			log.Info().Str("group", g).Msg("already in group (given by hand): recorded, never revoked")
 			continue
 		}
 		entry.Grant(g)
-		entry.Record(now, actor, "group-added", g)
+		entry.Record(now, actor, "group-added", g, "")
 		log.Info().Str("group", g).Strs("rules", entry.RulesByGroup[g]).Msg("added to group")
 	}
 	return w.settle(ctx, entry, ledger.StatusGranted, errs, actor)
@@ -418,11 +442,11 @@ func (w *Worker) invite(ctx context.Context, entry *ledger.Entry, groups []strin
 		entry.Invitations = append(entry.Invitations, ledger.Invitation{
 			Group: g, SentAt: now, ExpiresAt: now.Add(inv.ExpireAfter.D()), State: ledger.InvitationPending,
 		})
-		detail := g
+		detail := ""
 		if already {
-			detail += " (Bitbucket already had one)"
+			detail = "Bitbucket already had one"
 		}
-		entry.Record(now, actor, "invitation-sent", detail)
+		entry.Record(now, actor, "invitation-sent", g, detail)
 		log.Info().Str("group", g).Strs("rules", entry.RulesByGroup[g]).Bool("already_invited", already).Msg("invitation sent")
 	}
 	return w.settle(ctx, entry, ledger.StatusInvited, errs, actor)
@@ -459,7 +483,7 @@ func (w *Worker) failAs(ctx context.Context, entry *ledger.Entry, err error, act
 	if !atlassian.IsTemporary(err) || entry.Status == "" {
 		entry.Status = ledger.StatusFailed
 	}
-	entry.Record(w.o.Now(), actor, "error", err.Error())
+	entry.Record(w.o.Now(), actor, "error", "", err.Error())
 	if perr := w.o.Ledger.Put(ctx, entry); perr != nil {
 		return errors.Join(err, perr)
 	}

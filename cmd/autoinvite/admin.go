@@ -283,7 +283,7 @@ func printShow(out io.Writer, entries []*ledger.Entry) {
 		fmt.Fprintln(out, "  history")
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 		for _, h := range e.History {
-			fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\n", formatTime(h.At), h.Actor, h.Action, h.Detail)
+			fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%s\n", formatTime(h.At), h.Actor, h.Action, orDash(h.Group), h.Detail)
 		}
 		tw.Flush()
 	}

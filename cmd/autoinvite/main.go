@@ -147,7 +147,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 	}
 	log.Info().Str("config", *path).Int("workspaces", len(cfg.Workspaces)).Str("secrets", secrets.String()).Msg("config loaded")
 
-	a, err := app.New(app.Options{Config: cfg, Secrets: secrets, Logger: log})
+	a, err := app.New(app.Options{Config: cfg, ConfigPath: *path, Env: env, Secrets: secrets, Logger: log})
 	if err != nil {
 		log.Error().Err(err).Msg("start")
 		return 1
@@ -155,6 +155,19 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 	defer a.Close()
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				a.Reload() // logs and counts its own outcome
+			}
+		}
+	}()
 	if err := a.Run(ctx); err != nil {
 		log.Error().Err(err).Msg("serve")
 		return 1

@@ -26,8 +26,10 @@ type Options struct {
 	Auth      Auth
 	Timeout   time.Duration
 	UserAgent string
-	// Transport replaces the HTTP transport (tests, metrics).
+	// Transport replaces the HTTP transport (tests).
 	Transport http.RoundTripper
+	// Instrument is given the client to hook metrics on.
+	Instrument func(*resty.Client)
 }
 
 // NewClient returns a resty client for one Atlassian API. It never retries on
@@ -43,6 +45,9 @@ func NewClient(o Options) *resty.Client {
 		SetDisableWarn(true) // its plain-text warnings would break the JSON log stream
 	if o.Transport != nil {
 		c.SetTransport(o.Transport)
+	}
+	if o.Instrument != nil {
+		o.Instrument(c)
 	}
 	switch {
 	case o.Auth.Bearer != "":

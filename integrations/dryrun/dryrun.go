@@ -1,0 +1,48 @@
+// Package dryrun stands in for Jira and Bitbucket when dry_run is on: it calls
+// nothing and says what it would have done, so the service decides and audits
+// without touching Atlassian.
+package dryrun
+
+import (
+	"context"
+
+	"github.com/rs/zerolog"
+
+	"github.com/autoinvite/autoinvite/integrations/jira"
+)
+
+// Jira answers lookups with nothing: rules decide on what the webhook carried.
+type Jira struct{}
+
+// GetUser returns an empty user.
+func (Jira) GetUser(ctx context.Context, ref jira.Ref) (jira.User, error) {
+	zerolog.Ctx(ctx).Info().Str("ref", ref.String()).Msg("dry run: would look the user up in Jira")
+	return jira.User{}, nil
+}
+
+// Bitbucket treats everyone as a non-member and every change as done.
+type Bitbucket struct{}
+
+// IsMember answers false: the plan shows the invitation path.
+func (Bitbucket) IsMember(ctx context.Context, workspace, member string) (bool, error) {
+	zerolog.Ctx(ctx).Info().Str("workspace", workspace).Msg("dry run: would check workspace membership")
+	return false, nil
+}
+
+// AddToGroup pretends to add.
+func (Bitbucket) AddToGroup(ctx context.Context, workspace, group, member string) (bool, error) {
+	zerolog.Ctx(ctx).Info().Str("workspace", workspace).Str("group", group).Msg("dry run: would add to group")
+	return false, nil
+}
+
+// RemoveFromGroup pretends to remove.
+func (Bitbucket) RemoveFromGroup(ctx context.Context, workspace, group, member string) error {
+	zerolog.Ctx(ctx).Info().Str("workspace", workspace).Str("group", group).Msg("dry run: would remove from group")
+	return nil
+}
+
+// Invite pretends to invite.
+func (Bitbucket) Invite(ctx context.Context, workspace, email, group string) (bool, error) {
+	zerolog.Ctx(ctx).Info().Str("workspace", workspace).Str("group", group).Str("email", email).Msg("dry run: would send an invitation")
+	return false, nil
+}

@@ -1,0 +1,216 @@
+// Package metrics defines autoinvite's Prometheus metrics. Each App owns one
+// registry: no global state, so tests and several apps in one process coexist.
+package metrics
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-resty/resty/v2"
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/autoinvite/autoinvite/ledger"
+)
+
+// Metrics holds every metric autoinvite exports.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	Webhooks         *prometheus.CounterVec   // event, outcome
+	IntakeDuration   prometheus.Histogram     //
+	SignupDuration   prometheus.Histogram     // webhook received -> task done
+	AtlassianCalls   *prometheus.CounterVec   // api, endpoint, status
+	AtlassianLatency *prometheus.HistogramVec // api
+	Invitations      *prometheus.CounterVec   // event: sent, resent, accepted, expired, cancelled
+	Groups           *prometheus.CounterVec   // action: granted, revoked
+	RevocationsHeld  prometheus.Counter
+	Decisions        *prometheus.CounterVec // outcome of audited decisions (ok, failed, dry-run...)
+	RateLimitWaits   *prometheus.CounterVec // api
+	ReloadSuccess    prometheus.Gauge
+	ReloadTimestamp  prometheus.Gauge
+	ConfigHash       prometheus.Gauge
+	Reloads          *prometheus.CounterVec // result
+}
+
+// New registers the metrics, Go and process collectors, and the queue
+// collector over inspector (nil to skip).
+func New(inspector *asynq.Inspector) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		Webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "autoinvite_webhooks_total", Help: "Jira webhooks received, by event and outcome (accepted, duplicate, ignored, refused_*, unavailable).",
+		}, []string{"event", "outcome"}),
+		IntakeDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "autoinvite_intake_duration_seconds", Help: "Time to answer a webhook.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}),
+		SignupDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "autoinvite_signup_duration_seconds", Help: "From webhook received to its task done (groups added or invitation sent).",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 1800},
+		}),
+		AtlassianCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "autoinvite_atlassian_requests_total", Help: "Atlassian API calls by API, endpoint template and HTTP status (0 = no answer).",
+		}, []string{"api", "endpoint", "status"}),
+		AtlassianLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "autoinvite_atlassian_request_duration_seconds", Help: "Atlassian API call latency.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"api"}),
+		Invitations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "autoinvite_invitations_total", Help: "Invitations by event: sent, resent, accepted, expired (given up), cancelled.",
+		}, []string{"event"}),
+		Groups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "autoinvite_group_changes_total", Help: "Group memberships granted and revoked.",
+		}, []string{"action"}),
+		RevocationsHeld: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "autoinvite_revocations_held_total", Help: "Group removals held by the circuit breaker.",
+		}),
+		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "autoinvite_audit_records_total", Help: "Audit records written, by outcome.",
+		}, []string{"outcome"}),
+		RateLimitWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "autoinvite_rate_limit_waits_total", Help: "Times a task waited for the Atlassian rate budget (429s included).",
+		}, []string{"api"}),
+		ReloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "autoinvite_config_last_reload_successful", Help: "Whether the last config reload succeeded (1) or failed (0).",
+		}),
+		ReloadTimestamp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "autoinvite_config_last_reload_success_timestamp_seconds", Help: "Time of the last successful config load.",
+		}),
+		ConfigHash: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "autoinvite_config_hash", Help: "Hash of the config in force (as a number), to spot processes running different configs.",
+		}),
+		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "autoinvite_config_reloads_total", Help: "Config reload attempts by result.",
+		}, []string{"result"}),
+	}
+	reg.MustRegister(m.Webhooks, m.IntakeDuration, m.SignupDuration, m.AtlassianCalls, m.AtlassianLatency,
+		m.Invitations, m.Groups, m.RevocationsHeld, m.Decisions, m.RateLimitWaits,
+		m.ReloadSuccess, m.ReloadTimestamp, m.ConfigHash, m.Reloads,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, e := range []string{"sent", "resent", "accepted", "expired", "cancelled"} {
+		m.Invitations.WithLabelValues(e)
+	}
+	for _, a := range []string{"granted", "revoked"} {
+		m.Groups.WithLabelValues(a)
+	}
+	for _, api := range []string{"jira", "bitbucket"} {
+		m.RateLimitWaits.WithLabelValues(api)
+	}
+	if inspector != nil {
+		reg.MustRegister(&queueCollector{inspector: inspector})
+	}
+	return m
+}
+
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+// ObserveAudit counts what an audit record says happened.
+func (m *Metrics) ObserveAudit(r ledger.AuditRecord) {
+	m.Decisions.WithLabelValues(r.Outcome).Inc()
+	if r.Outcome == ledger.OutcomeDryRun {
+		return
+	}
+	switch r.Action {
+	case "invitation-sent":
+		m.Invitations.WithLabelValues("sent").Inc()
+	case "invitation-resent":
+		m.Invitations.WithLabelValues("resent").Inc()
+	case "invitation-accepted":
+		m.Invitations.WithLabelValues("accepted").Inc()
+	case "invitation-expired":
+		m.Invitations.WithLabelValues("expired").Inc()
+	case "invitations-cancelled":
+		m.Invitations.WithLabelValues("cancelled").Inc()
+	case "group-added":
+		m.Groups.WithLabelValues("granted").Inc()
+	case "group-removed":
+		m.Groups.WithLabelValues("revoked").Inc()
+	case "revocation-held":
+		m.RevocationsHeld.Inc()
+	}
+}
+
+// ConfigLoaded records a successful (re)load of a config with this content.
+func (m *Metrics) ConfigLoaded(content []byte, at time.Time) {
+	sum := sha256.Sum256(content)
+	m.ConfigHash.Set(float64(binary.BigEndian.Uint64(sum[:8]) >> 11)) // 53 bits: exact in a float64
+	m.ReloadSuccess.Set(1)
+	m.ReloadTimestamp.Set(float64(at.Unix()))
+}
+
+// InstrumentClient counts and times every call a resty client makes. The
+// endpoint label is the path template ("/1.0/groups/{workspace}/..."), never
+// the filled-in path, so it stays low-cardinality and holds no personal data.
+func (m *Metrics) InstrumentClient(api string, c *resty.Client) {
+	c.OnAfterResponse(func(_ *resty.Client, r *resty.Response) error {
+		m.observeCall(api, r.Request, r.StatusCode(), r.Time())
+		return nil
+	})
+	c.OnError(func(req *resty.Request, err error) {
+		m.observeCall(api, req, 0, 0)
+	})
+}
+
+func (m *Metrics) observeCall(api string, req *resty.Request, status int, took time.Duration) {
+	endpoint := req.Method + " " + req.URL
+	m.AtlassianCalls.WithLabelValues(api, endpoint, strconv.Itoa(status)).Inc()
+	if took > 0 {
+		m.AtlassianLatency.WithLabelValues(api).Observe(took.Seconds())
+	}
+}
+
+// queueCollector exports Asynq queue state read through the Inspector (the
+// asynq/x collector pins an old go-redis).
+type queueCollector struct {
+	inspector *asynq.Inspector
+}
+
+var (
+	queueSize = prometheus.NewDesc("autoinvite_queue_tasks", "Tasks in an Asynq queue by state.", []string{"queue", "state"}, nil)
+	queueLat  = prometheus.NewDesc("autoinvite_queue_latency_seconds", "Age of the oldest pending task.", []string{"queue"}, nil)
+	queueProc = prometheus.NewDesc("autoinvite_queue_processed_total", "Tasks processed (succeeded or failed) since the queue existed.", []string{"queue"}, nil)
+	queueFail = prometheus.NewDesc("autoinvite_queue_failed_total", "Task attempts that failed since the queue existed.", []string{"queue"}, nil)
+	queueMem  = prometheus.NewDesc("autoinvite_queue_memory_bytes", "Redis memory used by the queue (sampled by Asynq).", []string{"queue"}, nil)
+	queueUp   = prometheus.NewDesc("autoinvite_queue_scrape_ok", "Whether the queues could be read from Redis.", nil, nil)
+)
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{queueSize, queueLat, queueProc, queueFail, queueMem, queueUp} {
+		ch <- d
+	}
+}
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	queues, err := c.inspector.Queues()
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(queueUp, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(queueUp, prometheus.GaugeValue, 1)
+	for _, q := range queues {
+		info, err := c.inspector.GetQueueInfo(q)
+		if err != nil {
+			continue
+		}
+		for state, n := range map[string]int{
+			"pending": info.Pending, "active": info.Active, "scheduled": info.Scheduled,
+			"retry": info.Retry, "archived": info.Archived, "completed": info.Completed,
+		} {
+			ch <- prometheus.MustNewConstMetric(queueSize, prometheus.GaugeValue, float64(n), q, state)
+		}
+		ch <- prometheus.MustNewConstMetric(queueLat, prometheus.GaugeValue, info.Latency.Seconds(), q)
+		ch <- prometheus.MustNewConstMetric(queueProc, prometheus.CounterValue, float64(info.ProcessedTotal), q)
+		ch <- prometheus.MustNewConstMetric(queueFail, prometheus.CounterValue, float64(info.FailedTotal), q)
+		ch <- prometheus.MustNewConstMetric(queueMem, prometheus.GaugeValue, float64(info.MemoryUsage), q)
+	}
+}
