@@ -140,3 +140,6 @@ func (g adminAuth) wrap(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// ConfigHash returns the hash of the config in force.
+func (a *App) ConfigHash() string { return a.current.Load().cfg.Hash }

@@ -121,7 +121,10 @@ func (s *Store) observe(recs []AuditRecord) {
 // ReadAudit returns up to count records from after the stream id (or from
 // since, when after is ""), oldest first.
 func (s *Store) ReadAudit(ctx context.Context, since time.Time, after string, count int64) ([]AuditRecord, error) {
-	start := strconv.FormatInt(since.UnixMilli(), 10) + "-0"
+	start := "-"
+	if since.UnixMilli() > 0 {
+		start = strconv.FormatInt(since.UnixMilli(), 10) + "-0"
+	}
 	if after != "" {
 		start = "(" + after
 	}

@@ -3,6 +3,7 @@
 package metrics
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"net/http"
@@ -152,6 +153,11 @@ func (m *Metrics) ConfigLoaded(content []byte, at time.Time) {
 // endpoint label is the path template ("/1.0/groups/{workspace}/..."), never
 // the filled-in path, so it stays low-cardinality and holds no personal data.
 func (m *Metrics) InstrumentClient(api string, c *resty.Client) {
+	// User hooks run before resty fills the path parameters in: keep the template.
+	c.OnBeforeRequest(func(_ *resty.Client, r *resty.Request) error {
+		r.SetContext(context.WithValue(r.Context(), endpointKey{}, r.Method+" "+r.URL))
+		return nil
+	})
 	c.OnAfterResponse(func(_ *resty.Client, r *resty.Response) error {
 		m.observeCall(api, r.Request, r.StatusCode(), r.Time())
 		return nil
@@ -161,8 +167,10 @@ func (m *Metrics) InstrumentClient(api string, c *resty.Client) {
 	})
 }
 
+type endpointKey struct{}
+
 func (m *Metrics) observeCall(api string, req *resty.Request, status int, took time.Duration) {
-	endpoint := req.Method + " " + req.URL
+	endpoint, _ := req.Context().Value(endpointKey{}).(string)
 	m.AtlassianCalls.WithLabelValues(api, endpoint, strconv.Itoa(status)).Inc()
 	if took > 0 {
 		m.AtlassianLatency.WithLabelValues(api).Observe(took.Seconds())

@@ -446,3 +446,81 @@ func (c *cli) revocations(ctx context.Context, args []string) int {
 	}
 	return 0
 }
+
+func (c *cli) audit(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	path := configFlag(fs, c.env)
+	since := fs.Duration("since", 24*time.Hour, "how far back to start")
+	email := fs.String("email", "", "only records about this email")
+	follow := fs.Bool("follow", false, "keep printing new records until interrupted")
+	asJSON := fs.Bool("json", false, "one JSON object per line")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	a, _, err := c.connect(*path)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer a.Close()
+	store := a.Ledger()
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	if !*asJSON {
+		fmt.Fprintln(tw, "TIME\tACTOR\tWORKSPACE\tPERSON\tACTION\tGROUP\tRULES\tOUTCOME\tDETAIL")
+	}
+	print := func(recs []ledger.AuditRecord) {
+		for _, r := range recs {
+			if *email != "" && !strings.EqualFold(r.Email, *email) {
+				continue
+			}
+			if *asJSON {
+				enc := json.NewEncoder(c.stdout)
+				enc.SetEscapeHTML(false)
+				enc.Encode(r)
+				continue
+			}
+			who := r.Email
+			if who == "" {
+				who = r.PersonID
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.UTC().Format("2006-01-02 15:04:05"), r.Actor,
+				orDash(r.Workspace), orDash(who), r.Action, orDash(r.Group), joinOrDash(r.Rules), r.Outcome, r.Detail)
+		}
+		tw.Flush()
+	}
+	last := ""
+	for {
+		recs, err := store.ReadAudit(ctx, c.now().Add(-*since), last, 1000)
+		if err != nil {
+			return c.fail(err)
+		}
+		print(recs)
+		if len(recs) < 1000 {
+			if len(recs) > 0 {
+				last = recs[len(recs)-1].ID
+			}
+			break
+		}
+		last = recs[len(recs)-1].ID
+	}
+	if !*follow {
+		return 0
+	}
+	if last == "" {
+		last = "$"
+	}
+	for ctx.Err() == nil {
+		recs, err := store.WaitAudit(ctx, last, 5*time.Second)
+		if err != nil {
+			if ctx.Err() != nil {
+				return 0
+			}
+			return c.fail(err)
+		}
+		if len(recs) > 0 {
+			print(recs)
+			last = recs[len(recs)-1].ID
+		}
+	}
+	return 0
+}

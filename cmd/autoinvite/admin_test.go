@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,5 +139,28 @@ func TestAdminCommandsRefuseTheEmbeddedRedis(t *testing.T) {
 	cl := &cli{stdout: &out, stderr: &errOut, env: func(string) string { return "" }, now: time.Now}
 	if code := cl.run(context.Background(), []string{"invites", "list", "--config", cfg}); code != 1 || !strings.Contains(errOut.String(), "set redis.url or AUTOINVITE_REDIS_URL") {
 		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+}
+
+func TestAuditCommand(t *testing.T) {
+	c := newCLIEnv(t)
+	c.clock.Advance(2 * time.Minute)
+	c.ok("invites", "resend", "noah@acme.com")
+	// One person's records are in order; the three signups ran concurrently.
+	golden(t, "audit", c.ok("audit", "--since", "1h", "--email", "noah@acme.com"))
+	var actions []string
+	for _, line := range strings.Split(strings.TrimSpace(c.ok("audit", "--email", "noah@acme.com", "--json")), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		if rec["id"] == "" || rec["person"] != "acct:"+fake.DemoNewcomerAccountID || rec["workspace"] != "acme" {
+			t.Fatalf("record = %v", rec)
+		}
+		actions = append(actions, fmt.Sprint(rec["actor"], " ", rec["action"], " ", rec["group"], " ", rec["outcome"]))
+	}
+	want := []string{"webhook decided <nil> ok", "webhook invitation-sent developers ok", "cli:alice invitation-resent developers ok"}
+	if strings.Join(actions, "|") != strings.Join(want, "|") {
+		t.Fatalf("json actions = %q", actions)
 	}
 }

@@ -34,6 +34,8 @@ Usage:
   autoinvite invites cancel EMAIL|ACCOUNT [--workspace W]
   autoinvite sweep --once                 run one invitation sweep now
   autoinvite revocations status|resume --workspace W
+  autoinvite audit [--since 24h] [--email E] [--follow] [--json]
+                                          the audit trail: every decision and Atlassian change
   autoinvite version
 
 Every command takes --config FILE (default $AUTOINVITE_CONFIG or autoinvite.yaml).
@@ -77,6 +79,8 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		return c.sweep(ctx, args[1:])
 	case "revocations":
 		return c.revocations(ctx, args[1:])
+	case "audit":
+		return c.audit(ctx, args[1:])
 	case "version":
 		fmt.Fprintln(stdout, "autoinvite", app.Version)
 		return 0

@@ -10,6 +10,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -43,6 +45,8 @@ workspaces:
 // Secrets used by every test env; tests assert they never reach the logs.
 const (
 	WebhookSecret     = "whsec-test-0123456789"
+	AdminUser         = "ops"
+	AdminPassword     = "admin-password-must-not-leak"
 	JiraToken         = "jira-token-must-not-leak"
 	BitbucketToken    = "bitbucket-token-must-not-leak"
 	deploymentDefault = config.DeploymentCloud
@@ -54,7 +58,11 @@ type settings struct {
 	workers    bool
 	now        func() time.Time
 	redisURL   string
+	noAdmin    bool
 }
+
+// WithoutAdmin leaves AUTOINVITE_ADMIN_USER/PASSWORD unset.
+func WithoutAdmin() Option { return func(s *settings) { s.noAdmin = true } }
 
 // Option changes the env.
 type Option func(*settings)
@@ -73,13 +81,15 @@ func WithRedisURL(url string) Option { return func(s *settings) { s.redisURL = u
 
 // Env is a running autoinvite under test.
 type Env struct {
-	t     testing.TB
-	App   *app.App
-	Fake  *faketest.Server
-	Redis *redistest.Redis
-	URL   string
-	Logs  *SyncBuffer
-	Now   func() time.Time
+	t          testing.TB
+	ConfigPath string
+	header     string
+	App        *app.App
+	Fake       *faketest.Server
+	Redis      *redistest.Redis
+	URL        string
+	Logs       *SyncBuffer
+	Now        func() time.Time
 }
 
 // New starts an env; everything stops at the end of the test.
@@ -101,8 +111,13 @@ func New(t testing.TB, opts ...Option) *Env {
 		"AUTOINVITE_JIRA_BASE_URL":      f.URL,
 		"AUTOINVITE_BITBUCKET_BASE_URL": f.URL,
 	}
-	src := "jira: {deployment: " + s.deployment + "}\nredis: {key_prefix: " + r.Prefix + "}\n" + s.rules
-	cfg, err := config.Parse("test.yaml", []byte(src), func(k string) string { return env[k] })
+	header := "jira: {deployment: " + s.deployment + "}\nredis: {key_prefix: " + r.Prefix + "}\n"
+	path := filepath.Join(t.TempDir(), "autoinvite.yaml")
+	if err := os.WriteFile(path, []byte(header+s.rules), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	getenv := func(k string) string { return env[k] }
+	cfg, err := config.LoadFile(path, getenv)
 	if err != nil {
 		t.Fatalf("test config: %v", err)
 	}
@@ -110,9 +125,12 @@ func New(t testing.TB, opts ...Option) *Env {
 		JiraEmail: "bot@acme.com", JiraAPIToken: JiraToken, JiraBearerToken: JiraToken,
 		BitbucketEmail: "bot@acme.com", BitbucketAPIToken: BitbucketToken, WebhookSecret: WebhookSecret,
 	}
+	if !s.noAdmin {
+		secrets.AdminUser, secrets.AdminPassword = AdminUser, AdminPassword
+	}
 	logs := &SyncBuffer{}
 	a, err := app.New(app.Options{
-		Config: cfg, Secrets: secrets, Now: s.now,
+		Config: cfg, ConfigPath: path, Env: getenv, Secrets: secrets, Now: s.now,
 		Logger:       zerolog.New(logs).Level(zerolog.DebugLevel),
 		RetryDelay:   func(int, error, *asynq.Task) time.Duration { return 10 * time.Millisecond },
 		PollInterval: 20 * time.Millisecond,
@@ -133,7 +151,42 @@ func New(t testing.TB, opts ...Option) *Env {
 			t.Fatal(err)
 		}
 	}
-	return &Env{t: t, App: a, Fake: f, Redis: r, URL: srv.URL, Logs: logs, Now: s.now}
+	return &Env{t: t, App: a, Fake: f, Redis: r, URL: srv.URL, Logs: logs, Now: s.now, ConfigPath: path, header: header}
+}
+
+// WriteRules replaces the rules part of the config file (the service does not
+// notice until a reload).
+func (e *Env) WriteRules(rules string) {
+	e.t.Helper()
+	if err := os.WriteFile(e.ConfigPath, []byte(e.header+rules), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// Do sends a request to the service; user "" sends no credentials.
+func (e *Env) Do(method, path, user, password string) Response {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.URL+path, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if user != "" {
+		req.SetBasicAuth(user, password)
+	}
+	return e.send(req)
+}
+
+func (e *Env) send(req *http.Request) Response {
+	e.t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := Response{Status: resp.StatusCode, Header: resp.Header, Raw: string(raw)}
+	json.Unmarshal(raw, &out.Body)
+	return out
 }
 
 // Response is an HTTP answer with its JSON body decoded.
@@ -154,15 +207,7 @@ func (e *Env) Post(method string, body []byte, header map[string]string) Respons
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	out := Response{Status: resp.StatusCode, Header: resp.Header, Raw: string(raw)}
-	json.Unmarshal(raw, &out.Body)
-	return out
+	return e.send(req)
 }
 
 // Webhook sends a signed Jira webhook about user; deliveryID "" sends no
