@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +30,7 @@ import (
 	"github.com/autoinvite/autoinvite/integrations/dryrun"
 	"github.com/autoinvite/autoinvite/integrations/fake"
 	"github.com/autoinvite/autoinvite/integrations/jira"
+	"github.com/autoinvite/autoinvite/integrations/ratelimit"
 	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/ledger"
 	"github.com/autoinvite/autoinvite/metrics"
@@ -124,8 +127,6 @@ func New(o Options) (a *App, err error) {
 		return nil, err
 	}
 	a.metrics = metrics.New(asynq.NewInspectorFromRedisClient(a.rdb))
-	a.jiraOpts.Instrument = func(c *resty.Client) { a.metrics.InstrumentClient("jira", c) }
-	a.bbOpts.Instrument = func(c *resty.Client) { a.metrics.InstrumentClient("bitbucket", c) }
 
 	a.client = asynq.NewClientFromRedisClient(a.rdb)
 	a.enqueuer = jobs.NewEnqueuer(a.client, jobs.EnqueueOptions{
@@ -203,6 +204,10 @@ func (a *App) buildRuntime(cfg *config.Config) (*runtime, error) {
 			}
 		}
 		jo.Timeout, bo.Timeout = cfg.Jira.Timeout.D(), cfg.Bitbucket.Timeout.D()
+		jo.Instrument = a.instrument("jira", jo.Auth, budget("requests", cfg.RateLimits.Jira, nil))
+		bo.Instrument = a.instrument("bitbucket", bo.Auth,
+			budget("requests", cfg.RateLimits.Bitbucket, nil),
+			budget("invitations", cfg.RateLimits.BitbucketInvitations, isInvitation))
 		jc = jira.New(jo, cfg.Jira.Deployment == config.DeploymentDataCenter)
 		bc = bitbucket.New(bo)
 	}
@@ -218,6 +223,33 @@ func (a *App) buildRuntime(cfg *config.Config) (*runtime, error) {
 		return nil, err
 	}
 	return rt, nil
+}
+
+// instrument hooks metrics and the shared rate limiter on an API client.
+func (a *App) instrument(api string, auth atlassian.Auth, budgets ...ratelimit.Budget) func(*resty.Client) {
+	var active []ratelimit.Budget
+	for _, b := range budgets {
+		if b.Requests > 0 {
+			active = append(active, b)
+		}
+	}
+	limiter := ratelimit.New(a.rdb, ratelimit.Options{
+		API: api, Credential: auth.Email + "\x00" + auth.Token + auth.Bearer, Prefix: a.cfg.Redis.KeyPrefix,
+		Budgets: active,
+		OnWait:  func(api string) { a.metrics.RateLimitWaits.WithLabelValues(api).Inc() },
+	})
+	return func(c *resty.Client) {
+		a.metrics.InstrumentClient(api, c)
+		limiter.Install(c)
+	}
+}
+
+func budget(name string, b config.Budget, match func(method, path string) bool) ratelimit.Budget {
+	return ratelimit.Budget{Name: name, Requests: b.Requests, Per: b.Per.D(), Match: match}
+}
+
+func isInvitation(method, path string) bool {
+	return method == http.MethodPut && strings.HasSuffix(path, "/invitations")
 }
 
 // install makes rt the runtime in force and remembers it for queued tasks.
@@ -261,8 +293,8 @@ func (a *App) serverConfig(o Options) asynq.Config {
 		Concurrency:     a.cfg.Worker.Concurrency,
 		Queues:          map[string]int{a.queue: 1},
 		RetryDelayFunc:  retryDelay,
-		IsFailure:       func(err error) bool { return !errors.Is(err, ledger.ErrBusy) },
-		ShutdownTimeout: 10 * time.Second,
+		IsFailure:       isFailure,
+		ShutdownTimeout: a.cfg.Worker.ShutdownTimeout.D(),
 		Logger:          asynqLogger{a.log.With().Str("component", "asynq").Logger()},
 		LogLevel:        asynq.WarnLevel,
 	}
@@ -272,11 +304,25 @@ func (a *App) serverConfig(o Options) asynq.Config {
 	return c
 }
 
-// defaultRetryDelay waits briefly when another task holds the person, and backs
-// off exponentially (asynq's default) on failures.
+// isFailure: waiting for another task or for the rate budget is not a failure
+// (it does not spend the task's retries).
+func isFailure(err error) bool {
+	_, waiting := ratelimit.AsWait(err)
+	return !waiting && !errors.Is(err, ledger.ErrBusy)
+}
+
+// defaultRetryDelay waits briefly when another task holds the person, until the
+// budget refills when it is spent, as long as a 429 or 503 asked, and otherwise
+// backs off exponentially with jitter (asynq's default).
 func defaultRetryDelay(n int, err error, t *asynq.Task) time.Duration {
 	if errors.Is(err, ledger.ErrBusy) {
 		return 2 * time.Second
+	}
+	if w, ok := ratelimit.AsWait(err); ok {
+		return w.RetryAfter + time.Duration(rand.Int64N(int64(w.RetryAfter)/10+int64(time.Second)))
+	}
+	if apiErr, ok := atlassian.AsAPIError(err); ok && apiErr.RetryAfter > 0 {
+		return apiErr.RetryAfter
 	}
 	return asynq.DefaultRetryDelayFunc(n, err, t)
 }
@@ -301,9 +347,29 @@ func (a *App) connectRedis() error {
 		if a.redisOpt, err = asynq.ParseRedisURI(a.cfg.Redis.URL); err != nil {
 			return fmt.Errorf("redis.url: %w", err)
 		}
+		a.checkEviction()
 	}
 	a.closers = append(a.closers, func() { a.rdb.Close() })
 	return nil
+}
+
+// checkEviction warns when Redis may evict keys: an evicted task is a lost
+// signup and an evicted ledger entry a second invitation.
+func (a *App) checkEviction() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	res, err := a.rdb.ConfigGet(ctx, "maxmemory-policy").Result()
+	if err != nil && strings.Contains(err.Error(), "unknown command") {
+		return // not a real redis-server (miniredis in tests)
+	}
+	if err != nil {
+		a.log.Warn().Err(err).Msg("cannot read Redis maxmemory-policy (managed Redis may hide CONFIG): make sure it is noeviction")
+		return
+	}
+	if policy := res["maxmemory-policy"]; policy != "" && policy != "noeviction" {
+		a.log.Error().Str("maxmemory_policy", policy).
+			Msg("REDIS MAY EVICT KEYS: maxmemory-policy is not noeviction; Asynq needs noeviction or tasks and ledger entries can silently vanish. Set maxmemory-policy noeviction")
+	}
 }
 
 // atlassianOptions returns the client options, starting the sandbox when no

@@ -75,8 +75,11 @@ func TestInvitationIsResentUntilMaxResendsThenGivenUp(t *testing.T) {
 
 	clock.Advance(169 * time.Hour)
 	assertSummary(t, sweep(t, e), worker.SweepSummary{worker.OutcomeResent: 1})
-	clock.Advance(169 * time.Hour) // max_resends (2) reached: given up
-	assertSummary(t, sweep(t, e), worker.SweepSummary{worker.OutcomeExpired: 1})
+	clock.Advance(169 * time.Hour) // max_resends (2) reached: given up, here through the queue
+	if due, _, err := e.App.Worker().QueueFollowUps(context.Background(), clock.Now()); err != nil || due != 1 {
+		t.Fatalf("queued follow-ups: %d, %v", due, err)
+	}
+	e.WaitIdle()
 	clock.Advance(169 * time.Hour)
 	assertSummary(t, sweep(t, e), worker.SweepSummary{}) // out of the due index
 
@@ -88,7 +91,7 @@ func TestInvitationIsResentUntilMaxResendsThenGivenUp(t *testing.T) {
 		t.Fatalf("invitations sent = %d, want 1 + 2 re-sends", n)
 	}
 	last := got.History[len(got.History)-1]
-	if last.Action != "invitation-expired" || last.Group != "readers" || last.Detail != "given up after 2 re-sends" || last.Actor != "test" {
+	if last.Action != "invitation-expired" || last.Group != "readers" || last.Detail != "given up after 2 re-sends" || last.Actor != "sweep" {
 		t.Fatalf("last history = %+v", last)
 	}
 

@@ -25,6 +25,7 @@ type Config struct {
 	Bitbucket   Bitbucket   `yaml:"bitbucket"`
 	Invitations Invitations `yaml:"invitations"`
 	Revocation  Revocation  `yaml:"revocation"`
+	RateLimits  RateLimits  `yaml:"rate_limits"`
 	Intake      Intake      `yaml:"intake"`
 	Worker      Worker      `yaml:"worker"`
 	Audit       Audit       `yaml:"audit"`
@@ -73,6 +74,21 @@ type Invitations struct {
 	SweepBatch int `yaml:"sweep_batch"`
 }
 
+// RateLimits are the Atlassian budgets every autoinvite process shares.
+type RateLimits struct {
+	Bitbucket            Budget `yaml:"bitbucket"`
+	BitbucketInvitations Budget `yaml:"bitbucket_invitations"`
+	Jira                 Budget `yaml:"jira"`
+	// MaxWait is how long a task may wait for budget before it counts as failed.
+	MaxWait Duration `yaml:"max_wait"`
+}
+
+// Budget is a number of requests per period; 0 requests disables it.
+type Budget struct {
+	Requests int      `yaml:"requests"`
+	Per      Duration `yaml:"per"`
+}
+
 // Revoke modes of a workspace.
 const (
 	RevokeApply  = "apply"
@@ -99,6 +115,9 @@ type Worker struct {
 	Concurrency int      `yaml:"concurrency"`
 	MaxRetry    int      `yaml:"max_retry"`
 	TaskTimeout Duration `yaml:"task_timeout"`
+	// ShutdownTimeout is how long in-flight tasks may run on after SIGTERM;
+	// the unfinished go back to the queue.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 }
 
 // Audit bounds the audit trail.
@@ -205,15 +224,22 @@ func Defaults() Config {
 			SweepBatch:         10000,
 		},
 		Revocation: Revocation{MaxRemovalsPerHour: 20},
+		RateLimits: RateLimits{
+			Bitbucket:            Budget{Requests: 1000, Per: Duration(time.Hour)},
+			BitbucketInvitations: Budget{Requests: 100, Per: Duration(time.Minute)},
+			Jira:                 Budget{Requests: 100, Per: Duration(time.Minute)},
+			MaxWait:              Duration(6 * time.Hour),
+		},
 		Intake: Intake{
 			MaxBodyBytes: 1 << 20,
 			DedupWindow:  Duration(24 * time.Hour),
 		},
 		Audit: Audit{MaxEntries: 100000},
 		Worker: Worker{
-			Concurrency: 10,
-			MaxRetry:    25,
-			TaskTimeout: Duration(2 * time.Minute),
+			Concurrency:     10,
+			MaxRetry:        25,
+			TaskTimeout:     Duration(2 * time.Minute),
+			ShutdownTimeout: Duration(30 * time.Second),
 		},
 	}
 }

@@ -8,11 +8,9 @@ import (
 	"strings"
 
 	"github.com/robfig/cron/v3"
-)
 
-// SlugPattern is the form of Bitbucket workspace and group slugs. Anything else
-// would be a display name (or an injection attempt) and must not reach a URL path.
-var SlugPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,99}$`)
+	"github.com/autoinvite/autoinvite/internal/validate"
+)
 
 var (
 	keyPrefixPattern = regexp.MustCompile(`^[A-Za-z0-9_:.-]{1,64}$`)
@@ -78,11 +76,25 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	v.positive("intake.max_body_bytes", c.Intake.MaxBodyBytes)
 	v.positive("intake.dedup_window", int64(c.Intake.DedupWindow))
 	v.positive("audit.max_entries", c.Audit.MaxEntries)
+	for _, nb := range []struct {
+		name string
+		b    Budget
+	}{{"bitbucket", c.RateLimits.Bitbucket}, {"bitbucket_invitations", c.RateLimits.BitbucketInvitations}, {"jira", c.RateLimits.Jira}} {
+		name, b := nb.name, nb.b
+		if b.Requests < 0 {
+			v.fail("rate_limits."+name+".requests", "must not be negative (0 disables the budget)")
+		}
+		if b.Requests > 0 && b.Per <= 0 {
+			v.fail("rate_limits."+name+".per", "must be a positive duration such as 1h")
+		}
+	}
+	v.positive("rate_limits.max_wait", int64(c.RateLimits.MaxWait))
 	v.positive("worker.concurrency", int64(c.Worker.Concurrency))
 	if c.Worker.MaxRetry < 0 {
 		v.fail("worker.max_retry", "must not be negative")
 	}
 	v.positive("worker.task_timeout", int64(c.Worker.TaskTimeout))
+	v.positive("worker.shutdown_timeout", int64(c.Worker.ShutdownTimeout))
 
 	seenWS := map[string]bool{}
 	for i := range c.Workspaces {
@@ -91,7 +103,7 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 		switch {
 		case ws.Workspace == "":
 			v.fail(p+".workspace", "is required (the Bitbucket workspace slug)")
-		case !SlugPattern.MatchString(ws.Workspace):
+		case !validate.Slug(ws.Workspace):
 			v.fail(p+".workspace", "%q is not a workspace slug (lowercase letters, digits, '-', '_', '.')", ws.Workspace)
 		case seenWS[ws.Workspace]:
 			v.fail(p+".workspace", "workspace %q is listed twice; put all its rules under one entry", ws.Workspace)
@@ -135,7 +147,7 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 			for k, g := range r.Groups {
 				gp := fmt.Sprintf("%s.groups[%d]", rp, k)
 				switch {
-				case !SlugPattern.MatchString(g):
+				case !validate.Slug(g):
 					v.fail(gp, "%q is not a group slug (lowercase letters, digits, '-', '_', '.'; use the slug, not the display name)", g)
 				case seenGroup[g]:
 					v.fail(gp, "group %q is listed twice", g)

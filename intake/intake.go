@@ -134,17 +134,18 @@ type response struct {
 	RequestID string `json:"request_id"`
 }
 
+// requestLog collects what one request's log line says.
+type requestLog struct {
+	event, deliveryID, person, taskID string
+	cause                             error
+}
+
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.o.Now()
 	requestID := requestIDOf(r)
 	w.Header().Set(HeaderRequestID, requestID)
-	log := h.o.Logger.With().Str("request_id", requestID).Logger()
-	ev := log.Info()
-	status, resp, event := h.handle(r, requestID, ev)
-	if status >= 400 {
-		ev = log.Warn()
-		ev.Str("error", resp.Error)
-	}
+	var rl requestLog
+	status, resp := h.handle(r, requestID, &rl)
 	resp.RequestID = requestID
 	if status == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", http.MethodPost)
@@ -155,8 +156,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(resp)
+
 	took := h.o.Now().Sub(start)
-	outcome := resp.Status
+	outcome, event := resp.Status, rl.event
 	if status >= 400 {
 		outcome = outcomeOfStatus(status)
 	}
@@ -164,17 +166,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		event = "other" // bounded label values
 	}
 	h.o.Observe(event, outcome, took)
-	ev.Int("status", status).Str("outcome", outcome).Dur("duration_ms", took).Msg("jira webhook")
+	ev := h.o.Logger.Info()
+	if status >= 400 {
+		ev = h.o.Logger.Warn().Str("error", resp.Error).AnErr("cause", rl.cause)
+	}
+	if retry := r.Header.Get(HeaderRetry); retry != "" {
+		ev.Str("jira_retry", retry)
+	}
+	ev.Str("request_id", requestID).Str("method", r.Method).Str("remote", r.RemoteAddr).
+		Str("event", rl.event).Str("delivery_id", rl.deliveryID).Str("person", rl.person).Str("task_id", rl.taskID).
+		Int("status", status).Str("outcome", outcome).Dur("duration_ms", took).Msg("jira webhook")
 }
 
-// handle does the work; logFields collects identifiers for the request's log line.
-func (h *Handler) handle(r *http.Request, requestID string, logFields *zerolog.Event) (status int, resp response, event string) {
-	status, resp = h.decideAndEnqueue(r, requestID, logFields, &event)
-	return status, resp, event
-}
-
-func (h *Handler) decideAndEnqueue(r *http.Request, requestID string, logFields *zerolog.Event, event *string) (int, response) {
-	logFields = addFields(logFields, r)
+// handle does the work and fills rl with the request's identifiers.
+func (h *Handler) handle(r *http.Request, requestID string, rl *requestLog) (int, response) {
 	if r.Method != http.MethodPost {
 		return http.StatusMethodNotAllowed, response{Error: "use POST"}
 	}
@@ -193,55 +198,62 @@ func (h *Handler) decideAndEnqueue(r *http.Request, requestID string, logFields 
 			return http.StatusUnauthorized, response{Error: err.Error()}
 		}
 	}
-	var wb webhookBody
-	if err := json.Unmarshal(body, &wb); err != nil {
-		return http.StatusBadRequest, response{Error: "malformed JSON: " + err.Error()}
+	ev, err := Decode(body)
+	rl.event = ev.Event
+	if err != nil {
+		return http.StatusBadRequest, response{Error: err.Error()}
 	}
-	logFields.Str("event", wb.WebhookEvent)
-	*event = wb.WebhookEvent
-	if !jobs.KnownEvent(wb.WebhookEvent) {
-		return http.StatusAccepted, response{Status: OutcomeIgnored, Error: ""}
+	if !jobs.KnownEvent(ev.Event) {
+		return http.StatusAccepted, response{Status: OutcomeIgnored}
 	}
-	if wb.User == nil {
-		return http.StatusBadRequest, response{Error: "payload has no user"}
-	}
-	u := jobs.User{
-		AccountID: wb.User.AccountID, AccountType: wb.User.AccountType, Name: wb.User.Name, Key: wb.User.Key,
-		DisplayName: wb.User.DisplayName, Active: wb.User.Active,
-	}
-	if wb.User.EmailAddress != nil {
-		u.Email = strings.TrimSpace(*wb.User.EmailAddress)
-	}
-	if u.PersonID() == "" {
+	if ev.User.PersonID() == "" {
 		return http.StatusBadRequest, response{Error: "user has neither accountId (Cloud) nor name/key (Data Center)"}
 	}
 	deliveryID := r.Header.Get(HeaderDeliveryID)
 	if deliveryID == "" || len(deliveryID) > 128 {
-		deliveryID = DerivedDeliveryID(wb.WebhookEvent, u.PersonID(), wb.Timestamp)
+		deliveryID = DerivedDeliveryID(ev.Event, ev.User.PersonID(), ev.Timestamp)
 	}
-	logFields.Str("delivery_id", deliveryID).Str("person", u.PersonID())
+	rl.deliveryID, rl.person = deliveryID, ev.User.PersonID()
+	ev.DeliveryID, ev.RequestID, ev.ReceivedAt, ev.ConfigHash = deliveryID, requestID, h.o.Now().UTC(), h.o.ConfigHash()
 	ctx, cancel := context.WithTimeout(r.Context(), h.o.EnqueueTimeout)
 	defer cancel()
-	taskID, dup, err := h.o.Enqueuer.EnqueueUserEvent(ctx, jobs.UserEvent{
-		Event: wb.WebhookEvent, DeliveryID: deliveryID, RequestID: requestID,
-		Timestamp: wb.Timestamp, ReceivedAt: h.o.Now().UTC(), User: u, ConfigHash: h.o.ConfigHash(),
-	})
+	taskID, dup, err := h.o.Enqueuer.EnqueueUserEvent(ctx, ev)
 	if err != nil {
-		logFields.AnErr("cause", err)
+		rl.cause = err
 		return http.StatusServiceUnavailable, response{Error: "queue unavailable; retry later"}
 	}
-	logFields.Str("task_id", taskID)
+	rl.taskID = taskID
 	if dup {
 		return http.StatusAccepted, response{Status: OutcomeDuplicate, TaskID: taskID}
 	}
 	return http.StatusAccepted, response{Status: OutcomeAccepted, TaskID: taskID}
 }
 
-func addFields(e *zerolog.Event, r *http.Request) *zerolog.Event {
-	if retry := r.Header.Get(HeaderRetry); retry != "" {
-		e.Str("jira_retry", retry)
+// ErrNoUser is returned for a known event without a user.
+var ErrNoUser = errors.New("payload has no user")
+
+// Decode parses a Jira user webhook body. Unknown events decode without a
+// user; a known event without one is an error.
+func Decode(body []byte) (jobs.UserEvent, error) {
+	var wb webhookBody
+	if err := json.Unmarshal(body, &wb); err != nil {
+		return jobs.UserEvent{}, fmt.Errorf("malformed JSON: %w", err)
 	}
-	return e.Str("method", r.Method).Str("remote", r.RemoteAddr)
+	ev := jobs.UserEvent{Event: wb.WebhookEvent, Timestamp: wb.Timestamp}
+	if !jobs.KnownEvent(wb.WebhookEvent) {
+		return ev, nil
+	}
+	if wb.User == nil {
+		return ev, ErrNoUser
+	}
+	ev.User = jobs.User{
+		AccountID: wb.User.AccountID, AccountType: wb.User.AccountType, Name: wb.User.Name, Key: wb.User.Key,
+		DisplayName: wb.User.DisplayName, Active: wb.User.Active,
+	}
+	if wb.User.EmailAddress != nil {
+		ev.User.Email = strings.TrimSpace(*wb.User.EmailAddress)
+	}
+	return ev, nil
 }
 
 // ErrSignature is returned for a missing or wrong signature.

@@ -74,7 +74,10 @@ type Entry struct {
 	// HeldRemovals are removals the circuit breaker holds until an operator resumes.
 	HeldRemovals []string `json:"held_removals,omitempty"`
 	// NextCheckAt is when to look again whether an invited person has joined early.
-	NextCheckAt  time.Time           `json:"next_check_at,omitzero"`
+	NextCheckAt time.Time `json:"next_check_at,omitzero"`
+	// MemberSeenAt is when Bitbucket last said the person is a workspace member:
+	// retries within the hour skip the check (membership is rarely taken back).
+	MemberSeenAt time.Time           `json:"member_seen_at,omitzero"`
 	RulesByGroup map[string][]string `json:"rules_by_group,omitempty"`
 	Invitations  []Invitation        `json:"invitations,omitempty"`
 	LastError    string              `json:"last_error,omitempty"`

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/autoinvite/autoinvite/integrations/ratelimit"
 	"github.com/autoinvite/autoinvite/ledger"
 )
 
@@ -33,6 +34,7 @@ type Metrics struct {
 	RevocationsHeld  prometheus.Counter
 	Decisions        *prometheus.CounterVec // outcome of audited decisions (ok, failed, dry-run...)
 	RateLimitWaits   *prometheus.CounterVec // api
+	AuthFailures     *prometheus.CounterVec // api, status: 401/403, the operator must act
 	ReloadSuccess    prometheus.Gauge
 	ReloadTimestamp  prometheus.Gauge
 	ConfigHash       prometheus.Gauge
@@ -78,6 +80,9 @@ func New(inspector *asynq.Inspector) *Metrics {
 		RateLimitWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "autoinvite_rate_limit_waits_total", Help: "Times a task waited for the Atlassian rate budget (429s included).",
 		}, []string{"api"}),
+		AuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "autoinvite_atlassian_auth_failures_total", Help: "Atlassian answers 401/403: credentials or scopes need an operator.",
+		}, []string{"api", "status"}),
 		ReloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "autoinvite_config_last_reload_successful", Help: "Whether the last config reload succeeded (1) or failed (0).",
 		}),
@@ -92,7 +97,7 @@ func New(inspector *asynq.Inspector) *Metrics {
 		}, []string{"result"}),
 	}
 	reg.MustRegister(m.Webhooks, m.IntakeDuration, m.SignupDuration, m.AtlassianCalls, m.AtlassianLatency,
-		m.Invitations, m.Groups, m.RevocationsHeld, m.Decisions, m.RateLimitWaits,
+		m.Invitations, m.Groups, m.RevocationsHeld, m.Decisions, m.RateLimitWaits, m.AuthFailures,
 		m.ReloadSuccess, m.ReloadTimestamp, m.ConfigHash, m.Reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, e := range []string{"sent", "resent", "accepted", "expired", "cancelled"} {
@@ -163,7 +168,9 @@ func (m *Metrics) InstrumentClient(api string, c *resty.Client) {
 		return nil
 	})
 	c.OnError(func(req *resty.Request, err error) {
-		m.observeCall(api, req, 0, 0)
+		if _, waiting := ratelimit.AsWait(err); !waiting { // no call was made
+			m.observeCall(api, req, 0, 0)
+		}
 	})
 }
 
@@ -172,6 +179,9 @@ type endpointKey struct{}
 func (m *Metrics) observeCall(api string, req *resty.Request, status int, took time.Duration) {
 	endpoint, _ := req.Context().Value(endpointKey{}).(string)
 	m.AtlassianCalls.WithLabelValues(api, endpoint, strconv.Itoa(status)).Inc()
+	if status == http.StatusUnauthorized || status == http.StatusForbidden {
+		m.AuthFailures.WithLabelValues(api, strconv.Itoa(status)).Inc()
+	}
 	if took > 0 {
 		m.AtlassianLatency.WithLabelValues(api).Observe(took.Seconds())
 	}

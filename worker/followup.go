@@ -38,7 +38,8 @@ func (w *Worker) HandleFollowUp(ctx context.Context, t *asynq.Task) error {
 	}
 	taskID, _ := asynq.GetTaskID(ctx)
 	log := w.o.Logger.With().Str("task_id", taskID).Str("workspace", f.Workspace).Str("person", f.PersonID).Str("reason", f.Reason).Logger()
-	_, err := w.FollowUp(log.WithContext(ctx), ledger.Ref{Workspace: f.Workspace, PersonID: f.PersonID}, f.Reason == jobs.ReasonDue, actorSweep)
+	_, err := w.FollowUp(log.WithContext(ctx), ledger.Ref{Workspace: f.Workspace, PersonID: f.PersonID}, false, actorSweep)
+	err = w.deadline(err, f.Tick)
 	if errors.Is(err, ledger.ErrBusy) {
 		return err // retried shortly, not a failure
 	}
@@ -75,7 +76,7 @@ func (w *Worker) followUpLocked(ctx context.Context, ref ledger.Ref, force bool,
 	now := w.o.Now()
 	cfg := w.o.Rules().Config().Invitations
 	if entry.AccountID != "" {
-		member, err := w.o.Bitbucket.IsMember(ctx, entry.Workspace, entry.AccountID)
+		member, err := w.isMember(ctx, entry)
 		if err != nil {
 			return OutcomeNothing, w.failAs(ctx, entry, err, actor)
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/autoinvite/autoinvite/integrations/atlassian"
 	"github.com/autoinvite/autoinvite/integrations/jira"
+	"github.com/autoinvite/autoinvite/integrations/ratelimit"
 	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/ledger"
 	"github.com/autoinvite/autoinvite/rules"
@@ -145,7 +146,19 @@ func (w *Worker) HandleUserEvent(ctx context.Context, t *asynq.Task) error {
 	if err == nil {
 		w.o.SignupDone(ev.ReceivedAt)
 	}
-	return err
+	return w.deadline(err, ev.ReceivedAt)
+}
+
+// deadline turns a wait for the rate budget that has lasted longer than
+// rate_limits.max_wait into a failure, so nothing waits forever.
+func (w *Worker) deadline(err error, since time.Time) error {
+	wait, ok := ratelimit.AsWait(err)
+	maxWait := w.o.Rules().Config().RateLimits.MaxWait.D()
+	if !ok || since.IsZero() || w.o.Now().Sub(since) <= maxWait {
+		return err
+	}
+	// %v, not %w: the result must no longer look like a wait.
+	return fmt.Errorf("gave up waiting for the %s %s budget after %s (rate_limits.max_wait): %v", wait.API, wait.Budget, maxWait, err)
 }
 
 // signup applies the rules to an active user.
@@ -201,6 +214,10 @@ func (w *Worker) finish(ctx context.Context, errs []error) error {
 		return nil
 	}
 	err := errors.Join(errs...)
+	if wait, ok := ratelimit.AsWait(err); ok {
+		zerolog.Ctx(ctx).Debug().Str("budget", wait.Budget).Dur("retry_after", wait.RetryAfter).Msg("waiting for the Atlassian rate budget")
+		return err
+	}
 	for _, e := range errs {
 		if atlassian.IsTemporary(e) {
 			zerolog.Ctx(ctx).Warn().Err(err).Msg("temporary failure: task will be retried")
@@ -319,8 +336,7 @@ func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decisio
 
 	member := false
 	if s.user.AccountID != "" {
-		member, err = w.o.Bitbucket.IsMember(ctx, d.Workspace, s.user.AccountID)
-		if err != nil {
+		if member, err = w.isMember(ctx, entry); err != nil {
 			return w.fail(ctx, entry, err)
 		}
 	}
@@ -343,6 +359,22 @@ func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decisio
 		return w.o.Ledger.Put(ctx, entry)
 	}
 	return w.invite(ctx, entry, want, actorWebhook)
+}
+
+// memberMemo is how long a "yes, a member" answer is trusted.
+const memberMemo = time.Hour
+
+// isMember asks Bitbucket unless it said yes within the last hour.
+func (w *Worker) isMember(ctx context.Context, entry *ledger.Entry) (bool, error) {
+	now := w.o.Now()
+	if !entry.MemberSeenAt.IsZero() && now.Sub(entry.MemberSeenAt) < memberMemo {
+		return true, nil
+	}
+	member, err := w.o.Bitbucket.IsMember(ctx, entry.Workspace, entry.AccountID)
+	if member {
+		entry.MemberSeenAt = now
+	}
+	return member, err
 }
 
 // putAndRedecide saves the email just learned and evaluates the workspace again.
@@ -478,6 +510,11 @@ func (w *Worker) fail(ctx context.Context, entry *ledger.Entry, err error) error
 }
 
 func (w *Worker) failAs(ctx context.Context, entry *ledger.Entry, err error, actor string) error {
+	if _, waiting := ratelimit.AsWait(err); waiting {
+		// Not an error: the task comes back when the budget refills. What
+		// succeeded so far is saved so the retry does not repeat it.
+		return errors.Join(err, w.o.Ledger.Put(ctx, entry))
+	}
 	entry.LastError = err.Error()
 	// A temporary error keeps the status: the retry will finish the job.
 	if !atlassian.IsTemporary(err) || entry.Status == "" {

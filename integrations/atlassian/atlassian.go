@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-resty/resty/v2"
@@ -67,6 +69,8 @@ type APIError struct {
 	Status int    // 0 for transport errors
 	Body   string // first bytes of the answer, for the operator
 	Err    error  // transport error, if any
+	// RetryAfter is what a 429 or 503 asked for (0 when it did not say).
+	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string {
@@ -152,5 +156,26 @@ func Check(api, op string, resp *resty.Response, err error, ok ...int) error {
 	if len(body) > maxErrorBody {
 		body = body[:maxErrorBody] + "…"
 	}
-	return &APIError{API: api, Op: op, Method: method, Path: path, Status: status, Body: body}
+	return &APIError{API: api, Op: op, Method: method, Path: path, Status: status, Body: body, RetryAfter: RetryAfter(resp.Header())}
+}
+
+// RetryAfter parses a Retry-After header, in seconds or as a date (0 when absent).
+func RetryAfter(h http.Header) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if secs, err := strconv.Atoi(v); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// AsAPIError returns the APIError in err, if any.
+func AsAPIError(err error) (*APIError, bool) {
+	var apiErr *APIError
+	ok := errors.As(err, &apiErr)
+	return apiErr, ok
 }

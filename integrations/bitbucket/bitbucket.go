@@ -12,6 +12,7 @@ import (
 	"github.com/go-resty/resty/v2"
 
 	"github.com/autoinvite/autoinvite/integrations/atlassian"
+	"github.com/autoinvite/autoinvite/internal/validate"
 )
 
 // Client talks to the Bitbucket Cloud API.
@@ -31,6 +32,19 @@ var ErrOrganizationManaged = errors.New("workspace is managed by an Atlassian or
 // ErrGroupNotFound is returned when a group slug does not exist in the workspace.
 var ErrGroupNotFound = errors.New("group not found")
 
+// ErrInvalidInput is returned, without calling Bitbucket, for an email or slug
+// that must not go into a request.
+var ErrInvalidInput = errors.New("invalid input")
+
+func checkSlugs(slugs ...string) error {
+	for _, s := range slugs {
+		if !validate.Slug(s) {
+			return fmt.Errorf("%w: %q is not a Bitbucket slug", ErrInvalidInput, s)
+		}
+	}
+	return nil
+}
+
 // IsMember reports whether the account (Atlassian account ID or {UUID}) belongs to the workspace.
 func (c *Client) IsMember(ctx context.Context, workspace, member string) (bool, error) {
 	resp, err := c.rc.R().SetContext(ctx).
@@ -45,6 +59,9 @@ func (c *Client) IsMember(ctx context.Context, workspace, member string) (bool, 
 // AddToGroup adds a workspace member to a group. Already being in it (409) is
 // success; alreadyMember tells the caller.
 func (c *Client) AddToGroup(ctx context.Context, workspace, group, member string) (alreadyMember bool, err error) {
+	if err := checkSlugs(workspace, group); err != nil {
+		return false, err
+	}
 	resp, err := c.rc.R().SetContext(ctx).
 		SetPathParams(map[string]string{"workspace": workspace, "group": group, "member": member}).
 		SetHeader("Content-Type", "application/json").
@@ -62,6 +79,9 @@ func (c *Client) AddToGroup(ctx context.Context, workspace, group, member string
 
 // RemoveFromGroup removes a member from a group; not being in it is success.
 func (c *Client) RemoveFromGroup(ctx context.Context, workspace, group, member string) error {
+	if err := checkSlugs(workspace, group); err != nil {
+		return err
+	}
 	resp, err := c.rc.R().SetContext(ctx).
 		SetPathParams(map[string]string{"workspace": workspace, "group": group, "member": member}).
 		Delete("/1.0/groups/{workspace}/{group}/members/{member}")
@@ -74,6 +94,12 @@ func (c *Client) RemoveFromGroup(ctx context.Context, workspace, group, member s
 // Invite sends an invitation by email into one group. An existing invitation
 // (409) counts as sent: alreadyInvited tells the caller.
 func (c *Client) Invite(ctx context.Context, workspace, email, group string) (alreadyInvited bool, err error) {
+	if err := checkSlugs(workspace, group); err != nil {
+		return false, err
+	}
+	if !validate.Email(email) {
+		return false, fmt.Errorf("%w: %q is not a single plain email address", ErrInvalidInput, email)
+	}
 	resp, err := c.rc.R().SetContext(ctx).
 		SetPathParam("workspace", workspace).
 		SetHeader("Content-Type", "application/json").

@@ -44,6 +44,7 @@ type Call struct {
 	Query  string
 	Body   string
 	Status int
+	At     time.Time // wall clock, for rate checks
 }
 
 func (c Call) String() string { return c.Method + " " + c.Path }
@@ -56,6 +57,14 @@ type Fault struct {
 	Body       string
 	Delay      time.Duration // wait before answering (for client timeouts)
 	Times      int           // how many requests it affects; <=0 means forever
+	Header     map[string]string
+	// Apply makes a delayed request take effect even when the client gave up
+	// meanwhile (a slow server that still did the work).
+	Apply bool
+	// Rate, when set, makes the fault hit that share of matching requests (0..1)
+	// using Rand; Times then counts hits.
+	Rate float64
+	Rand func() float64
 }
 
 type workspace struct {
@@ -237,7 +246,7 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	defer func() {
 		f.mu.Lock()
-		f.calls = append(f.calls, Call{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Body: string(body), Status: rec.status})
+		f.calls = append(f.calls, Call{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Body: string(body), Status: rec.status, At: time.Now()})
 		f.mu.Unlock()
 	}()
 	if r.Header.Get("Authorization") == "" {
@@ -256,13 +265,20 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if flt := f.takeFault(r); flt != nil {
 		if flt.Delay > 0 {
-			select {
-			case <-time.After(flt.Delay):
-			case <-r.Context().Done():
-				return
+			if flt.Apply {
+				time.Sleep(flt.Delay)
+			} else {
+				select {
+				case <-time.After(flt.Delay):
+				case <-r.Context().Done():
+					return
+				}
 			}
 		}
 		if flt.Status != 0 {
+			for k, v := range flt.Header {
+				rec.Header().Set(k, v)
+			}
 			rec.Header().Set("Content-Type", "text/plain")
 			rec.WriteHeader(flt.Status)
 			io.WriteString(rec, flt.Body)
@@ -277,6 +293,9 @@ func (f *Fake) takeFault(r *http.Request) *Fault {
 	defer f.mu.Unlock()
 	for i, flt := range f.faults {
 		if (flt.Method == "" || flt.Method == r.Method) && strings.HasPrefix(r.URL.Path, flt.PathPrefix) {
+			if flt.Rate > 0 && flt.Rand() >= flt.Rate {
+				continue
+			}
 			if flt.Times > 0 {
 				flt.Times--
 				if flt.Times == 0 {

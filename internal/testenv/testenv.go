@@ -25,6 +25,7 @@ import (
 	"github.com/autoinvite/autoinvite/intake"
 	"github.com/autoinvite/autoinvite/integrations/fake"
 	"github.com/autoinvite/autoinvite/integrations/fake/faketest"
+	"github.com/autoinvite/autoinvite/integrations/ratelimit"
 	"github.com/autoinvite/autoinvite/internal/redistest"
 	"github.com/autoinvite/autoinvite/ledger"
 )
@@ -132,7 +133,7 @@ func New(t testing.TB, opts ...Option) *Env {
 	a, err := app.New(app.Options{
 		Config: cfg, ConfigPath: path, Env: getenv, Secrets: secrets, Now: s.now,
 		Logger:       zerolog.New(logs).Level(zerolog.DebugLevel),
-		RetryDelay:   func(int, error, *asynq.Task) time.Duration { return 10 * time.Millisecond },
+		RetryDelay:   fastRetry,
 		PollInterval: 20 * time.Millisecond,
 	})
 	if err != nil {
@@ -152,6 +153,15 @@ func New(t testing.TB, opts ...Option) *Env {
 		}
 	}
 	return &Env{t: t, App: a, Fake: f, Redis: r, URL: srv.URL, Logs: logs, Now: s.now, ConfigPath: path, header: header}
+}
+
+// fastRetry retries failures after 10ms, but waits for the rate budget as
+// the service does (capped at a second).
+func fastRetry(_ int, err error, _ *asynq.Task) time.Duration {
+	if w, ok := ratelimit.AsWait(err); ok {
+		return min(w.RetryAfter, time.Second)
+	}
+	return 10 * time.Millisecond
 }
 
 // WriteRules replaces the rules part of the config file (the service does not

@@ -1,0 +1,155 @@
+// Package ratelimit keeps every autoinvite process inside one Atlassian budget:
+// the counters live in Redis (GCRA, go-redis/redis_rate), keyed per API and
+// credential, so three workers together spend what one would.
+package ratelimit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/go-resty/resty/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/autoinvite/autoinvite/integrations/atlassian"
+)
+
+// Budget is a number of requests per period.
+type Budget struct {
+	Name     string
+	Requests int
+	Per      time.Duration
+	// Match selects the requests the budget counts; nil counts all.
+	Match func(method, pathTemplate string) bool
+}
+
+// WaitError means the budget is spent: try again after RetryAfter. It is not a
+// failure; the task is rescheduled.
+type WaitError struct {
+	API        string
+	Budget     string
+	RetryAfter time.Duration
+}
+
+func (e *WaitError) Error() string {
+	return fmt.Sprintf("%s %s budget spent: next call allowed in %s", e.API, e.Budget, e.RetryAfter.Round(time.Millisecond))
+}
+
+// Options configures a Limiter.
+type Options struct {
+	API        string // "jira" or "bitbucket"
+	Credential string // identity of the credential (hashed, never stored)
+	Prefix     string // Redis key prefix
+	Budgets    []Budget
+	// OnWait is told each time a call had to wait (metrics).
+	OnWait func(api string)
+	// MaxBackoff caps the slow-down after 429s.
+	MaxBackoff time.Duration
+}
+
+// Limiter spends budgets shared through Redis.
+type Limiter struct {
+	rdb redis.UniversalClient
+	rl  *redis_rate.Limiter
+	o   Options
+	key string
+}
+
+// New returns a limiter for one API and credential.
+func New(rdb redis.UniversalClient, o Options) *Limiter {
+	sum := sha256.Sum256([]byte(o.Credential))
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 10 * time.Minute
+	}
+	if o.OnWait == nil {
+		o.OnWait = func(string) {}
+	}
+	return &Limiter{rdb: rdb, rl: redis_rate.NewLimiter(rdb), o: o,
+		key: o.Prefix + ":rl:" + o.API + ":" + hex.EncodeToString(sum[:6])}
+}
+
+// Take spends one request of every budget the call counts against, or returns
+// a *WaitError. While 429s come back, everyone waits out the back-off.
+func (l *Limiter) Take(ctx context.Context, method, pathTemplate string) error {
+	// The value is the back-off's end (unix ms); the TTL only cleans up.
+	if until, err := l.rdb.Get(ctx, l.key+":backoff").Int64(); err == nil {
+		if left := time.Until(time.UnixMilli(until)); left > 0 {
+			l.o.OnWait(l.o.API)
+			return &WaitError{API: l.o.API, Budget: "429 back-off", RetryAfter: left}
+		}
+	}
+	for _, b := range l.o.Budgets {
+		if b.Match != nil && !b.Match(method, pathTemplate) {
+			continue
+		}
+		res, err := l.rl.Allow(ctx, l.key+":"+b.Name, redis_rate.Limit{Rate: b.Requests, Burst: b.Requests, Period: b.Per})
+		if err != nil {
+			return fmt.Errorf("rate limiter %s: %w", b.Name, err)
+		}
+		if res.Allowed == 0 {
+			l.o.OnWait(l.o.API)
+			return &WaitError{API: l.o.API, Budget: b.Name, RetryAfter: res.RetryAfter}
+		}
+	}
+	return nil
+}
+
+// Throttled records a 429: every process backs off for retryAfter when the
+// API said so (Data Center), else exponentially with jitter per 429 in a row.
+func (l *Limiter) Throttled(ctx context.Context, retryAfter time.Duration) time.Duration {
+	d := retryAfter
+	if d <= 0 {
+		n, _ := l.rdb.Incr(ctx, l.key+":429s").Result()
+		l.rdb.Expire(ctx, l.key+":429s", l.o.MaxBackoff*2)
+		d = Backoff(int(n), time.Second, l.o.MaxBackoff)
+	}
+	l.rdb.Set(ctx, l.key+":backoff", time.Now().Add(d).UnixMilli(), d+time.Second)
+	return d
+}
+
+// Recovered resets the run of 429s after a successful call.
+func (l *Limiter) Recovered(ctx context.Context) {
+	l.rdb.Del(ctx, l.key+":429s")
+}
+
+// Backoff is base·2^(n-1), capped, with ±20% jitter so processes spread out.
+func Backoff(n int, base, max time.Duration) time.Duration {
+	if n < 1 {
+		n = 1
+	}
+	d := base << min(n-1, 30)
+	if d > max || d <= 0 {
+		d = max
+	}
+	jitter := time.Duration(rand.Int64N(int64(d)/5 + 1))
+	return d - d/10 + jitter
+}
+
+// Install makes every request of the client spend the budget first, and
+// every 429 slow everyone down.
+func (l *Limiter) Install(c *resty.Client) {
+	c.OnBeforeRequest(func(_ *resty.Client, r *resty.Request) error {
+		return l.Take(r.Context(), r.Method, r.URL)
+	})
+	c.OnAfterResponse(func(_ *resty.Client, r *resty.Response) error {
+		if r.StatusCode() == http.StatusTooManyRequests {
+			l.Throttled(r.Request.Context(), atlassian.RetryAfter(r.Header()))
+		} else if r.StatusCode() < 500 {
+			l.Recovered(r.Request.Context())
+		}
+		return nil
+	})
+}
+
+// AsWait returns the WaitError in err, if any.
+func AsWait(err error) (*WaitError, bool) {
+	var w *WaitError
+	ok := errors.As(err, &w)
+	return w, ok
+}

@@ -1,0 +1,125 @@
+package ratelimit_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/autoinvite/autoinvite/integrations/ratelimit"
+	"github.com/autoinvite/autoinvite/internal/redistest"
+)
+
+func client(t *testing.T) (redis.UniversalClient, string) {
+	r := redistest.New(t)
+	opts, err := redis.ParseURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() {
+		iter := rdb.Scan(context.Background(), 0, "rate:"+r.Prefix+":*", 100).Iterator()
+		for iter.Next(context.Background()) {
+			rdb.Del(context.Background(), iter.Val())
+		}
+		rdb.Close()
+	})
+	return rdb, r.Prefix
+}
+
+// Three processes (limiters) on one credential spend one budget between them.
+func TestThreeLimitersShareOneBudget(t *testing.T) {
+	rdb, prefix := client(t)
+	budget := []ratelimit.Budget{{Name: "requests", Requests: 10, Per: time.Hour}}
+	var waits atomic.Int64
+	var allowed atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < 3; i++ {
+		l := ratelimit.New(rdb, ratelimit.Options{API: "bitbucket", Credential: "bot@acme.com\x00token", Prefix: prefix, Budgets: budget,
+			OnWait: func(string) { waits.Add(1) }})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 10; j++ {
+				err := l.Take(context.Background(), "GET", "/2.0/workspaces/{workspace}/members/{member}")
+				if w, ok := ratelimit.AsWait(err); ok {
+					if w.RetryAfter <= 0 || w.RetryAfter > 6*time.Minute {
+						t.Errorf("retry after %s", w.RetryAfter)
+					}
+					continue
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				allowed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if allowed.Load() != 10 || waits.Load() != 20 {
+		t.Fatalf("allowed %d, waits %d: want 10 and 20", allowed.Load(), waits.Load())
+	}
+	// Another credential has its own budget.
+	other := ratelimit.New(rdb, ratelimit.Options{API: "bitbucket", Credential: "other", Prefix: prefix, Budgets: budget})
+	if err := other.Take(context.Background(), "GET", "/x"); err != nil {
+		t.Fatalf("other credential: %v", err)
+	}
+}
+
+func TestInvitationBudgetCountsOnlyInvitations(t *testing.T) {
+	rdb, prefix := client(t)
+	l := ratelimit.New(rdb, ratelimit.Options{API: "bitbucket", Credential: "c", Prefix: prefix, Budgets: []ratelimit.Budget{
+		{Name: "invitations", Requests: 1, Per: time.Minute, Match: func(m, p string) bool { return m == "PUT" && p == "/1.0/users/{workspace}/invitations" }},
+	}})
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		if err := l.Take(ctx, "GET", "/2.0/workspaces/{workspace}/members/{member}"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Take(ctx, "PUT", "/1.0/users/{workspace}/invitations"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ratelimit.AsWait(l.Take(ctx, "PUT", "/1.0/users/{workspace}/invitations")); !ok {
+		t.Fatal("second invitation within the minute must wait")
+	}
+}
+
+func TestThrottledSlowsEveryoneDown(t *testing.T) {
+	rdb, prefix := client(t)
+	a := ratelimit.New(rdb, ratelimit.Options{API: "bitbucket", Credential: "c", Prefix: prefix})
+	b := ratelimit.New(rdb, ratelimit.Options{API: "bitbucket", Credential: "c", Prefix: prefix})
+	ctx := context.Background()
+	if d := a.Throttled(ctx, 3*time.Second); d != 3*time.Second {
+		t.Fatalf("Retry-After must be honoured: %s", d)
+	}
+	w, ok := ratelimit.AsWait(b.Take(ctx, "GET", "/x"))
+	if !ok || w.Budget != "429 back-off" || w.RetryAfter <= 2*time.Second || w.RetryAfter > 3*time.Second {
+		t.Fatalf("other process after a 429: %+v", w)
+	}
+	// Without Retry-After (Bitbucket Cloud), back-offs grow per 429 in a row.
+	first := a.Throttled(ctx, 0)
+	second := a.Throttled(ctx, 0)
+	third := a.Throttled(ctx, 0)
+	if !(first < second && second < third) || first < 900*time.Millisecond || first > 1100*time.Millisecond {
+		t.Fatalf("back-offs %s %s %s", first, second, third)
+	}
+}
+
+func TestBackoffIsCappedAndJittered(t *testing.T) {
+	seen := map[time.Duration]bool{}
+	for i := 0; i < 50; i++ {
+		d := ratelimit.Backoff(40, time.Second, time.Minute)
+		if d < 54*time.Second || d > 66*time.Second {
+			t.Fatalf("backoff %s outside 60s ±10%%", d)
+		}
+		seen[d] = true
+	}
+	if len(seen) < 10 {
+		t.Fatal("no jitter")
+	}
+}
