@@ -315,7 +315,9 @@ func isFailure(err error) bool {
 // budget refills when it is spent, as long as a 429 or 503 asked, and otherwise
 // backs off exponentially with jitter (asynq's default).
 func defaultRetryDelay(n int, err error, t *asynq.Task) time.Duration {
-	if errors.Is(err, ledger.ErrBusy) {
+	if errors.Is(err, ledger.ErrBusy) || errors.Is(err, asynq.ErrLeaseExpired) {
+		// Another task holds the person, or a worker died mid-task: resume soon
+		// (the ledger makes the re-run skip what was done).
 		return 2 * time.Second
 	}
 	if w, ok := ratelimit.AsWait(err); ok {

@@ -387,22 +387,44 @@ func (s *Store) PersonByEmail(ctx context.Context, email string) (string, error)
 // ErrBusy means another task holds the person's lock.
 var ErrBusy = errors.New("another task is working on this person")
 
-var unlockScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+var (
+	unlockScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+	renewScript  = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`)
+)
 
-// Lock serialises work on one person across every worker process. The lease
-// expires by itself so a crashed worker cannot hold it forever.
+// Lock serialises work on one person across every worker process. The holder
+// renews a short lease while it works, so a crashed worker blocks the person
+// for one lease at most.
 func (s *Store) Lock(ctx context.Context, personID, owner string, lease time.Duration) (unlock func(), err error) {
-	ok, err := s.rdb.SetNX(ctx, s.lockKey(personID), owner, lease).Result()
+	key := s.lockKey(personID)
+	ok, err := s.rdb.SetNX(ctx, key, owner, lease).Result()
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", personID, err)
 	}
 	if !ok {
 		return nil, fmt.Errorf("lock %s: %w", personID, ErrBusy)
 	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				renewScript.Run(context.Background(), s.rdb, []string{key}, owner, lease.Milliseconds())
+			}
+		}
+	}()
 	return func() {
+		close(stop)
+		<-done
 		// A fresh context: the task's may be cancelled, the lock must still go.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		unlockScript.Run(ctx, s.rdb, []string{s.lockKey(personID)}, owner)
+		unlockScript.Run(ctx, s.rdb, []string{key}, owner)
 	}, nil
 }

@@ -81,7 +81,7 @@ func (o *Options) Validate() error {
 		o.Now = time.Now
 	}
 	if o.LockLease <= 0 {
-		o.LockLease = 5 * time.Minute
+		o.LockLease = 30 * time.Second
 	}
 	if o.SignupDone == nil {
 		o.SignupDone = func(time.Time) {}
@@ -177,6 +177,7 @@ func (w *Worker) signup(ctx context.Context, s *subject, taskID string) error {
 
 	unlock, err := w.o.Ledger.Lock(ctx, s.personID, taskID, w.o.LockLease)
 	if err != nil {
+		log.Debug().Err(err).Msg("person busy: retrying shortly")
 		return err
 	}
 	defer unlock()
