@@ -265,3 +265,44 @@ func TestEvictingRedisIsWarnedAboutLoudly(t *testing.T) {
 		t.Fatal("no eviction warning")
 	}
 }
+
+func TestSeatGuardHoldsInvitationsBeyondMaxMembers(t *testing.T) {
+	e := testenv.New(t, testenv.WithRules(`
+workspaces:
+  - workspace: acme
+    max_members: 3
+    rules:
+      - {name: everyone, match: {}, groups: [readers]}
+`))
+	// The sandbox workspace has one member (Mia): two invitations fit, the third is held.
+	for i := 0; i < 3; i++ {
+		id := fmt.Sprintf("557058:seat-%d", i)
+		assertAccepted(t, e.Webhook("user_created", "d-"+id, cloudUser(id, fmt.Sprintf("s%d@acme.com", i))), "accepted")
+		e.WaitIdle()
+	}
+	if n := len(invitationPuts(e.Fake.Fake)); n != 2 {
+		t.Fatalf("invitations sent = %d, want 2", n)
+	}
+	held := e.Entry("acme", "acct:557058:seat-2")
+	if held.Status != ledger.StatusSeatLimit || len(held.Invitations) != 0 || fmt.Sprint(held.Waiting) != "[readers]" {
+		t.Fatalf("held entry = %+v", held)
+	}
+	last := held.History[len(held.History)-1]
+	if last.Action != "seat-limit" || last.Detail != "1 members + 2 pending invitations reach max_members 3" {
+		t.Fatalf("history = %+v", last)
+	}
+	// A seat frees up (an invitation expires in Bitbucket); an admin resends.
+	e.Fake.Accept("acme", "s0@acme.com", "557058:seat-0")
+	e.Fake.Accept("acme", "s1@acme.com", "557058:seat-1")
+	e.WriteRules("workspaces:\n  - workspace: acme\n    max_members: 4\n    rules:\n      - {name: everyone, match: {}, groups: [readers]}\n")
+	if r := reload(e); r.Status != http.StatusOK {
+		t.Fatal(r.Raw)
+	}
+	n, err := e.App.Worker().Resend(t.Context(), ledger.Ref{Workspace: "acme", PersonID: "acct:557058:seat-2"}, "cli:ops")
+	if err != nil || n != 1 {
+		t.Fatalf("resend = %d, %v", n, err)
+	}
+	if got := e.Entry("acme", "acct:557058:seat-2"); got.Status != ledger.StatusInvited {
+		t.Fatalf("after resend: %+v", got)
+	}
+}

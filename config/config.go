@@ -138,9 +138,12 @@ type Workspace struct {
 	// Revoke says what a deactivation does here: apply, report or off.
 	Revoke string `yaml:"revoke"`
 	// MaxRemovalsPerHour overrides revocation.max_removals_per_hour (0 = inherit).
-	MaxRemovalsPerHour int     `yaml:"max_removals_per_hour"`
-	Exclude            Exclude `yaml:"exclude"`
-	Rules              []Rule  `yaml:"rules"`
+	MaxRemovalsPerHour int `yaml:"max_removals_per_hour"`
+	// MaxMembers caps paid seats: members plus pending invitations (0 = no cap).
+	// A signup that would exceed it is held and reported, not sent.
+	MaxMembers int     `yaml:"max_members"`
+	Exclude    Exclude `yaml:"exclude"`
+	Rules      []Rule  `yaml:"rules"`
 }
 
 // Workspace returns the settings of a workspace, or nil.

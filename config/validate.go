@@ -116,6 +116,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 		default:
 			v.fail(p+".revoke", "must be %q, %q or %q, got %q", RevokeApply, RevokeReport, RevokeOff, ws.Revoke)
 		}
+		if ws.MaxMembers < 0 {
+			v.fail(p+".max_members", "must not be negative (0 means no cap)")
+		}
 		if ws.MaxRemovalsPerHour < 0 {
 			v.fail(p+".max_removals_per_hour", "must not be negative (0 inherits revocation.max_removals_per_hour)")
 		}

@@ -52,7 +52,7 @@ func outcomeOf(action string) string {
 	switch action {
 	case "error":
 		return OutcomeFailed
-	case "revocation-held":
+	case "revocation-held", "seat-limit":
 		return OutcomeHeld
 	case "revocation-reported":
 		return OutcomeReported

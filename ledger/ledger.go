@@ -29,6 +29,7 @@ const (
 	StatusCancelled       Status = "cancelled"         // invitations cancelled (deactivation or an admin)
 	StatusRevoked         Status = "revoked"           // deactivated: granted groups removed
 	StatusRevocationHeld  Status = "revocation-held"   // removals held by the circuit breaker
+	StatusSeatLimit       Status = "held-seat-limit"   // invitation held: the workspace's max_members is reached
 )
 
 // Invitation states.

@@ -241,6 +241,12 @@ func (w *Worker) Resend(ctx context.Context, ref ledger.Ref, actor string) (int,
 	if entry == nil {
 		return 0, fmt.Errorf("%s has no ledger entry in %s", ref.PersonID, ref.Workspace)
 	}
+	if entry.Status == ledger.StatusSeatLimit {
+		// Held for seats: try the invitation now (the seat check runs again).
+		sent := len(entry.Invitations)
+		err := w.invite(ctx, entry, entry.Waiting, actor)
+		return len(entry.Invitations) - sent, err
+	}
 	before := resendCount(entry)
 	revived := false
 	for i := range entry.Invitations {

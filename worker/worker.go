@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/autoinvite/autoinvite/integrations/atlassian"
+	"github.com/autoinvite/autoinvite/integrations/bitbucket"
 	"github.com/autoinvite/autoinvite/integrations/jira"
 	"github.com/autoinvite/autoinvite/integrations/ratelimit"
 	"github.com/autoinvite/autoinvite/jobs"
@@ -27,6 +28,8 @@ type Bitbucket interface {
 	AddToGroup(ctx context.Context, workspace, group, member string) (alreadyMember bool, err error)
 	RemoveFromGroup(ctx context.Context, workspace, group, member string) error
 	Invite(ctx context.Context, workspace, email, group string) (alreadyInvited bool, err error)
+	CountMembers(ctx context.Context, workspace string) (int, error)
+	ListInvitations(ctx context.Context, workspace string) ([]bitbucket.Invitation, error)
 }
 
 // FollowUpEnqueuer queues follow-up tasks found by the sweep.
@@ -459,6 +462,11 @@ func (w *Worker) invite(ctx context.Context, entry *ledger.Entry, groups []strin
 			entry.NextCheckAt = now.Add(inv.EarlyCheckInterval.D())
 		}
 	}
+	if len(toInvite) > 0 && !entry.AnyPendingInvitation() {
+		if held, err := w.seatLimitReached(ctx, entry, toInvite, actor); held || err != nil {
+			return err
+		}
+	}
 	var errs []error
 	for _, g := range toInvite {
 		if entry.PendingInvitation(g) != nil {
@@ -483,6 +491,40 @@ func (w *Worker) invite(ctx context.Context, entry *ledger.Entry, groups []strin
 		log.Info().Str("group", g).Strs("rules", entry.RulesByGroup[g]).Bool("already_invited", already).Msg("invitation sent")
 	}
 	return w.settle(ctx, entry, ledger.StatusInvited, errs, actor)
+}
+
+// seatLimitReached holds the invitation when members plus pending invitations
+// already fill the workspace's max_members: seats cost money.
+func (w *Worker) seatLimitReached(ctx context.Context, entry *ledger.Entry, groups []string, actor string) (bool, error) {
+	ws := w.o.Rules().Config().Workspace(entry.Workspace)
+	if ws == nil || ws.MaxMembers <= 0 {
+		return false, nil
+	}
+	members, err := w.o.Bitbucket.CountMembers(ctx, entry.Workspace)
+	if err != nil {
+		return false, w.failAs(ctx, entry, err, actor)
+	}
+	pending, err := w.o.Bitbucket.ListInvitations(ctx, entry.Workspace)
+	if err != nil {
+		return false, w.failAs(ctx, entry, err, actor)
+	}
+	emails := map[string]bool{}
+	for _, inv := range pending {
+		emails[strings.ToLower(inv.Email)] = true
+	}
+	seats := members + len(emails)
+	if seats < ws.MaxMembers {
+		return false, nil
+	}
+	detail := fmt.Sprintf("%d members + %d pending invitations reach max_members %d", members, len(emails), ws.MaxMembers)
+	for _, g := range groups {
+		entry.Wait(g)
+	}
+	entry.Status = ledger.StatusSeatLimit
+	entry.Record(w.o.Now(), actor, "seat-limit", "", detail)
+	zerolog.Ctx(ctx).Warn().Str("workspace", entry.Workspace).Str("email", entry.Email).Int("seats", seats).Int("max_members", ws.MaxMembers).
+		Msg("seat limit reached: invitation held, not sent; raise max_members or free seats, then `autoinvite invites resend`")
+	return true, w.o.Ledger.Put(ctx, entry)
 }
 
 // without returns groups less g.

@@ -4,6 +4,7 @@ package bitbucket
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -142,4 +143,33 @@ func (c *Client) ListInvitations(ctx context.Context, workspace string) ([]Invit
 		out = append(out, Invitation{Email: b.Email, Group: b.Group.Slug, SentOn: sent})
 	}
 	return out, nil
+}
+
+// CountMembers returns the number of workspace members (the paginated
+// response's size, or the values counted page by page when it is absent).
+func (c *Client) CountMembers(ctx context.Context, workspace string) (int, error) {
+	if err := checkSlugs(workspace); err != nil {
+		return 0, err
+	}
+	type page struct {
+		Size   *int              `json:"size"`
+		Values []json.RawMessage `json:"values"`
+		Next   string            `json:"next"`
+	}
+	count := 0
+	req := c.rc.R().SetContext(ctx).SetPathParam("workspace", workspace)
+	url := "/2.0/workspaces/{workspace}/members"
+	for i := 0; i < 1000 && url != ""; i++ {
+		var p page
+		resp, err := req.SetResult(&p).Get(url)
+		if err := atlassian.Check("bitbucket", "count members", resp, err); err != nil {
+			return 0, fmt.Errorf("count members of %s: %w", workspace, err)
+		}
+		if p.Size != nil {
+			return *p.Size, nil
+		}
+		count += len(p.Values)
+		url = p.Next
+	}
+	return count, nil
 }

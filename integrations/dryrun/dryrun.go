@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/autoinvite/autoinvite/integrations/bitbucket"
 	"github.com/autoinvite/autoinvite/integrations/jira"
 )
 
@@ -45,4 +46,12 @@ func (Bitbucket) RemoveFromGroup(ctx context.Context, workspace, group, member s
 func (Bitbucket) Invite(ctx context.Context, workspace, email, group string) (bool, error) {
 	zerolog.Ctx(ctx).Info().Str("workspace", workspace).Str("group", group).Str("email", email).Msg("dry run: would send an invitation")
 	return false, nil
+}
+
+// CountMembers answers 0: a dry run never holds for seats.
+func (Bitbucket) CountMembers(ctx context.Context, workspace string) (int, error) { return 0, nil }
+
+// ListInvitations answers none.
+func (Bitbucket) ListInvitations(ctx context.Context, workspace string) ([]bitbucket.Invitation, error) {
+	return nil, nil
 }

@@ -112,6 +112,7 @@ func New(opts ...Option) *Fake {
 	m.HandleFunc("GET /rest/api/3/user/groups", f.getCloudUserGroups)
 	m.HandleFunc("GET /rest/api/2/user", f.getDCUser)
 	m.HandleFunc("GET /2.0/workspaces/{workspace}/members/{member}", f.getMember)
+	m.HandleFunc("GET /2.0/workspaces/{workspace}/members", f.listMembers)
 	m.HandleFunc("GET /1.0/groups/{workspace}", f.listGroups)
 	m.HandleFunc("PUT /1.0/groups/{workspace}/{group}/members/{member}", f.addToGroup)
 	m.HandleFunc("DELETE /1.0/groups/{workspace}/{group}/members/{member}", f.removeFromGroup)
@@ -432,6 +433,20 @@ func (f *Fake) getMember(w http.ResponseWriter, r *http.Request) {
 		"user":      map[string]any{"type": "user", "account_id": member},
 		"workspace": map[string]any{"type": "workspace", "slug": r.PathValue("workspace")},
 	})
+}
+
+func (f *Fake) listMembers(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ws := f.workspace(w, r)
+	if ws == nil {
+		return
+	}
+	values := []map[string]any{}
+	for _, m := range sortedKeys(ws.members) {
+		values = append(values, map[string]any{"type": "workspace_membership", "user": map[string]any{"type": "user", "account_id": m}})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"size": len(values), "page": 1, "pagelen": len(values) + 1, "values": values})
 }
 
 func (f *Fake) listGroups(w http.ResponseWriter, r *http.Request) {
