@@ -64,6 +64,7 @@ type runtime struct {
 	engine *rules.Engine
 	ledger *ledger.Store
 	worker *worker.Worker
+	jira   *jira.Client // for listing users (backfill), dry run or not
 }
 
 // recentRuntimes is how many configs are kept so that tasks queued under a
@@ -193,23 +194,23 @@ func (a *App) buildRuntime(cfg *config.Config) (*runtime, error) {
 	rt.ledger = ledger.New(a.rdb, a.cfg.Redis.KeyPrefix, ledger.Options{
 		AuditMaxLen: cfg.Audit.MaxEntries, Observe: a.metrics.ObserveAudit, DryRun: cfg.DryRun,
 	})
+	jo, bo := a.jiraOpts, a.bbOpts
+	if a.sandbox == nil { // the sandbox keeps its own address whatever the config says
+		jo.BaseURL, bo.BaseURL = cfg.Jira.BaseURL, cfg.Bitbucket.BaseURL
+		if jo.BaseURL == "" {
+			return nil, errors.New("jira.base_url (or AUTOINVITE_JIRA_BASE_URL) is required with real credentials")
+		}
+	}
+	jo.Timeout, bo.Timeout = cfg.Jira.Timeout.D(), cfg.Bitbucket.Timeout.D()
+	jo.Instrument = a.instrument("jira", jo.Auth, budget("requests", cfg.RateLimits.Jira, nil))
+	bo.Instrument = a.instrument("bitbucket", bo.Auth,
+		budget("requests", cfg.RateLimits.Bitbucket, nil),
+		budget("invitations", cfg.RateLimits.BitbucketInvitations, isInvitation))
+	rt.jira = jira.New(jo, cfg.Jira.Deployment == config.DeploymentDataCenter)
 	var jc worker.Jira = dryrun.Jira{}
 	var bc worker.Bitbucket = dryrun.Bitbucket{}
 	if !cfg.DryRun {
-		jo, bo := a.jiraOpts, a.bbOpts
-		if a.sandbox == nil { // the sandbox keeps its own address whatever the config says
-			jo.BaseURL, bo.BaseURL = cfg.Jira.BaseURL, cfg.Bitbucket.BaseURL
-			if jo.BaseURL == "" {
-				return nil, errors.New("jira.base_url (or AUTOINVITE_JIRA_BASE_URL) is required with real credentials")
-			}
-		}
-		jo.Timeout, bo.Timeout = cfg.Jira.Timeout.D(), cfg.Bitbucket.Timeout.D()
-		jo.Instrument = a.instrument("jira", jo.Auth, budget("requests", cfg.RateLimits.Jira, nil))
-		bo.Instrument = a.instrument("bitbucket", bo.Auth,
-			budget("requests", cfg.RateLimits.Bitbucket, nil),
-			budget("invitations", cfg.RateLimits.BitbucketInvitations, isInvitation))
-		jc = jira.New(jo, cfg.Jira.Deployment == config.DeploymentDataCenter)
-		bc = bitbucket.New(bo)
+		jc, bc = rt.jira, bitbucket.New(bo)
 	}
 	rt.worker, err = worker.New(worker.Options{
 		Jira: jc, Bitbucket: bc, Ledger: rt.ledger,
@@ -457,6 +458,12 @@ func (a *App) Sandbox() *fake.Fake { return a.sandbox }
 
 // Ledger returns the ledger store of the config in force.
 func (a *App) Ledger() *ledger.Store { return a.current.Load().ledger }
+
+// JiraUsers lists Jira's users (for backfill).
+func (a *App) JiraUsers() *jira.Client { return a.current.Load().jira }
+
+// Rules returns the rules in force.
+func (a *App) Rules() *rules.Engine { return a.current.Load().engine }
 
 // Metrics returns the app's metrics.
 func (a *App) Metrics() *metrics.Metrics { return a.metrics }

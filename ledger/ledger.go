@@ -385,6 +385,33 @@ func (s *Store) PersonByEmail(ctx context.Context, email string) (string, error)
 	return id, nil
 }
 
+// Cursor returns a stored position (0 when none).
+func (s *Store) Cursor(ctx context.Context, name string) (int, error) {
+	n, err := s.rdb.Get(ctx, s.prefix+":cursor:"+name).Int()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read cursor %s: %w", name, err)
+	}
+	return n, nil
+}
+
+// SetCursor stores a position; 0 deletes it.
+func (s *Store) SetCursor(ctx context.Context, name string, pos int) error {
+	key := s.prefix + ":cursor:" + name
+	var err error
+	if pos == 0 {
+		err = s.rdb.Del(ctx, key).Err()
+	} else {
+		err = s.rdb.Set(ctx, key, pos, 30*24*time.Hour).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("write cursor %s: %w", name, err)
+	}
+	return nil
+}
+
 // ErrBusy means another task holds the person's lock.
 var ErrBusy = errors.New("another task is working on this person")
 

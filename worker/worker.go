@@ -122,6 +122,8 @@ type subject struct {
 	looked   bool
 	lookErr  error
 	personID string
+	// onlyWorkspace limits the work to one workspace ("" = all).
+	onlyWorkspace string
 }
 
 // HandleUserEvent is the Asynq handler for jobs.TypeUserEvent.
@@ -132,7 +134,13 @@ func (w *Worker) HandleUserEvent(ctx context.Context, t *asynq.Task) error {
 	}
 	taskID, _ := asynq.GetTaskID(ctx)
 	retry, _ := asynq.GetRetryCount(ctx)
-	s := &subject{ev: ev, user: ev.User, personID: ev.User.PersonID()}
+	return w.handleEvent(ctx, ev, taskID, retry, "")
+}
+
+// handleEvent applies one user event; onlyWorkspace ("" = all) limits it to
+// one workspace (backfill --workspace).
+func (w *Worker) handleEvent(ctx context.Context, ev jobs.UserEvent, taskID string, retry int, onlyWorkspace string) error {
+	s := &subject{ev: ev, user: ev.User, personID: ev.User.PersonID(), onlyWorkspace: onlyWorkspace}
 	log := w.o.Logger.With().Str("task_id", taskID).Str("request_id", ev.RequestID).
 		Str("delivery_id", ev.DeliveryID).Str("event", ev.Event).Str("person", s.personID).
 		Int("retry", retry).Logger()
@@ -145,7 +153,7 @@ func (w *Worker) HandleUserEvent(ctx context.Context, t *asynq.Task) error {
 	if ev.Deactivated() {
 		return w.finish(ctx, w.revoke(ctx, s, taskID))
 	}
-	err = w.signup(ctx, s, taskID)
+	err := w.signup(ctx, s, taskID)
 	if err == nil {
 		w.o.SignupDone(ev.ReceivedAt)
 	}
@@ -194,6 +202,9 @@ func (w *Worker) signup(ctx context.Context, s *subject, taskID string) error {
 	}
 	var errs []error
 	for _, d := range decisions {
+		if s.onlyWorkspace != "" && d.Workspace != s.onlyWorkspace {
+			continue
+		}
 		if err := w.applyWorkspace(ctx, s, d); err != nil {
 			errs = append(errs, err)
 		}

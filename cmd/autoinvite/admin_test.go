@@ -62,7 +62,7 @@ func (c *cliEnv) ok(args ...string) string {
 }
 
 func newCLIEnv(t *testing.T) *cliEnv {
-	clock := testenv.NewClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
+	clock := testenv.NewClock(t0cli)
 	e := testenv.New(t, testenv.WithClock(clock))
 	user := func(id, email string) map[string]any {
 		return map[string]any{"accountId": id, "accountType": "atlassian", "emailAddress": email}
@@ -164,3 +164,5 @@ func TestAuditCommand(t *testing.T) {
 		t.Fatalf("json actions = %q", actions)
 	}
 }
+
+var t0cli = time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)

@@ -34,6 +34,8 @@ Usage:
   autoinvite invites cancel EMAIL|ACCOUNT [--workspace W]
   autoinvite sweep --once                 run one invitation sweep now
   autoinvite revocations status|resume --workspace W
+  autoinvite backfill [--workspace W] [--jira-group G] [--dry-run] [--limit N]
+                                          run existing Jira users through the rules
   autoinvite audit [--since 24h] [--email E] [--follow] [--json]
                                           the audit trail: every decision and Atlassian change
   autoinvite version
@@ -81,6 +83,8 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		return c.revocations(ctx, args[1:])
 	case "audit":
 		return c.audit(ctx, args[1:])
+	case "backfill":
+		return c.backfill(ctx, args[1:])
 	case "version":
 		fmt.Fprintln(stdout, "autoinvite", app.Version)
 		return 0

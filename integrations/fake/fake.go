@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -111,6 +113,9 @@ func New(opts ...Option) *Fake {
 	m.HandleFunc("GET /rest/api/3/user", f.getCloudUser)
 	m.HandleFunc("GET /rest/api/3/user/groups", f.getCloudUserGroups)
 	m.HandleFunc("GET /rest/api/2/user", f.getDCUser)
+	m.HandleFunc("GET /rest/api/3/users/search", f.listUsers(true))
+	m.HandleFunc("GET /rest/api/2/user/search", f.listUsers(false))
+	m.HandleFunc("GET /rest/api/3/group/member", f.groupMembers)
 	m.HandleFunc("GET /2.0/workspaces/{workspace}/members/{member}", f.getMember)
 	m.HandleFunc("GET /2.0/workspaces/{workspace}/members", f.listMembers)
 	m.HandleFunc("GET /1.0/groups/{workspace}", f.listGroups)
@@ -392,6 +397,51 @@ func (f *Fake) getCloudUserGroups(w http.ResponseWriter, r *http.Request) {
 		out = append(out, map[string]string{"name": g})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// page returns the users matching keep, paged as Jira pages them.
+func (f *Fake) page(r *http.Request, keep func(*JiraUser) bool) (out []*JiraUser, startAt, total int) {
+	q := r.URL.Query()
+	startAt, _ = strconv.Atoi(q.Get("startAt"))
+	maxResults, err := strconv.Atoi(q.Get("maxResults"))
+	if err != nil || maxResults <= 0 {
+		maxResults = 50
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var all []*JiraUser
+	for _, u := range f.users {
+		if keep(u) {
+			all = append(all, u)
+		}
+	}
+	for i := startAt; i < len(all) && i < startAt+maxResults; i++ {
+		cp := *all[i]
+		out = append(out, &cp)
+	}
+	return out, startAt, len(all)
+}
+
+func (f *Fake) listUsers(cloud bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		users, _, _ := f.page(r, func(u *JiraUser) bool { return (u.AccountID != "") == cloud })
+		out := []map[string]any{}
+		for _, u := range users {
+			out = append(out, f.userJSON(r, u, cloud))
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+func (f *Fake) groupMembers(w http.ResponseWriter, r *http.Request) {
+	group := r.URL.Query().Get("groupname")
+	users, startAt, total := f.page(r, func(u *JiraUser) bool { return u.AccountID != "" && slices.Contains(u.Groups, group) })
+	values := []map[string]any{}
+	for _, u := range users {
+		values = append(values, f.userJSON(r, u, true))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"startAt": startAt, "maxResults": len(values), "total": total,
+		"isLast": startAt+len(values) >= total, "values": values})
 }
 
 func (f *Fake) getDCUser(w http.ResponseWriter, r *http.Request) {

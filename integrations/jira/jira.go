@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/go-resty/resty/v2"
 
@@ -102,4 +103,61 @@ func (r Ref) String() string {
 	default:
 		return "user key " + r.Key
 	}
+}
+
+// Page is one page of a user listing.
+type Page struct {
+	Users []User
+	// Next is the startAt of the next page; Done says there is none.
+	Next int
+	Done bool
+	// Total is the number of users to list, when Jira says (0 = unknown).
+	Total int
+}
+
+// ListUsers returns one page of users starting at startAt: every user (Cloud
+// users/search, Data Center user/search), or the members of group.
+func (c *Client) ListUsers(ctx context.Context, group string, startAt, maxResults int) (Page, error) {
+	req := c.rc.R().SetContext(ctx).SetQueryParams(map[string]string{
+		"startAt": strconv.Itoa(startAt), "maxResults": strconv.Itoa(maxResults),
+	})
+	var raw []userBody
+	var path string
+	switch {
+	case group != "" && !c.datacenter:
+		var body struct {
+			Values []userBody `json:"values"`
+			IsLast bool       `json:"isLast"`
+			Total  int        `json:"total"`
+		}
+		resp, err := req.SetQueryParam("groupname", group).SetResult(&body).Get("/rest/api/3/group/member")
+		if err := atlassian.Check("jira", "list group members", resp, err); err != nil {
+			return Page{}, fmt.Errorf("list members of %s: %w", group, err)
+		}
+		return Page{Users: toUsers(body.Values), Next: startAt + len(body.Values), Done: body.IsLast || len(body.Values) == 0, Total: body.Total}, nil
+	case group != "":
+		return Page{}, errors.New("listing a group's members is supported on Jira Cloud only; on Data Center back-fill everyone")
+	case c.datacenter:
+		req.SetQueryParam("username", ".")
+		path = "/rest/api/2/user/search"
+	default:
+		path = "/rest/api/3/users/search"
+	}
+	resp, err := req.SetResult(&raw).Get(path)
+	if err := atlassian.Check("jira", "list users", resp, err); err != nil {
+		return Page{}, fmt.Errorf("list users from %d: %w", startAt, err)
+	}
+	return Page{Users: toUsers(raw), Next: startAt + len(raw), Done: len(raw) < maxResults}, nil
+}
+
+func toUsers(bodies []userBody) []User {
+	out := make([]User, 0, len(bodies))
+	for _, b := range bodies {
+		u := User{AccountID: b.AccountID, AccountType: b.AccountType, Name: b.Name, Key: b.Key, DisplayName: b.DisplayName, Active: b.Active}
+		if b.EmailAddress != nil {
+			u.Email = *b.EmailAddress
+		}
+		out = append(out, u)
+	}
+	return out
 }
