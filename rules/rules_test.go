@@ -28,7 +28,7 @@ workspaces:
         groups: [guests]
 `
 
-func engine(t *testing.T) *Engine {
+func engine(t testing.TB) *Engine {
 	t.Helper()
 	cfg, err := config.Parse("rules.yaml", []byte(rulesYAML), nil)
 	if err != nil {
