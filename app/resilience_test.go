@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/autoinvite/autoinvite/integrations/fake"
 	"github.com/autoinvite/autoinvite/internal/redistest"
 	"github.com/autoinvite/autoinvite/internal/testenv"
@@ -310,5 +312,42 @@ workspaces:
 	}
 	if got := e.Entry("acme", "acct:557058:seat-2"); got.Status != ledger.StatusInvited {
 		t.Fatalf("after resend: %+v", got)
+	}
+}
+
+// A task cannot wait for the budget forever: past rate_limits.max_wait it
+// fails like any error, spends its retries and is archived.
+func TestWaitingForBudgetHasADeadline(t *testing.T) {
+	clock := testenv.NewClock(t0)
+	e := testenv.New(t, testenv.WithClock(clock), testenv.WithRules(`
+rate_limits:
+  bitbucket: {requests: 1, per: 1h}
+  max_wait: 1m
+worker: {max_retry: 3}
+workspaces:
+  - workspace: acme
+    rules:
+      - {name: everyone, match: {}, groups: [readers]}
+`))
+	assertAccepted(t, e.Webhook("user_created", "d-mia", cloudUser(mia, "mia@acme.com")), "accepted")
+	// The membership check spent the hour's only request: the add waits.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(e.Logs.String(), "waiting for the Atlassian rate budget") {
+		if time.Now().After(deadline) {
+			t.Fatal("the task never waited for the budget")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if info := e.QueueInfo(); info.Failed != 0 {
+		t.Fatalf("waiting counted as failure: %+v", info)
+	}
+	clock.Advance(2 * time.Minute)
+	e.WaitIdle()
+	if info := e.QueueInfo(); info.Archived != 1 {
+		t.Fatalf("archived = %d, want the task given up", info.Archived)
+	}
+	archived, err := asynq.NewInspectorFromRedisClient(e.App.Redis()).ListArchivedTasks(e.App.Queue())
+	if err != nil || len(archived) != 1 || !strings.Contains(archived[0].LastErr, "gave up waiting for the bitbucket requests budget after 1m0s (rate_limits.max_wait)") {
+		t.Fatalf("archived task's error (what the dashboard shows): %v %v", archived, err)
 	}
 }
