@@ -375,12 +375,13 @@ func (a *App) checkEviction() {
 	}
 }
 
-// atlassianOptions returns the client options, starting the sandbox when no
-// credential is set at all.
+// atlassianOptions returns the clients' identity and credentials, starting the
+// sandbox (and pointing at it) when no credential is set at all.
 func (a *App) atlassianOptions(s config.Secrets) (jiraOpts, bbOpts atlassian.Options, err error) {
 	ua := "autoinvite/" + Version
-	jiraOpts = atlassian.Options{BaseURL: a.cfg.Jira.BaseURL, Timeout: a.cfg.Jira.Timeout.D(), UserAgent: ua}
-	bbOpts = atlassian.Options{BaseURL: a.cfg.Bitbucket.BaseURL, Timeout: a.cfg.Bitbucket.Timeout.D(), UserAgent: ua}
+	// Base URLs and timeouts come from the config in force (buildRuntime).
+	jiraOpts = atlassian.Options{UserAgent: ua}
+	bbOpts = atlassian.Options{UserAgent: ua}
 	if !s.HasAtlassianCredentials() {
 		url, err := a.startSandbox()
 		if err != nil {

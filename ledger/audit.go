@@ -26,6 +26,31 @@ type AuditRecord struct {
 	Detail    string    `json:"detail,omitempty"`
 }
 
+// Actions recorded in a person's history and the audit trail. Metrics and
+// outcomes key on them, so they are named once here.
+const (
+	ActionDecided              = "decided"
+	ActionError                = "error"
+	ActionExcluded             = "excluded"
+	ActionGroupAdded           = "group-added"
+	ActionGroupAlreadyGiven    = "group-already-given"
+	ActionGroupRemoved         = "group-removed"
+	ActionIgnored              = "ignored"
+	ActionInvitationAccepted   = "invitation-accepted"
+	ActionInvitationExpired    = "invitation-expired"
+	ActionInvitationResent     = "invitation-resent"
+	ActionInvitationRevived    = "invitation-revived"
+	ActionInvitationSent       = "invitation-sent"
+	ActionInvitationsCancelled = "invitations-cancelled"
+	ActionNoRuleMatches        = "no-rule-matches"
+	ActionReactivated          = "reactivated"
+	ActionReset                = "reset"
+	ActionRevocationHeld       = "revocation-held"
+	ActionRevocationReported   = "revocation-reported"
+	ActionSeatLimit            = "seat-limit"
+	ActionWaitingForEmail      = "waiting-for-email"
+)
+
 // Outcomes in the audit trail.
 const (
 	OutcomeOK       = "ok"
@@ -50,11 +75,11 @@ func (s *Store) AuditKey() string { return s.prefix + ":audit" }
 
 func outcomeOf(action string) string {
 	switch action {
-	case "error":
+	case ActionError:
 		return OutcomeFailed
-	case "revocation-held", "seat-limit":
+	case ActionRevocationHeld, ActionSeatLimit:
 		return OutcomeHeld
-	case "revocation-reported":
+	case ActionRevocationReported:
 		return OutcomeReported
 	}
 	return OutcomeOK

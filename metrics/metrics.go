@@ -39,6 +39,9 @@ type Metrics struct {
 	ReloadTimestamp  prometheus.Gauge
 	ConfigHash       prometheus.Gauge
 	Reloads          *prometheus.CounterVec // result
+
+	// byAction counts audit records by action (the series exist from the start at 0).
+	byAction map[string]prometheus.Counter
 }
 
 // New registers the metrics, Go and process collectors, and the queue
@@ -100,14 +103,18 @@ func New(inspector *asynq.Inspector) *Metrics {
 		m.Invitations, m.Groups, m.RevocationsHeld, m.Decisions, m.RateLimitWaits, m.AuthFailures,
 		m.ReloadSuccess, m.ReloadTimestamp, m.ConfigHash, m.Reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, e := range []string{"sent", "resent", "accepted", "expired", "cancelled"} {
-		m.Invitations.WithLabelValues(e)
-	}
-	for _, a := range []string{"granted", "revoked"} {
-		m.Groups.WithLabelValues(a)
-	}
 	for _, api := range []string{"jira", "bitbucket"} {
 		m.RateLimitWaits.WithLabelValues(api)
+	}
+	m.byAction = map[string]prometheus.Counter{
+		ledger.ActionInvitationSent:       m.Invitations.WithLabelValues("sent"),
+		ledger.ActionInvitationResent:     m.Invitations.WithLabelValues("resent"),
+		ledger.ActionInvitationAccepted:   m.Invitations.WithLabelValues("accepted"),
+		ledger.ActionInvitationExpired:    m.Invitations.WithLabelValues("expired"),
+		ledger.ActionInvitationsCancelled: m.Invitations.WithLabelValues("cancelled"),
+		ledger.ActionGroupAdded:           m.Groups.WithLabelValues("granted"),
+		ledger.ActionGroupRemoved:         m.Groups.WithLabelValues("revoked"),
+		ledger.ActionRevocationHeld:       m.RevocationsHeld,
 	}
 	if inspector != nil {
 		reg.MustRegister(&queueCollector{inspector: inspector})
@@ -126,23 +133,8 @@ func (m *Metrics) ObserveAudit(r ledger.AuditRecord) {
 	if r.Outcome == ledger.OutcomeDryRun {
 		return
 	}
-	switch r.Action {
-	case "invitation-sent":
-		m.Invitations.WithLabelValues("sent").Inc()
-	case "invitation-resent":
-		m.Invitations.WithLabelValues("resent").Inc()
-	case "invitation-accepted":
-		m.Invitations.WithLabelValues("accepted").Inc()
-	case "invitation-expired":
-		m.Invitations.WithLabelValues("expired").Inc()
-	case "invitations-cancelled":
-		m.Invitations.WithLabelValues("cancelled").Inc()
-	case "group-added":
-		m.Groups.WithLabelValues("granted").Inc()
-	case "group-removed":
-		m.Groups.WithLabelValues("revoked").Inc()
-	case "revocation-held":
-		m.RevocationsHeld.Inc()
+	if c, ok := m.byAction[r.Action]; ok {
+		c.Inc()
 	}
 }
 

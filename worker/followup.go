@@ -101,7 +101,7 @@ func (w *Worker) followUpLocked(ctx context.Context, ref ledger.Ref, force bool,
 		}
 		if !force && inv.Resends >= cfg.MaxResends {
 			inv.State = ledger.InvitationExpired
-			entry.Record(now, actor, "invitation-expired", inv.Group, fmt.Sprintf("given up after %d re-sends", inv.Resends))
+			entry.Record(now, actor, ledger.ActionInvitationExpired, inv.Group, fmt.Sprintf("given up after %d re-sends", inv.Resends))
 			log.Warn().Str("group", inv.Group).Int("resends", inv.Resends).Str("email", entry.Email).Msg("invitation expired for good after max_resends")
 			outcome = OutcomeExpired
 			continue
@@ -120,7 +120,7 @@ func (w *Worker) followUpLocked(ctx context.Context, ref ledger.Ref, force bool,
 		if already {
 			detail += ": Bitbucket still holds the previous invitation (409); invitations.expire_after may be shorter than Bitbucket's expiry"
 		}
-		entry.Record(now, actor, "invitation-resent", inv.Group, detail)
+		entry.Record(now, actor, ledger.ActionInvitationResent, inv.Group, detail)
 		log.Info().Str("group", inv.Group).Int("resends", inv.Resends).Str("email", entry.Email).Bool("bitbucket_still_pending", already).Msg("invitation re-sent")
 		outcome = OutcomeResent
 	}
@@ -257,7 +257,7 @@ func (w *Worker) Resend(ctx context.Context, ref ledger.Ref, actor string) (int,
 	}
 	if revived {
 		entry.Status = ledger.StatusInvited
-		entry.Record(w.o.Now(), actor, "invitation-revived", "", "given-up invitations re-opened by an admin")
+		entry.Record(w.o.Now(), actor, ledger.ActionInvitationRevived, "", "given-up invitations re-opened by an admin")
 		if err := w.o.Ledger.Put(ctx, entry); err != nil {
 			return 0, err
 		}
@@ -300,6 +300,6 @@ func (w *Worker) Cancel(ctx context.Context, ref ledger.Ref, actor string) (int,
 	}
 	now := w.o.Now()
 	entry.Status, entry.NextCheckAt, entry.UpdatedAt = ledger.StatusCancelled, time.Time{}, now
-	entry.Record(now, actor, "invitations-cancelled", "", strings.Join(groups, " "))
+	entry.Record(now, actor, ledger.ActionInvitationsCancelled, "", strings.Join(groups, " "))
 	return n, w.o.Ledger.Put(ctx, entry)
 }

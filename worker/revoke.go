@@ -52,14 +52,14 @@ func (w *Worker) revokeEntry(ctx context.Context, e *ledger.Entry, actor string)
 		return nil
 	case config.RevokeReport:
 		detail := fmt.Sprintf("would cancel invitations [%s] and remove groups [%s]", strings.Join(pendingGroups, " "), strings.Join(e.Granted, " "))
-		e.Record(now, actor, "revocation-reported", "", detail)
+		e.Record(now, actor, ledger.ActionRevocationReported, "", detail)
 		e.UpdatedAt = now
 		log.Warn().Strs("would_cancel", pendingGroups).Strs("would_remove", e.Granted).Strs("kept_hand_given", e.HandGiven).Msg("deactivated (report mode): nothing changed")
 		return w.o.Ledger.Put(ctx, e)
 	}
 
 	if n := e.SetPendingInvitations(ledger.InvitationCancelled); n > 0 {
-		e.Record(now, actor, "invitations-cancelled", "", strings.Join(pendingGroups, " "))
+		e.Record(now, actor, ledger.ActionInvitationsCancelled, "", strings.Join(pendingGroups, " "))
 		log.Info().Strs("groups", pendingGroups).Msg("pending invitations cancelled: no more re-sends")
 	}
 	e.Waiting, e.NextCheckAt = nil, time.Time{}
@@ -100,7 +100,7 @@ func (w *Worker) removeGroup(ctx context.Context, e *ledger.Entry, group, actor 
 		if !slices.Contains(e.HeldRemovals, group) {
 			e.HeldRemovals = append(e.HeldRemovals, group)
 		}
-		e.Record(now, actor, "revocation-held", group, "removal limit reached, waiting for `autoinvite revocations resume`")
+		e.Record(now, actor, ledger.ActionRevocationHeld, group, "removal limit reached, waiting for `autoinvite revocations resume`")
 		log.Error().Int("limit_per_hour", cfg.RemovalLimit(e.Workspace)).Msg("revocation circuit breaker open: removal held")
 		return w.o.Ledger.Hold(ctx, e.Workspace, e.PersonID)
 	}
@@ -110,7 +110,7 @@ func (w *Worker) removeGroup(ctx context.Context, e *ledger.Entry, group, actor 
 	}
 	e.Revoked(group)
 	e.HeldRemovals = without(e.HeldRemovals, group)
-	e.Record(now, actor, "group-removed", group, "")
+	e.Record(now, actor, ledger.ActionGroupRemoved, group, "")
 	log.Info().Msg("removed from group")
 	return nil
 }

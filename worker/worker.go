@@ -197,7 +197,7 @@ func (w *Worker) signup(ctx context.Context, s *subject, taskID string) error {
 	if len(decisions) == 0 {
 		log.Info().Str("email", s.user.Email).Msg("no rule matches: nothing to do")
 		return w.o.Ledger.Audit(ctx, ledger.AuditRecord{
-			Time: w.o.Now(), PersonID: s.personID, Email: s.user.Email, Actor: actorWebhook, Action: "no-rule-matches",
+			Time: w.o.Now(), PersonID: s.personID, Email: s.user.Email, Actor: actorWebhook, Action: ledger.ActionNoRuleMatches,
 		})
 	}
 	var errs []error
@@ -217,7 +217,7 @@ func (w *Worker) ignore(ctx context.Context, s *subject) error {
 	zerolog.Ctx(ctx).Info().Str("account_type", s.user.AccountType).Msg("ignored: app and customer accounts never get Bitbucket access")
 	return w.o.Ledger.Audit(ctx, ledger.AuditRecord{
 		Time: w.o.Now(), PersonID: s.personID, Email: s.user.Email, Actor: actorWebhook,
-		Action: "ignored", Detail: "account type " + s.user.AccountType,
+		Action: ledger.ActionIgnored, Detail: "account type " + s.user.AccountType,
 	})
 }
 
@@ -301,16 +301,16 @@ func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decisio
 			log.Info().Msg("invitation expired for good after max_resends: a new signup or `autoinvite invites resend` starts again")
 			return nil
 		}
-		entry.Record(now, actorWebhook, "reset", "", "signed up again after the invitation expired")
+		entry.Record(now, actorWebhook, ledger.ActionReset, "", "signed up again after the invitation expired")
 	case ledger.StatusCancelled, ledger.StatusRevoked, ledger.StatusRevocationHeld:
 		entry.HeldRemovals = nil
-		entry.Record(now, actorWebhook, "reactivated", "", "starting over")
+		entry.Record(now, actorWebhook, ledger.ActionReactivated, "", "starting over")
 	}
 
 	if d.Excluded {
 		log.Info().Str("email", entry.Email).Msg("excluded by the workspace's exclusions: nothing granted")
 		entry.Status = ledger.StatusExcluded
-		entry.Record(now, actorWebhook, "excluded", "", "")
+		entry.Record(now, actorWebhook, ledger.ActionExcluded, "", "")
 		return w.o.Ledger.Put(ctx, entry)
 	}
 	if d.EmailUnknown && entry.Email == "" {
@@ -339,7 +339,7 @@ func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decisio
 			entry.Wait(g)
 		}
 		entry.Status = ledger.StatusWaitingForEmail
-		entry.Record(now, actorWebhook, "waiting-for-email", "", "Jira hides the email and the workspace's rules or exclusions depend on it")
+		entry.Record(now, actorWebhook, ledger.ActionWaitingForEmail, "", "Jira hides the email and the workspace's rules or exclusions depend on it")
 		log.Warn().Strs("groups", want).Msg("email hidden by Jira and the rules depend on it: waiting for the email")
 		return w.o.Ledger.Put(ctx, entry)
 	}
@@ -347,7 +347,7 @@ func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decisio
 		log.Info().Strs("granted", entry.Granted).Msg("already done: nothing to change")
 		return nil
 	}
-	entry.Record(now, actorWebhook, "decided", "", describe(d))
+	entry.Record(now, actorWebhook, ledger.ActionDecided, "", describe(d))
 
 	member := false
 	if s.user.AccountID != "" {
@@ -369,7 +369,7 @@ func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decisio
 			entry.Wait(g)
 		}
 		entry.Status = ledger.StatusWaitingForEmail
-		entry.Record(now, actorWebhook, "waiting-for-email", "", "not a workspace member and Jira hides the email")
+		entry.Record(now, actorWebhook, ledger.ActionWaitingForEmail, "", "not a workspace member and Jira hides the email")
 		log.Warn().Strs("groups", want).Msg("not a workspace member and no email: recorded as waiting for an email")
 		return w.o.Ledger.Put(ctx, entry)
 	}
@@ -424,7 +424,7 @@ func (w *Worker) grantAll(ctx context.Context, entry *ledger.Entry, groups []str
 	log := zerolog.Ctx(ctx).With().Str("workspace", entry.Workspace).Logger()
 	now := w.o.Now()
 	for _, g := range entry.PendingGroups() {
-		entry.Record(now, actor, "invitation-accepted", g, "")
+		entry.Record(now, actor, ledger.ActionInvitationAccepted, g, "")
 	}
 	entry.SetPendingInvitations(ledger.InvitationAccepted)
 	entry.NextCheckAt = time.Time{}
@@ -440,12 +440,12 @@ func (w *Worker) grantAll(ctx context.Context, entry *ledger.Entry, groups []str
 		if already && !entry.Invited(g) {
 			// An admin put them there: revocation must leave it alone.
 			entry.GrantedByHand(g)
-			entry.Record(now, actor, "group-already-given", g, "")
+			entry.Record(now, actor, ledger.ActionGroupAlreadyGiven, g, "")
 			log.Info().Str("group", g).Msg("already in group (given by hand): recorded, never revoked")
 			continue
 		}
 		entry.Grant(g)
-		entry.Record(now, actor, "group-added", g, "")
+		entry.Record(now, actor, ledger.ActionGroupAdded, g, "")
 		log.Info().Str("group", g).Strs("rules", entry.RulesByGroup[g]).Msg("added to group")
 	}
 	return w.settle(ctx, entry, ledger.StatusGranted, errs, actor)
@@ -498,7 +498,7 @@ func (w *Worker) invite(ctx context.Context, entry *ledger.Entry, groups []strin
 		if already {
 			detail = "Bitbucket already had one"
 		}
-		entry.Record(now, actor, "invitation-sent", g, detail)
+		entry.Record(now, actor, ledger.ActionInvitationSent, g, detail)
 		log.Info().Str("group", g).Strs("rules", entry.RulesByGroup[g]).Bool("already_invited", already).Msg("invitation sent")
 	}
 	return w.settle(ctx, entry, ledger.StatusInvited, errs, actor)
@@ -532,7 +532,7 @@ func (w *Worker) seatLimitReached(ctx context.Context, entry *ledger.Entry, grou
 		entry.Wait(g)
 	}
 	entry.Status = ledger.StatusSeatLimit
-	entry.Record(w.o.Now(), actor, "seat-limit", "", detail)
+	entry.Record(w.o.Now(), actor, ledger.ActionSeatLimit, "", detail)
 	zerolog.Ctx(ctx).Warn().Str("workspace", entry.Workspace).Str("email", entry.Email).Int("seats", seats).Int("max_members", ws.MaxMembers).
 		Msg("seat limit reached: invitation held, not sent; raise max_members or free seats, then `autoinvite invites resend`")
 	return true, w.o.Ledger.Put(ctx, entry)
@@ -574,7 +574,7 @@ func (w *Worker) failAs(ctx context.Context, entry *ledger.Entry, err error, act
 	if !atlassian.IsTemporary(err) || entry.Status == "" {
 		entry.Status = ledger.StatusFailed
 	}
-	entry.Record(w.o.Now(), actor, "error", "", err.Error())
+	entry.Record(w.o.Now(), actor, ledger.ActionError, "", err.Error())
 	if perr := w.o.Ledger.Put(ctx, entry); perr != nil {
 		return errors.Join(err, perr)
 	}

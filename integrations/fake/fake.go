@@ -458,63 +458,55 @@ func (f *Fake) getDCUser(w http.ResponseWriter, r *http.Request) {
 
 // --- Bitbucket ---
 
-func (f *Fake) workspace(w http.ResponseWriter, r *http.Request) *workspace {
+// inWorkspace runs fn under the lock with the request's workspace, or answers 404.
+func (f *Fake) inWorkspace(w http.ResponseWriter, r *http.Request, fn func(*workspace)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	ws := f.workspaces[r.PathValue("workspace")]
 	if ws == nil {
 		errorJSON(w, http.StatusNotFound, "workspace not found")
+		return
 	}
-	return ws
+	fn(ws)
 }
 
 func (f *Fake) getMember(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ws := f.workspace(w, r)
-	if ws == nil {
-		return
-	}
-	member := r.PathValue("member")
-	if !ws.members[member] {
-		errorJSON(w, http.StatusNotFound, "user is not a member of this workspace")
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"type":      "workspace_membership",
-		"user":      map[string]any{"type": "user", "account_id": member},
-		"workspace": map[string]any{"type": "workspace", "slug": r.PathValue("workspace")},
+	f.inWorkspace(w, r, func(ws *workspace) {
+		member := r.PathValue("member")
+		if !ws.members[member] {
+			errorJSON(w, http.StatusNotFound, "user is not a member of this workspace")
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{
+			"type":      "workspace_membership",
+			"user":      map[string]any{"type": "user", "account_id": member},
+			"workspace": map[string]any{"type": "workspace", "slug": r.PathValue("workspace")},
+		})
 	})
 }
 
 func (f *Fake) listMembers(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ws := f.workspace(w, r)
-	if ws == nil {
-		return
-	}
-	values := []map[string]any{}
-	for _, m := range sortedKeys(ws.members) {
-		values = append(values, map[string]any{"type": "workspace_membership", "user": map[string]any{"type": "user", "account_id": m}})
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"size": len(values), "page": 1, "pagelen": len(values) + 1, "values": values})
+	f.inWorkspace(w, r, func(ws *workspace) {
+		values := []map[string]any{}
+		for _, m := range sortedKeys(ws.members) {
+			values = append(values, map[string]any{"type": "workspace_membership", "user": map[string]any{"type": "user", "account_id": m}})
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"size": len(values), "page": 1, "pagelen": len(values) + 1, "values": values})
+	})
 }
 
 func (f *Fake) listGroups(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ws := f.workspace(w, r)
-	if ws == nil {
-		return
-	}
-	out := []map[string]any{}
-	for _, slug := range sortedKeys(ws.groups) {
-		members := []map[string]string{}
-		for _, m := range sortedKeys(ws.groups[slug]) {
-			members = append(members, map[string]string{"account_id": m})
+	f.inWorkspace(w, r, func(ws *workspace) {
+		out := []map[string]any{}
+		for _, slug := range sortedKeys(ws.groups) {
+			members := []map[string]string{}
+			for _, m := range sortedKeys(ws.groups[slug]) {
+				members = append(members, map[string]string{"account_id": m})
+			}
+			out = append(out, map[string]any{"name": slug, "slug": slug, "permission": "read", "auto_add": false, "members": members})
 		}
-		out = append(out, map[string]any{"name": slug, "slug": slug, "permission": "read", "auto_add": false, "members": members})
-	}
-	writeJSON(w, http.StatusOK, out)
+		writeJSON(w, http.StatusOK, out)
+	})
 }
 
 func (f *Fake) addToGroup(w http.ResponseWriter, r *http.Request) {
@@ -527,40 +519,32 @@ func (f *Fake) addToGroup(w http.ResponseWriter, r *http.Request) {
 		errorJSON(w, http.StatusBadRequest, "body must be a JSON object ({})")
 		return
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ws := f.workspace(w, r)
-	if ws == nil {
-		return
-	}
-	group, member := ws.groups[r.PathValue("group")], r.PathValue("member")
-	switch {
-	case group == nil:
-		errorJSON(w, http.StatusNotFound, "group not found")
-	case !ws.members[member]:
-		errorJSON(w, http.StatusBadRequest, "user is not a member of this workspace")
-	case group[member]:
-		errorJSON(w, http.StatusConflict, "user is already a member of this group")
-	default:
-		group[member] = true
-		writeJSON(w, http.StatusOK, map[string]string{"account_id": member})
-	}
+	f.inWorkspace(w, r, func(ws *workspace) {
+		group, member := ws.groups[r.PathValue("group")], r.PathValue("member")
+		switch {
+		case group == nil:
+			errorJSON(w, http.StatusNotFound, "group not found")
+		case !ws.members[member]:
+			errorJSON(w, http.StatusBadRequest, "user is not a member of this workspace")
+		case group[member]:
+			errorJSON(w, http.StatusConflict, "user is already a member of this group")
+		default:
+			group[member] = true
+			writeJSON(w, http.StatusOK, map[string]string{"account_id": member})
+		}
+	})
 }
 
 func (f *Fake) removeFromGroup(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ws := f.workspace(w, r)
-	if ws == nil {
-		return
-	}
-	group, member := ws.groups[r.PathValue("group")], r.PathValue("member")
-	if group == nil || !group[member] {
-		errorJSON(w, http.StatusNotFound, "not a member of this group")
-		return
-	}
-	delete(group, member)
-	w.WriteHeader(http.StatusNoContent)
+	f.inWorkspace(w, r, func(ws *workspace) {
+		group, member := ws.groups[r.PathValue("group")], r.PathValue("member")
+		if group == nil || !group[member] {
+			errorJSON(w, http.StatusNotFound, "not a member of this group")
+			return
+		}
+		delete(group, member)
+		w.WriteHeader(http.StatusNoContent)
+	})
 }
 
 func (f *Fake) invite(w http.ResponseWriter, r *http.Request) {
@@ -576,44 +560,36 @@ func (f *Fake) invite(w http.ResponseWriter, r *http.Request) {
 		errorJSON(w, http.StatusBadRequest, "email and group_slug are required")
 		return
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ws := f.workspace(w, r)
-	if ws == nil {
-		return
-	}
-	if ws.groups[body.GroupSlug] == nil {
-		errorJSON(w, http.StatusBadRequest, "group not found: "+body.GroupSlug)
-		return
-	}
-	f.dropExpired(ws)
-	for _, inv := range ws.invitations {
-		if strings.EqualFold(inv.Email, body.Email) && inv.Group == body.GroupSlug {
-			errorJSON(w, http.StatusConflict, "already invited")
+	f.inWorkspace(w, r, func(ws *workspace) {
+		if ws.groups[body.GroupSlug] == nil {
+			errorJSON(w, http.StatusBadRequest, "group not found: "+body.GroupSlug)
 			return
 		}
-	}
-	ws.invitations = append(ws.invitations, Invitation{Email: body.Email, Group: body.GroupSlug, SentOn: f.now().UTC()})
-	writeJSON(w, http.StatusOK, map[string]string{"email": body.Email, "group_slug": body.GroupSlug})
+		f.dropExpired(ws)
+		for _, inv := range ws.invitations {
+			if strings.EqualFold(inv.Email, body.Email) && inv.Group == body.GroupSlug {
+				errorJSON(w, http.StatusConflict, "already invited")
+				return
+			}
+		}
+		ws.invitations = append(ws.invitations, Invitation{Email: body.Email, Group: body.GroupSlug, SentOn: f.now().UTC()})
+		writeJSON(w, http.StatusOK, map[string]string{"email": body.Email, "group_slug": body.GroupSlug})
+	})
 }
 
 func (f *Fake) listInvitations(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ws := f.workspace(w, r)
-	if ws == nil {
-		return
-	}
-	f.dropExpired(ws)
-	out := []map[string]any{}
-	for _, inv := range ws.invitations {
-		out = append(out, map[string]any{
-			"email":       inv.Email,
-			"group":       map[string]string{"slug": inv.Group, "name": inv.Group},
-			"utc_sent_on": inv.SentOn.Format(time.RFC3339),
-		})
-	}
-	writeJSON(w, http.StatusOK, out)
+	f.inWorkspace(w, r, func(ws *workspace) {
+		f.dropExpired(ws)
+		out := []map[string]any{}
+		for _, inv := range ws.invitations {
+			out = append(out, map[string]any{
+				"email":       inv.Email,
+				"group":       map[string]string{"slug": inv.Group, "name": inv.Group},
+				"utc_sent_on": inv.SentOn.Format(time.RFC3339),
+			})
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
 }
 
 func sortedKeys[V any](m map[string]V) []string {

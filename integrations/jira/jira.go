@@ -81,17 +81,7 @@ func (c *Client) GetUser(ctx context.Context, ref Ref) (User, error) {
 	if err := atlassian.Check("jira", "get user", resp, err); err != nil {
 		return User{}, fmt.Errorf("look up %s: %w", ref, err)
 	}
-	u := User{
-		AccountID: body.AccountID, AccountType: body.AccountType, Name: body.Name, Key: body.Key,
-		DisplayName: body.DisplayName, Active: body.Active,
-	}
-	if body.EmailAddress != nil {
-		u.Email = *body.EmailAddress
-	}
-	for _, g := range body.Groups.Items {
-		u.Groups = append(u.Groups, g.Name)
-	}
-	return u, nil
+	return body.user(), nil
 }
 
 func (r Ref) String() string {
@@ -153,11 +143,20 @@ func (c *Client) ListUsers(ctx context.Context, group string, startAt, maxResult
 func toUsers(bodies []userBody) []User {
 	out := make([]User, 0, len(bodies))
 	for _, b := range bodies {
-		u := User{AccountID: b.AccountID, AccountType: b.AccountType, Name: b.Name, Key: b.Key, DisplayName: b.DisplayName, Active: b.Active}
-		if b.EmailAddress != nil {
-			u.Email = *b.EmailAddress
-		}
-		out = append(out, u)
+		out = append(out, b.user())
 	}
 	return out
+}
+
+// user converts Jira's JSON: a null emailAddress (hidden) becomes "", and the
+// expanded groups (when asked for) become their names.
+func (b userBody) user() User {
+	u := User{AccountID: b.AccountID, AccountType: b.AccountType, Name: b.Name, Key: b.Key, DisplayName: b.DisplayName, Active: b.Active}
+	if b.EmailAddress != nil {
+		u.Email = *b.EmailAddress
+	}
+	for _, g := range b.Groups.Items {
+		u.Groups = append(u.Groups, g.Name)
+	}
+	return u
 }
