@@ -27,9 +27,11 @@ import (
 	"github.com/autoinvite/autoinvite/intake"
 	"github.com/autoinvite/autoinvite/integrations/atlassian"
 	"github.com/autoinvite/autoinvite/integrations/bitbucket"
+	"github.com/autoinvite/autoinvite/integrations/bitbucketdc"
 	"github.com/autoinvite/autoinvite/integrations/dryrun"
 	"github.com/autoinvite/autoinvite/integrations/fake"
 	"github.com/autoinvite/autoinvite/integrations/jira"
+	"github.com/autoinvite/autoinvite/integrations/organization"
 	"github.com/autoinvite/autoinvite/integrations/ratelimit"
 	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/ledger"
@@ -165,6 +167,9 @@ func New(o Options) (a *App, err error) {
 	a.mux.HandleFunc(jobs.TypeSweep, func(ctx context.Context, t *asynq.Task) error {
 		return a.current.Load().worker.HandleSweep(ctx, t)
 	})
+	a.mux.HandleFunc(jobs.TypeBatch, func(ctx context.Context, t *asynq.Task) error {
+		return a.current.Load().worker.HandleBatch(ctx, t)
+	})
 	a.server = asynq.NewServerFromRedisClient(a.rdb, a.serverConfig(o))
 
 	dashboard := asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: a.redisOpt, ReadOnly: cfg.Dashboard.ReadOnly})
@@ -212,18 +217,80 @@ func (a *App) buildRuntime(cfg *config.Config) (*runtime, error) {
 	if !cfg.DryRun {
 		jc, bc = rt.jira, bitbucket.New(bo)
 	}
+	dcs, orgs, err := a.workspaceClients(cfg)
+	if err != nil {
+		return nil, err
+	}
 	rt.worker, err = worker.New(worker.Options{
-		Jira: jc, Bitbucket: bc, Ledger: rt.ledger,
-		Rules:      func() *rules.Engine { return engine },
-		FollowUps:  a.enqueuer,
-		Logger:     a.log.With().Str("component", "worker").Str("config", cfg.Hash).Logger(),
-		Now:        a.now,
-		SignupDone: func(received time.Time) { a.metrics.SignupDuration.Observe(a.now().Sub(received).Seconds()) },
+		Jira: jc, Bitbucket: bc, Ledger: rt.ledger, Batches: a.enqueuer,
+		DataCenter:   func(ws string) worker.DataCenter { return dcs[ws] },
+		Organization: func(ws string) worker.Organization { return orgs[ws] },
+		Rules:        func() *rules.Engine { return engine },
+		FollowUps:    a.enqueuer,
+		Logger:       a.log.With().Str("component", "worker").Str("config", cfg.Hash).Logger(),
+		Now:          a.now,
+		SignupDone:   func(received time.Time) { a.metrics.SignupDuration.Observe(a.now().Sub(received).Seconds()) },
 	})
 	if err != nil {
 		return nil, err
 	}
 	return rt, nil
+}
+
+// workspaceClients builds the per-workspace clients: Bitbucket Data Center
+// targets and Atlassian organizations, each with its credential from the environment.
+func (a *App) workspaceClients(cfg *config.Config) (map[string]worker.DataCenter, map[string]worker.Organization, error) {
+	dcs, orgs := map[string]worker.DataCenter{}, map[string]worker.Organization{}
+	secret := func(field, name string) (string, error) {
+		if a.sandbox != nil {
+			return "sandbox", nil
+		}
+		v, err := config.Secret(a.opts.Env, name)
+		if err == nil && v == "" {
+			err = fmt.Errorf("%s: the environment variable %s (or %s_FILE) is not set", field, name, name)
+		}
+		return v, err
+	}
+	for i, ws := range cfg.Workspaces {
+		p := fmt.Sprintf("workspaces[%d]", i)
+		if ws.Bitbucket.DataCenter() {
+			token, err := secret(p+".bitbucket.token_env", ws.Bitbucket.TokenEnv)
+			if err != nil {
+				return nil, nil, err
+			}
+			o := a.clientOptions(ws.Bitbucket.BaseURL, cfg.Bitbucket.Timeout.D(), atlassian.Auth{Bearer: token}, "bitbucket-dc")
+			dcs[ws.Workspace] = bitbucketdc.New(o)
+			if cfg.DryRun {
+				dcs[ws.Workspace] = dryrun.DataCenter{}
+			}
+		}
+		if org := ws.Organization; org != nil {
+			key, err := secret(p+".organization.api_key_env", org.APIKeyEnv)
+			if err != nil {
+				return nil, nil, err
+			}
+			o := a.clientOptions(org.BaseURL, cfg.Bitbucket.Timeout.D(), atlassian.Auth{Bearer: key}, "organization")
+			orgs[ws.Workspace] = organization.New(o, org.ID)
+			if cfg.DryRun {
+				orgs[ws.Workspace] = dryrun.Organization{}
+			}
+		}
+	}
+	return dcs, orgs, nil
+}
+
+// clientOptions are the options of a per-workspace client; the sandbox
+// answers for every base URL.
+func (a *App) clientOptions(baseURL string, timeout time.Duration, auth atlassian.Auth, api string) atlassian.Options {
+	o := a.bbOpts
+	o.Auth, o.Timeout = auth, timeout
+	if a.sandbox == nil {
+		o.BaseURL = baseURL
+	}
+	// No budget of ours: these APIs say when to slow down (429 with Retry-After),
+	// and the limiter makes every process honour it.
+	o.Instrument = a.instrument(api, auth)
+	return o
 }
 
 // instrument hooks metrics and the shared rate limiter on an API client.
@@ -298,6 +365,11 @@ func (a *App) serverConfig(o Options) asynq.Config {
 		ShutdownTimeout: a.cfg.Worker.ShutdownTimeout.D(),
 		Logger:          asynqLogger{a.log.With().Str("component", "asynq").Logger()},
 		LogLevel:        asynq.WarnLevel,
+		// Batched calls: people bound for the same call wait together.
+		GroupAggregator:  asynq.GroupAggregatorFunc(jobs.AggregateBatch),
+		GroupGracePeriod: a.cfg.Worker.BatchWait.D(),
+		GroupMaxDelay:    a.cfg.Worker.BatchMaxDelay.D(),
+		GroupMaxSize:     a.cfg.Worker.BatchSize,
 	}
 	if o.PollInterval > 0 {
 		c.TaskCheckInterval, c.DelayedTaskCheckInterval = o.PollInterval, o.PollInterval

@@ -118,6 +118,12 @@ type Worker struct {
 	// ShutdownTimeout is how long in-flight tasks may run on after SIGTERM;
 	// the unfinished go back to the queue.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// BatchWait is how long a batched call (Data Center group adds,
+	// organization invitations) waits for more people after the last one;
+	// BatchMaxDelay caps the wait and BatchSize the people per batch.
+	BatchWait     Duration `yaml:"batch_wait"`
+	BatchMaxDelay Duration `yaml:"batch_max_delay"`
+	BatchSize     int      `yaml:"batch_size"`
 }
 
 // Audit bounds the audit trail.
@@ -144,7 +150,61 @@ type Workspace struct {
 	MaxMembers int     `yaml:"max_members"`
 	Exclude    Exclude `yaml:"exclude"`
 	Rules      []Rule  `yaml:"rules"`
+	// Bitbucket selects the Bitbucket this workspace lives on (Cloud by default).
+	Bitbucket Target `yaml:"bitbucket"`
+	// Organization, when set, invites through the Atlassian organization once
+	// Bitbucket says the workspace is organization-managed.
+	Organization *Organization `yaml:"organization"`
 }
+
+// Bitbucket deployments a workspace can live on.
+const (
+	BitbucketCloud      = "cloud"
+	BitbucketDataCenter = "datacenter"
+)
+
+// Username sources for Bitbucket Data Center.
+const (
+	UsernameJiraName = "jira_name"
+	UsernameEmail    = "email"
+)
+
+// Target is the Bitbucket a workspace lives on.
+type Target struct {
+	// Deployment is "cloud" (default) or "datacenter".
+	Deployment string `yaml:"deployment"`
+	// BaseURL of the Data Center instance, e.g. https://bitbucket.acme.com.
+	BaseURL string `yaml:"base_url"`
+	// TokenEnv names the environment variable holding the HTTP access token
+	// (default AUTOINVITE_BITBUCKET_DC_TOKEN; NAME_FILE works too).
+	TokenEnv string `yaml:"token_env"`
+	// Username says which Jira field is the Data Center username: jira_name
+	// (default, a shared directory) or email.
+	Username string `yaml:"username"`
+}
+
+// DataCenter reports whether the target is Bitbucket Data Center.
+func (t Target) DataCenter() bool { return t.Deployment == BitbucketDataCenter }
+
+// Organization is the Atlassian organization that manages a workspace.
+type Organization struct {
+	ID string `yaml:"id"`
+	// BaseURL of the Atlassian admin API (default https://api.atlassian.com).
+	BaseURL string `yaml:"base_url"`
+	// APIKeyEnv names the environment variable holding the organization API key
+	// (default AUTOINVITE_ORG_API_KEY; NAME_FILE works too).
+	APIKeyEnv string `yaml:"api_key_env"`
+	// Groups maps each Bitbucket group slug the rules use to the organization
+	// group id invitations add people to.
+	Groups map[string]string `yaml:"groups"`
+}
+
+// Default environment variables of per-workspace credentials.
+const (
+	DefaultDataCenterTokenEnv = "AUTOINVITE_BITBUCKET_DC_TOKEN"
+	DefaultOrgAPIKeyEnv       = "AUTOINVITE_ORG_API_KEY"
+	DefaultOrgBaseURL         = "https://api.atlassian.com"
+)
 
 // Workspace returns the settings of a workspace, or nil.
 func (c *Config) Workspace(slug string) *Workspace {
@@ -243,6 +303,9 @@ func Defaults() Config {
 			MaxRetry:        25,
 			TaskTimeout:     Duration(2 * time.Minute),
 			ShutdownTimeout: Duration(30 * time.Second),
+			BatchWait:       Duration(2 * time.Second),
+			BatchMaxDelay:   Duration(30 * time.Second),
+			BatchSize:       100,
 		},
 	}
 }

@@ -171,3 +171,53 @@ func assertErrors(t *testing.T, got Errors, want []string) {
 		t.Fatalf("errors:\n got:\n%s\n want:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+func TestDataCenterAndOrganizationTargetsAreValidated(t *testing.T) {
+	src := `workspaces:
+  - workspace: dc
+    bitbucket: {deployment: datacenter, username: login, token_env: my-token}
+    rules: [{name: all, groups: [developers]}]
+  - workspace: org
+    organization:
+      base_url: api.atlassian.com
+      groups: {developers: grp-1}
+    rules: [{name: all, groups: [developers, readers]}]
+  - workspace: both
+    bitbucket: {deployment: server}
+    rules: [{name: all, groups: [developers]}]
+`
+	_, err := Parse("rules.yaml", []byte(src), nil)
+	var errs Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("want Errors, got %v", err)
+	}
+	assertErrors(t, errs, []string{
+		`rules.yaml:3: workspaces[0].bitbucket.base_url: is required with deployment: datacenter (e.g. https://bitbucket.acme.com)`,
+		`rules.yaml:3: workspaces[0].bitbucket.token_env: "my-token" is not an environment variable name (it names the variable holding the secret, not the secret)`,
+		`rules.yaml:3: workspaces[0].bitbucket.username: must be "jira_name" or "email", got "login"`,
+		`rules.yaml:6: workspaces[1].organization.id: is required (the organization id from admin.atlassian.com)`,
+		`rules.yaml:7: workspaces[1].organization.base_url: must be an absolute http(s) URL, got "api.atlassian.com"`,
+		`rules.yaml:8: workspaces[1].organization.groups: group "readers" (rule "all") has no organization group id`,
+		`rules.yaml:11: workspaces[2].bitbucket.deployment: must be "cloud" or "datacenter", got "server"`,
+	})
+
+	good := `workspaces:
+  - workspace: dc
+    bitbucket: {deployment: datacenter, base_url: "https://bitbucket.acme.com"}
+    rules: [{name: all, groups: [developers]}]
+  - workspace: org
+    organization: {id: org-1, groups: {developers: grp-1}}
+    rules: [{name: all, groups: [developers]}]
+`
+	cfg, err := Parse("rules.yaml", []byte(good), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc, org := cfg.Workspace("dc"), cfg.Workspace("org")
+	if !dc.Bitbucket.DataCenter() || dc.Bitbucket.TokenEnv != DefaultDataCenterTokenEnv || dc.Bitbucket.Username != UsernameJiraName {
+		t.Fatalf("datacenter defaults = %+v", dc.Bitbucket)
+	}
+	if org.Bitbucket.Deployment != BitbucketCloud || org.Organization.BaseURL != DefaultOrgBaseURL || org.Organization.APIKeyEnv != DefaultOrgAPIKeyEnv {
+		t.Fatalf("organization defaults = %+v %+v", org.Bitbucket, org.Organization)
+	}
+}

@@ -55,17 +55,11 @@ type Secrets struct {
 func SecretsFromEnv(env func(string) string) (Secrets, error) {
 	var firstErr error
 	get := func(name string) string {
-		if v := env(name); v != "" {
-			return strings.TrimSpace(v)
+		v, err := Secret(env, name)
+		if err != nil && firstErr == nil {
+			firstErr = err
 		}
-		if path := env(name + "_FILE"); path != "" {
-			b, err := os.ReadFile(path)
-			if err != nil && firstErr == nil {
-				firstErr = fmt.Errorf("read %s_FILE: %w", name, err)
-			}
-			return strings.TrimSpace(string(b))
-		}
-		return ""
+		return v
 	}
 	s := Secrets{
 		JiraEmail:            get("AUTOINVITE_JIRA_EMAIL"),
@@ -79,6 +73,21 @@ func SecretsFromEnv(env func(string) string) (Secrets, error) {
 		AdminPassword:        get("AUTOINVITE_ADMIN_PASSWORD"),
 	}
 	return s, firstErr
+}
+
+// Secret reads one secret from NAME, or from the file NAME_FILE names.
+func Secret(env func(string) string, name string) (string, error) {
+	if v := env(name); v != "" {
+		return strings.TrimSpace(v), nil
+	}
+	if path := env(name + "_FILE"); path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("read %s_FILE: %w", name, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return "", nil
 }
 
 // HasAtlassianCredentials reports whether any Jira or Bitbucket credential is set.

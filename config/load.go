@@ -144,7 +144,21 @@ func checkShape(file string, n *yaml.Node, t reflect.Type, path string, lines ma
 		return nil
 	}
 	var errs Errors
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
 	switch {
+	case t.Kind() == reflect.Map && t.Key().Kind() == reflect.String:
+		if n.Kind != yaml.MappingNode {
+			return Errors{{file, n.Line, path, "expected a mapping of keys to values"}}
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, val := n.Content[i], n.Content[i+1]
+			sub := joinPath(path, key.Value)
+			lines[sub] = key.Line
+			errs = append(errs, checkShape(file, val, t.Elem(), sub, lines)...)
+			lines[sub] = key.Line
+		}
 	case t.Kind() == reflect.Struct && t != reflect.TypeOf(Duration(0)):
 		if n.Kind != yaml.MappingNode {
 			return Errors{{file, n.Line, path, "expected a mapping of keys to values"}}

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/robfig/cron/v3"
 
@@ -30,11 +31,27 @@ type validator struct {
 }
 
 func (v *validator) fail(field, format string, args ...any) {
-	e := FieldError{File: v.file, Line: v.lines[field], Field: field, Msg: fmt.Sprintf(format, args...)}
+	e := FieldError{File: v.file, Line: v.line(field), Field: field, Msg: fmt.Sprintf(format, args...)}
 	if name, ok := v.env[field]; ok {
 		e.File, e.Line = "env "+name, 0
 	}
 	v.errs = append(v.errs, e)
+}
+
+// line is the line of field or, for a field the file leaves out, of the
+// nearest enclosing one.
+func (v *validator) line(field string) int {
+	for p := field; p != ""; {
+		if n, ok := v.lines[p]; ok {
+			return n
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return 0
 }
 
 func (c *Config) validate(file string, lines map[string]int) Errors {
@@ -95,6 +112,13 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	}
 	v.positive("worker.task_timeout", int64(c.Worker.TaskTimeout))
 	v.positive("worker.shutdown_timeout", int64(c.Worker.ShutdownTimeout))
+	if c.Worker.BatchWait.D() < time.Second {
+		v.fail("worker.batch_wait", "must be at least 1s (Asynq's smallest grouping period), got %s", c.Worker.BatchWait)
+	}
+	if c.Worker.BatchMaxDelay < c.Worker.BatchWait {
+		v.fail("worker.batch_max_delay", "must be at least worker.batch_wait (%s), got %s", c.Worker.BatchWait, c.Worker.BatchMaxDelay)
+	}
+	v.positive("worker.batch_size", int64(c.Worker.BatchSize))
 
 	seenWS := map[string]bool{}
 	for i := range c.Workspaces {
@@ -123,6 +147,8 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 			v.fail(p+".max_removals_per_hour", "must not be negative (0 inherits revocation.max_removals_per_hour)")
 		}
 		v.emailCriteria(p+".exclude", &ws.Exclude.Emails, &ws.Exclude.EmailDomains, ws.Exclude.EmailRegex)
+		v.target(p+".bitbucket", &ws.Bitbucket)
+		v.organization(p, ws)
 		if len(ws.Rules) == 0 {
 			v.fail(p+".rules", "a workspace needs at least one rule")
 		}
@@ -160,6 +186,77 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 		}
 	}
 	return v.errs
+}
+
+// target validates and defaults a workspace's Bitbucket target.
+func (v *validator) target(p string, t *Target) {
+	switch t.Deployment {
+	case "":
+		t.Deployment = BitbucketCloud
+	case BitbucketCloud, BitbucketDataCenter:
+	default:
+		v.fail(p+".deployment", "must be %q or %q, got %q", BitbucketCloud, BitbucketDataCenter, t.Deployment)
+	}
+	if !t.DataCenter() {
+		if t.BaseURL != "" || t.TokenEnv != "" || t.Username != "" {
+			v.fail(p+".deployment", "base_url, token_env and username apply to deployment: datacenter only")
+		}
+		return
+	}
+	if t.BaseURL == "" {
+		v.fail(p+".base_url", "is required with deployment: datacenter (e.g. https://bitbucket.acme.com)")
+	}
+	v.baseURL(p+".base_url", t.BaseURL)
+	if t.TokenEnv == "" {
+		t.TokenEnv = DefaultDataCenterTokenEnv
+	}
+	v.envName(p+".token_env", t.TokenEnv)
+	switch t.Username {
+	case "":
+		t.Username = UsernameJiraName
+	case UsernameJiraName, UsernameEmail:
+	default:
+		v.fail(p+".username", "must be %q or %q, got %q", UsernameJiraName, UsernameEmail, t.Username)
+	}
+}
+
+// organization validates and defaults a workspace's organization: every group
+// its rules grant needs an organization group id.
+func (v *validator) organization(p string, ws *Workspace) {
+	o := ws.Organization
+	if o == nil {
+		return
+	}
+	p += ".organization"
+	if ws.Bitbucket.DataCenter() {
+		v.fail(p, "organizations manage Bitbucket Cloud workspaces only; remove it or the datacenter deployment")
+	}
+	if strings.TrimSpace(o.ID) == "" {
+		v.fail(p+".id", "is required (the organization id from admin.atlassian.com)")
+	}
+	if o.BaseURL == "" {
+		o.BaseURL = DefaultOrgBaseURL
+	}
+	v.baseURL(p+".base_url", o.BaseURL)
+	if o.APIKeyEnv == "" {
+		o.APIKeyEnv = DefaultOrgAPIKeyEnv
+	}
+	v.envName(p+".api_key_env", o.APIKeyEnv)
+	for _, r := range ws.Rules {
+		for _, g := range r.Groups {
+			if strings.TrimSpace(o.Groups[g]) == "" {
+				v.fail(p+".groups", "group %q (rule %q) has no organization group id", g, r.Name)
+			}
+		}
+	}
+}
+
+var envNamePattern = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
+
+func (v *validator) envName(field, name string) {
+	if !envNamePattern.MatchString(name) {
+		v.fail(field, "%q is not an environment variable name (it names the variable holding the secret, not the secret)", name)
+	}
 }
 
 func (v *validator) positive(field string, n int64) {

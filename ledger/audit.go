@@ -43,11 +43,13 @@ const (
 	ActionInvitationSent       = "invitation-sent"
 	ActionInvitationsCancelled = "invitations-cancelled"
 	ActionNoRuleMatches        = "no-rule-matches"
+	ActionQueuedForBatch       = "queued-for-batch"
 	ActionReactivated          = "reactivated"
 	ActionReset                = "reset"
 	ActionRevocationHeld       = "revocation-held"
 	ActionRevocationReported   = "revocation-reported"
 	ActionSeatLimit            = "seat-limit"
+	ActionUserMissing          = "user-missing"
 	ActionWaitingForEmail      = "waiting-for-email"
 )
 
@@ -77,7 +79,7 @@ func outcomeOf(action string) string {
 	switch action {
 	case ActionError:
 		return OutcomeFailed
-	case ActionRevocationHeld, ActionSeatLimit:
+	case ActionRevocationHeld, ActionSeatLimit, ActionUserMissing:
 		return OutcomeHeld
 	case ActionRevocationReported:
 		return OutcomeReported

@@ -30,6 +30,8 @@ const (
 	StatusRevoked         Status = "revoked"           // deactivated: granted groups removed
 	StatusRevocationHeld  Status = "revocation-held"   // removals held by the circuit breaker
 	StatusSeatLimit       Status = "held-seat-limit"   // invitation held: the workspace's max_members is reached
+	StatusBatched         Status = "queued-for-batch"  // waiting in a batched call (Data Center adds, organization invitations)
+	StatusUserMissing     Status = "user-missing"      // Bitbucket Data Center has no such user: nothing granted
 )
 
 // Invitation states.
@@ -80,11 +82,14 @@ type Entry struct {
 	// retries within the hour skip the check (membership is rarely taken back).
 	MemberSeenAt time.Time           `json:"member_seen_at,omitzero"`
 	RulesByGroup map[string][]string `json:"rules_by_group,omitempty"`
-	Invitations  []Invitation        `json:"invitations,omitempty"`
-	LastError    string              `json:"last_error,omitempty"`
-	CreatedAt    time.Time           `json:"created_at"`
-	UpdatedAt    time.Time           `json:"updated_at"`
-	History      []Event             `json:"history,omitempty"`
+	// Batched are the groups waiting in a batched call, with when they were
+	// queued: a replay within the hour does not queue them again.
+	Batched     map[string]time.Time `json:"batched,omitempty"`
+	Invitations []Invitation         `json:"invitations,omitempty"`
+	LastError   string               `json:"last_error,omitempty"`
+	CreatedAt   time.Time            `json:"created_at"`
+	UpdatedAt   time.Time            `json:"updated_at"`
+	History     []Event              `json:"history,omitempty"`
 
 	// unsaved are the events recorded since the last Put: Put appends them to
 	// the audit stream in the same transaction.
@@ -147,6 +152,22 @@ func (e *Entry) Grant(group string) {
 	e.Waiting = slices.DeleteFunc(e.Waiting, func(g string) bool { return g == group })
 	if !e.HasGranted(group) {
 		e.Granted = append(e.Granted, group)
+	}
+}
+
+// MarkBatched records that group waits in a batched call since at.
+func (e *Entry) MarkBatched(group string, at time.Time) {
+	if e.Batched == nil {
+		e.Batched = map[string]time.Time{}
+	}
+	e.Batched[group] = at
+}
+
+// Unbatch records that group's batched call is over.
+func (e *Entry) Unbatch(group string) {
+	delete(e.Batched, group)
+	if len(e.Batched) == 0 {
+		e.Batched = nil
 	}
 }
 

@@ -106,7 +106,13 @@ func (w *Worker) followUpLocked(ctx context.Context, ref ledger.Ref, force bool,
 			outcome = OutcomeExpired
 			continue
 		}
-		already, err := w.o.Bitbucket.Invite(ctx, entry.Workspace, entry.Email, inv.Group)
+		already, viaOrg, err := w.sendInvitation(ctx, entry, inv.Group)
+		if viaOrg {
+			if err := w.queueOrgInvite(ctx, entry, []string{inv.Group}, true, actor); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		if err != nil {
 			errs = append(errs, err)
 			log.Error().Err(err).Str("group", inv.Group).Msg("re-send failed")
@@ -240,6 +246,13 @@ func (w *Worker) Resend(ctx context.Context, ref ledger.Ref, actor string) (int,
 	}
 	if entry == nil {
 		return 0, fmt.Errorf("%s has no ledger entry in %s", ref.PersonID, ref.Workspace)
+	}
+	if entry.Status == ledger.StatusUserMissing && w.dataCenter(entry.Workspace) != nil {
+		// The account may exist by now: queue the group adds again.
+		for _, g := range entry.Waiting {
+			entry.Unbatch(g)
+		}
+		return len(entry.Waiting), w.queueDataCenter(ctx, entry, entry.Waiting, actor)
 	}
 	if entry.Status == ledger.StatusSeatLimit {
 		// Held for seats: try the invitation now (the seat check runs again).

@@ -104,7 +104,12 @@ func (w *Worker) removeGroup(ctx context.Context, e *ledger.Entry, group, actor 
 		log.Error().Int("limit_per_hour", cfg.RemovalLimit(e.Workspace)).Msg("revocation circuit breaker open: removal held")
 		return w.o.Ledger.Hold(ctx, e.Workspace, e.PersonID)
 	}
-	if err := w.o.Bitbucket.RemoveFromGroup(ctx, e.Workspace, group, e.AccountID); err != nil {
+	remove := func() error { return w.o.Bitbucket.RemoveFromGroup(ctx, e.Workspace, group, e.AccountID) }
+	if dc := w.dataCenter(e.Workspace); dc != nil {
+		user, _ := w.dataCenterUser(e)
+		remove = func() error { return dc.RemoveFromGroup(ctx, group, user) }
+	}
+	if err := remove(); err != nil {
 		log.Error().Err(err).Msg("remove from group failed")
 		return err
 	}

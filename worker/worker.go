@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -60,6 +61,13 @@ type Options struct {
 	// SignupDone is told when a user event's task finished, with the time its
 	// webhook arrived (metrics).
 	SignupDone func(receivedAt time.Time)
+	// Batches queues people for batched calls (Data Center, organization).
+	Batches BatchEnqueuer
+	// DataCenter returns the client of a workspace on Bitbucket Data Center
+	// (nil: the workspace is on Cloud).
+	DataCenter func(workspace string) DataCenter
+	// Organization returns the organization client of a workspace (nil: none).
+	Organization func(workspace string) Organization
 }
 
 // Validate reports missing dependencies.
@@ -95,6 +103,9 @@ func (o *Options) Validate() error {
 // Worker handles user events.
 type Worker struct {
 	o Options
+	// orgSeen remembers when each workspace answered that an organization
+	// manages it, so its invitations skip the 1.0 call for a day.
+	orgSeen sync.Map
 }
 
 // New returns a worker.
@@ -110,6 +121,7 @@ func (w *Worker) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(jobs.TypeUserEvent, w.HandleUserEvent)
 	mux.HandleFunc(jobs.TypeFollowUp, w.HandleFollowUp)
 	mux.HandleFunc(jobs.TypeSweep, w.HandleSweep)
+	mux.HandleFunc(jobs.TypeBatch, w.HandleBatch)
 }
 
 const actorWebhook = "webhook"
@@ -348,6 +360,9 @@ func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decisio
 		return nil
 	}
 	entry.Record(now, actorWebhook, ledger.ActionDecided, "", describe(d))
+	if w.dataCenter(d.Workspace) != nil {
+		return w.queueDataCenter(ctx, entry, want, actorWebhook)
+	}
 
 	member := false
 	if s.user.AccountID != "" {
@@ -479,11 +494,16 @@ func (w *Worker) invite(ctx context.Context, entry *ledger.Entry, groups []strin
 		}
 	}
 	var errs []error
+	toOrg := false
 	for _, g := range toInvite {
 		if entry.PendingInvitation(g) != nil {
 			continue
 		}
-		already, err := w.o.Bitbucket.Invite(ctx, entry.Workspace, entry.Email, g)
+		already, viaOrg, err := w.sendInvitation(ctx, entry, g)
+		if viaOrg {
+			toOrg = true
+			break
+		}
 		if err != nil {
 			entry.Wait(g)
 			errs = append(errs, err)
@@ -500,6 +520,21 @@ func (w *Worker) invite(ctx context.Context, entry *ledger.Entry, groups []strin
 		}
 		entry.Record(now, actor, ledger.ActionInvitationSent, g, detail)
 		log.Info().Str("group", g).Strs("rules", entry.RulesByGroup[g]).Bool("already_invited", already).Msg("invitation sent")
+	}
+	if toOrg {
+		// One organization invitation carries every group at once.
+		var orgGroups []string
+		for _, g := range groups {
+			if entry.PendingInvitation(g) == nil {
+				orgGroups = append(orgGroups, g)
+			}
+		}
+		if err := w.queueOrgInvite(ctx, entry, orgGroups, false, actor); err != nil {
+			errs = append(errs, err)
+		}
+		if !entry.AnyPendingInvitation() {
+			return w.settle(ctx, entry, ledger.StatusBatched, errs, actor)
+		}
 	}
 	return w.settle(ctx, entry, ledger.StatusInvited, errs, actor)
 }

@@ -55,3 +55,27 @@ func (Bitbucket) CountMembers(ctx context.Context, workspace string) (int, error
 func (Bitbucket) ListInvitations(ctx context.Context, workspace string) ([]bitbucket.Invitation, error) {
 	return nil, nil
 }
+
+// DataCenter pretends every user exists and every add works.
+type DataCenter struct{}
+
+// AddUsers pretends to add.
+func (DataCenter) AddUsers(ctx context.Context, group string, users []string) ([]string, error) {
+	zerolog.Ctx(ctx).Info().Str("group", group).Strs("users", users).Msg("dry run: would add users to the Data Center group")
+	return nil, nil
+}
+
+// RemoveFromGroup pretends to remove.
+func (DataCenter) RemoveFromGroup(ctx context.Context, group, user string) error {
+	zerolog.Ctx(ctx).Info().Str("group", group).Msg("dry run: would remove the user from the Data Center group")
+	return nil
+}
+
+// Organization pretends to invite.
+type Organization struct{}
+
+// Invite pretends every email was invited.
+func (Organization) Invite(ctx context.Context, emails, groupIDs []string) (int, error) {
+	zerolog.Ctx(ctx).Info().Int("emails", len(emails)).Strs("group_ids", groupIDs).Msg("dry run: would invite through the organization")
+	return len(emails), nil
+}

@@ -73,6 +73,7 @@ type workspace struct {
 	members     map[string]bool            // account ids
 	groups      map[string]map[string]bool // group slug -> members
 	invitations []Invitation
+	orgManaged  bool // the 1.0 invitations resource answers 404
 }
 
 // Fake is the fake Atlassian. The zero value is not usable: call New.
@@ -87,6 +88,8 @@ type Fake struct {
 	now        func() time.Time
 	invTTL     time.Duration
 	mux        *http.ServeMux
+	dc         *dataCenter
+	orgInvites []OrgInvite
 }
 
 // InvitationTTL is how long the fake Bitbucket keeps a pending invitation
@@ -123,6 +126,7 @@ func New(opts ...Option) *Fake {
 	m.HandleFunc("DELETE /1.0/groups/{workspace}/{group}/members/{member}", f.removeFromGroup)
 	m.HandleFunc("PUT /1.0/users/{workspace}/invitations", f.invite)
 	m.HandleFunc("GET /1.0/users/{workspace}/invitations", f.listInvitations)
+	f.registerDataCenter(m)
 	f.mux = m
 	return f
 }
@@ -561,6 +565,10 @@ func (f *Fake) invite(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.inWorkspace(w, r, func(ws *workspace) {
+		if ws.orgManaged {
+			errorJSON(w, http.StatusNotFound, "No such resource: this workspace is managed by an Atlassian organization")
+			return
+		}
 		if ws.groups[body.GroupSlug] == nil {
 			errorJSON(w, http.StatusBadRequest, "group not found: "+body.GroupSlug)
 			return

@@ -50,6 +50,8 @@ const (
 	AdminPassword     = "admin-password-must-not-leak"
 	JiraToken         = "jira-token-must-not-leak"
 	BitbucketToken    = "bitbucket-token-must-not-leak"
+	DataCenterToken   = "bitbucket-dc-token-must-not-leak"
+	OrgAPIKey         = "org-api-key-must-not-leak"
 	deploymentDefault = config.DeploymentCloud
 )
 
@@ -108,12 +110,16 @@ func New(t testing.TB, opts ...Option) *Env {
 		redisURL = s.redisURL
 	}
 	env := map[string]string{
-		"AUTOINVITE_REDIS_URL":          redisURL,
-		"AUTOINVITE_JIRA_BASE_URL":      f.URL,
-		"AUTOINVITE_BITBUCKET_BASE_URL": f.URL,
+		"AUTOINVITE_REDIS_URL":           redisURL,
+		"AUTOINVITE_JIRA_BASE_URL":       f.URL,
+		"AUTOINVITE_BITBUCKET_BASE_URL":  f.URL,
+		config.DefaultDataCenterTokenEnv: DataCenterToken,
+		config.DefaultOrgAPIKeyEnv:       OrgAPIKey,
 	}
 	header := "jira: {deployment: " + s.deployment + "}\nredis: {key_prefix: " + r.Prefix + "}\n"
 	path := filepath.Join(t.TempDir(), "autoinvite.yaml")
+	// Rules may point per-workspace targets at the fake with $FAKE_URL.
+	s.rules = strings.ReplaceAll(s.rules, "$FAKE_URL", f.URL)
 	if err := os.WriteFile(path, []byte(header+s.rules), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -168,6 +174,7 @@ func fastRetry(_ int, err error, _ *asynq.Task) time.Duration {
 // notice until a reload).
 func (e *Env) WriteRules(rules string) {
 	e.t.Helper()
+	rules = strings.ReplaceAll(rules, "$FAKE_URL", e.Fake.URL)
 	if err := os.WriteFile(e.ConfigPath, []byte(e.header+rules), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
@@ -238,15 +245,15 @@ func Payload(event string, user map[string]any) []byte {
 	return b
 }
 
-// WaitIdle waits until the events queue has nothing pending, running or due
-// for retry. It fails the test after 30 s.
+// WaitIdle waits until the events queue has nothing pending, running,
+// waiting in a batch or due for retry. It fails the test after 30 s.
 func (e *Env) WaitIdle() {
 	e.t.Helper()
 	ins := asynq.NewInspectorFromRedisClient(e.App.Redis())
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		info, err := ins.GetQueueInfo(e.App.Queue())
-		if err == nil && info.Pending+info.Active+info.Scheduled+info.Retry == 0 {
+		if err == nil && info.Pending+info.Active+info.Scheduled+info.Retry+info.Aggregating == 0 {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -1,0 +1,177 @@
+package fake
+
+import (
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// dataCenter is the fake Bitbucket Data Center: users by name, groups of names.
+type dataCenter struct {
+	users  map[string]bool
+	groups map[string]map[string]bool
+}
+
+// OrgInvite is one call the fake organization API accepted.
+type OrgInvite struct {
+	OrgID            string
+	Emails           []string
+	AdditionalGroups []string
+	SendNotification bool
+}
+
+// MaxOrgEmails is the organization API's limit of emails per invitation call.
+const MaxOrgEmails = 25
+
+func (f *Fake) registerDataCenter(m *http.ServeMux) {
+	f.dc = &dataCenter{users: map[string]bool{}, groups: map[string]map[string]bool{}}
+	m.HandleFunc("POST /rest/api/latest/admin/groups/add-users", f.dcAddUsers)
+	m.HandleFunc("POST /rest/api/latest/admin/users/remove-group", f.dcRemoveGroup)
+	m.HandleFunc("POST /admin/v2/orgs/{orgId}/users/invite", f.orgInvite)
+}
+
+// AddDataCenterUsers creates users in the fake Bitbucket Data Center.
+func (f *Fake) AddDataCenterUsers(names ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, n := range names {
+		f.dc.users[n] = true
+	}
+}
+
+// AddDataCenterGroups creates groups in the fake Bitbucket Data Center.
+func (f *Fake) AddDataCenterGroups(groups ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, g := range groups {
+		if f.dc.groups[g] == nil {
+			f.dc.groups[g] = map[string]bool{}
+		}
+	}
+}
+
+// DataCenterGroupMembers lists a Data Center group's members, sorted.
+func (f *Fake) DataCenterGroupMembers(group string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return sortedKeys(f.dc.groups[group])
+}
+
+// ManageByOrganization makes a workspace organization-managed: its 1.0
+// invitations resource answers 404, as Bitbucket does for such workspaces.
+func (f *Fake) ManageByOrganization(slug string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.workspaces[slug].orgManaged = true
+}
+
+// OrgInvites returns the organization invitation calls accepted so far.
+func (f *Fake) OrgInvites() []OrgInvite {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]OrgInvite(nil), f.orgInvites...)
+}
+
+// dcError answers the way Data Center does: {"errors":[{message, exceptionName}]}.
+func dcError(w http.ResponseWriter, status int, msg, exception string) {
+	writeJSON(w, status, map[string]any{"errors": []map[string]any{{"context": nil, "message": msg, "exceptionName": exception}}})
+}
+
+func bearer(w http.ResponseWriter, r *http.Request) bool {
+	if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+		dcError(w, http.StatusUnauthorized, "an HTTP access token (Authorization: Bearer) is required", "com.atlassian.bitbucket.AuthorisationException")
+		return false
+	}
+	return true
+}
+
+func (f *Fake) dcAddUsers(w http.ResponseWriter, r *http.Request) {
+	if !bearer(w, r) {
+		return
+	}
+	var body struct {
+		Group string   `json:"group"`
+		Users []string `json:"users"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Group == "" || len(body.Users) == 0 {
+		dcError(w, http.StatusBadRequest, "group and users are required", "com.atlassian.bitbucket.validation.ArgumentValidationException")
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	members := f.dc.groups[body.Group]
+	if members == nil {
+		dcError(w, http.StatusNotFound, "Group "+body.Group+" does not exist.", "com.atlassian.bitbucket.user.NoSuchGroupException")
+		return
+	}
+	// All or nothing, like Data Center: one unknown user refuses the call.
+	for _, u := range body.Users {
+		if !f.dc.users[u] {
+			dcError(w, http.StatusNotFound, "User "+u+" does not exist.", "com.atlassian.bitbucket.user.NoSuchUserException")
+			return
+		}
+	}
+	for _, u := range body.Users {
+		members[u] = true
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (f *Fake) dcRemoveGroup(w http.ResponseWriter, r *http.Request) {
+	if !bearer(w, r) {
+		return
+	}
+	var body struct {
+		Context  string `json:"context"`
+		ItemName string `json:"itemName"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Context == "" || body.ItemName == "" {
+		dcError(w, http.StatusBadRequest, "context (the user) and itemName (the group) are required", "com.atlassian.bitbucket.validation.ArgumentValidationException")
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	members := f.dc.groups[body.ItemName]
+	if members == nil {
+		dcError(w, http.StatusNotFound, "Group "+body.ItemName+" does not exist.", "com.atlassian.bitbucket.user.NoSuchGroupException")
+		return
+	}
+	delete(members, body.Context)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+var orgEmail = regexp.MustCompile(`^[^@\s,]+@[^@\s,]+\.[^@\s,]+$`)
+
+func (f *Fake) orgInvite(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+		errorJSON(w, http.StatusUnauthorized, "an organization API key (Authorization: Bearer) is required")
+		return
+	}
+	var body struct {
+		Emails           []string `json:"emails"`
+		AdditionalGroups []string `json:"additionalGroups"`
+		SendNotification bool     `json:"sendNotification"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || len(body.Emails) == 0 {
+		errorJSON(w, http.StatusBadRequest, "emails is required")
+		return
+	}
+	if len(body.Emails) > MaxOrgEmails {
+		errorJSON(w, http.StatusBadRequest, "at most 25 emails per invitation")
+		return
+	}
+	for _, e := range body.Emails {
+		if !orgEmail.MatchString(e) {
+			errorJSON(w, http.StatusBadRequest, "invalid email: "+e)
+			return
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	emails := append([]string(nil), body.Emails...)
+	sort.Strings(emails)
+	f.orgInvites = append(f.orgInvites, OrgInvite{OrgID: r.PathValue("orgId"), Emails: emails, AdditionalGroups: body.AdditionalGroups, SendNotification: body.SendNotification})
+	writeJSON(w, http.StatusOK, map[string]any{"data": []any{}})
+}

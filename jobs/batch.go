@@ -1,0 +1,99 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// Batched task types: a TypeBatchItem waits in an Asynq group with the others
+// bound for the same call; the server's aggregator turns them into one
+// TypeBatch task (AggregateBatch).
+const (
+	TypeBatchItem = "batch:item"
+	TypeBatch     = "batch:run"
+)
+
+// Batch kinds.
+const (
+	// BatchDataCenterAdd adds users to one Bitbucket Data Center group.
+	BatchDataCenterAdd = "dc-add"
+	// BatchOrgInvite invites people through the Atlassian organization into
+	// one set of groups.
+	BatchOrgInvite = "org-invite"
+)
+
+// BatchItem is one person waiting for a batched call.
+type BatchItem struct {
+	Kind      string   `json:"kind"`
+	Workspace string   `json:"workspace"`
+	Groups    []string `json:"groups"` // Bitbucket group slugs
+	PersonID  string   `json:"person_id"`
+	// Who is what the call names: a Data Center username or an email.
+	Who string `json:"who"`
+	// Resend marks an organization invitation that replaces an expired one.
+	Resend    bool      `json:"resend,omitempty"`
+	QueuedAt  time.Time `json:"queued_at"`
+	RequestID string    `json:"request_id,omitempty"`
+}
+
+// GroupKey is the Asynq group of items that can share one call.
+func (it BatchItem) GroupKey() string {
+	groups := append([]string(nil), it.Groups...)
+	sort.Strings(groups)
+	return it.Kind + "|" + it.Workspace + "|" + strings.Join(groups, ",")
+}
+
+// Batch is the payload of TypeBatch: items of one group key.
+type Batch struct {
+	Items []BatchItem `json:"items"`
+}
+
+// AggregateBatch is the Asynq GroupAggregator: it joins the items of a group
+// into one TypeBatch task.
+func AggregateBatch(group string, tasks []*asynq.Task) *asynq.Task {
+	var b Batch
+	for _, t := range tasks {
+		var it BatchItem
+		if json.Unmarshal(t.Payload(), &it) == nil {
+			b.Items = append(b.Items, it)
+		}
+	}
+	payload, _ := json.Marshal(b)
+	return asynq.NewTask(TypeBatch, payload)
+}
+
+// DecodeBatch parses a TypeBatch payload.
+func DecodeBatch(payload []byte) (Batch, error) {
+	var b Batch
+	if err := json.Unmarshal(payload, &b); err != nil {
+		return b, fmt.Errorf("decode batch: %w", err)
+	}
+	if len(b.Items) == 0 {
+		return b, errors.New("decode batch: no items")
+	}
+	return b, nil
+}
+
+// EnqueueBatchItem puts a person in the group of their call. The same person,
+// kind, workspace and groups wait once however often the signup is replayed.
+func (q *Enqueuer) EnqueueBatchItem(ctx context.Context, it BatchItem) error {
+	payload, err := json.Marshal(it)
+	if err != nil {
+		return fmt.Errorf("encode batch item: %w", err)
+	}
+	key := it.GroupKey()
+	_, err = q.client.EnqueueContext(ctx, asynq.NewTask(TypeBatchItem, payload),
+		asynq.Group(key), asynq.TaskID("batch:"+key+"|"+it.PersonID),
+		asynq.Queue(q.opts.Queue), asynq.MaxRetry(q.opts.MaxRetry), asynq.Timeout(q.opts.Timeout))
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("queue %s of %s in %s for a batched call: %w", it.Kind, it.PersonID, it.Workspace, err)
+	}
+	return nil
+}

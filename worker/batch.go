@@ -1,0 +1,368 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/autoinvite/autoinvite/config"
+	"github.com/autoinvite/autoinvite/integrations/atlassian"
+	"github.com/autoinvite/autoinvite/integrations/bitbucket"
+	"github.com/autoinvite/autoinvite/integrations/ratelimit"
+	"github.com/autoinvite/autoinvite/jobs"
+	"github.com/autoinvite/autoinvite/ledger"
+)
+
+// DataCenter is what the worker needs from a Bitbucket Data Center instance.
+type DataCenter interface {
+	AddUsers(ctx context.Context, group string, users []string) (missing []string, err error)
+	RemoveFromGroup(ctx context.Context, group, user string) error
+}
+
+// Organization is what the worker needs from the Atlassian organization API.
+type Organization interface {
+	Invite(ctx context.Context, emails, groupIDs []string) (sent int, err error)
+}
+
+// BatchEnqueuer queues a person for a batched call.
+type BatchEnqueuer interface {
+	EnqueueBatchItem(ctx context.Context, it jobs.BatchItem) error
+}
+
+// batchStale is how long a queued batch item is trusted to still be on its way.
+const batchStale = time.Hour
+
+// orgManagedMemo is how long a 404 from the invitations resource sends a
+// workspace's invitations straight to the organization.
+const orgManagedMemo = 24 * time.Hour
+
+// dataCenter returns the workspace's Data Center client, or nil on Cloud.
+func (w *Worker) dataCenter(workspace string) DataCenter {
+	if w.o.DataCenter == nil {
+		return nil
+	}
+	return w.o.DataCenter(workspace)
+}
+
+// organization returns the workspace's organization client, or nil.
+func (w *Worker) organization(workspace string) Organization {
+	if w.o.Organization == nil {
+		return nil
+	}
+	return w.o.Organization(workspace)
+}
+
+// dataCenterUser is the Data Center username of a person, per the workspace's
+// bitbucket.username setting.
+func (w *Worker) dataCenterUser(e *ledger.Entry) (user, field string) {
+	ws := w.o.Rules().Config().Workspace(e.Workspace)
+	if ws != nil && ws.Bitbucket.Username == config.UsernameEmail {
+		return e.Email, "email"
+	}
+	return e.JiraUser, "Jira username"
+}
+
+// queueDataCenter puts the person in the batched add-users call of each group.
+func (w *Worker) queueDataCenter(ctx context.Context, entry *ledger.Entry, groups []string, actor string) error {
+	who, field := w.dataCenterUser(entry)
+	if who == "" {
+		for _, g := range groups {
+			entry.Wait(g)
+		}
+		entry.Status = ledger.StatusUserMissing
+		entry.Record(w.o.Now(), actor, ledger.ActionUserMissing, "", "Jira gave no "+field+" to name the user in Bitbucket Data Center")
+		zerolog.Ctx(ctx).Warn().Str("workspace", entry.Workspace).Msg("no " + field + " for Bitbucket Data Center: nothing granted")
+		return w.o.Ledger.Put(ctx, entry)
+	}
+	var items []jobs.BatchItem
+	for _, g := range groups {
+		items = append(items, jobs.BatchItem{Kind: jobs.BatchDataCenterAdd, Workspace: entry.Workspace, Groups: []string{g}, PersonID: entry.PersonID, Who: who})
+	}
+	if err := w.queueBatch(ctx, entry, items, actor, "Bitbucket Data Center add-users, batched with others"); err != nil {
+		return w.failAs(ctx, entry, err, actor)
+	}
+	return w.settle(ctx, entry, ledger.StatusBatched, nil, actor)
+}
+
+// queueBatch enqueues the items whose groups are not already on their way and
+// records them on the entry (the caller saves it).
+func (w *Worker) queueBatch(ctx context.Context, entry *ledger.Entry, items []jobs.BatchItem, actor, detail string) error {
+	if w.o.Batches == nil {
+		return errors.New("batched calls need a batch enqueuer")
+	}
+	now := w.o.Now()
+	reqID := ""
+	for _, it := range items {
+		fresh := false
+		for _, g := range it.Groups {
+			if at, ok := entry.Batched[g]; !ok || now.Sub(at) >= batchStale {
+				fresh = true
+			}
+		}
+		if !fresh {
+			continue // a replay: already on its way
+		}
+		it.QueuedAt, it.RequestID = now, reqID
+		if err := w.o.Batches.EnqueueBatchItem(ctx, it); err != nil {
+			return err
+		}
+		for _, g := range it.Groups {
+			entry.Wait(g)
+			entry.MarkBatched(g, now)
+		}
+		entry.Record(now, actor, ledger.ActionQueuedForBatch, strings.Join(it.Groups, ","), detail)
+		zerolog.Ctx(ctx).Info().Str("workspace", entry.Workspace).Str("kind", it.Kind).Strs("groups", it.Groups).Msg("queued for a batched call")
+	}
+	return nil
+}
+
+// orgManaged reports whether the workspace's invitations go through its organization.
+func (w *Worker) orgManaged(workspace string) bool {
+	at, ok := w.orgSeen.Load(workspace)
+	return ok && w.o.Now().Sub(at.(time.Time)) < orgManagedMemo && w.organization(workspace) != nil
+}
+
+// sendInvitation invites by email into one group on Bitbucket Cloud. When the
+// workspace turns out to be organization-managed (404) and an organization is
+// configured, it says so with toOrg and the caller queues the invitation there.
+func (w *Worker) sendInvitation(ctx context.Context, entry *ledger.Entry, group string) (already, toOrg bool, err error) {
+	if w.orgManaged(entry.Workspace) {
+		return false, true, nil
+	}
+	already, err = w.o.Bitbucket.Invite(ctx, entry.Workspace, entry.Email, group)
+	if errors.Is(err, bitbucket.ErrOrganizationManaged) {
+		if w.organization(entry.Workspace) != nil {
+			w.orgSeen.Store(entry.Workspace, w.o.Now())
+			zerolog.Ctx(ctx).Warn().Str("workspace", entry.Workspace).Msg("workspace is organization-managed (invitations answered 404): inviting through the Atlassian organization")
+			return false, true, nil
+		}
+		err = fmt.Errorf("%w; to invite anyway, set workspaces[].organization (id and group ids) and its API key (AUTOINVITE_ORG_API_KEY), or provision people from admin.atlassian.com", err)
+	}
+	return already, false, err
+}
+
+// queueOrgInvite queues one organization invitation covering groups.
+func (w *Worker) queueOrgInvite(ctx context.Context, entry *ledger.Entry, groups []string, resend bool, actor string) error {
+	it := jobs.BatchItem{Kind: jobs.BatchOrgInvite, Workspace: entry.Workspace, Groups: groups, PersonID: entry.PersonID, Who: entry.Email, Resend: resend}
+	return w.queueBatch(ctx, entry, []jobs.BatchItem{it}, actor, "Atlassian organization invitation, batched with others")
+}
+
+// HandleBatch is the Asynq handler for jobs.TypeBatch: one call for many people.
+func (w *Worker) HandleBatch(ctx context.Context, t *asynq.Task) error {
+	b, err := jobs.DecodeBatch(t.Payload())
+	if err != nil {
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	taskID, _ := asynq.GetTaskID(ctx)
+	first := b.Items[0]
+	log := w.o.Logger.With().Str("task_id", taskID).Str("kind", first.Kind).Str("workspace", first.Workspace).
+		Strs("groups", first.Groups).Int("people", len(b.Items)).Logger()
+	ctx = log.WithContext(ctx)
+	todo, err := w.notYetDone(ctx, b.Items)
+	if err != nil || len(todo) == 0 {
+		return err
+	}
+	switch first.Kind {
+	case jobs.BatchDataCenterAdd:
+		err = w.runDataCenterBatch(ctx, first, todo, taskID)
+	case jobs.BatchOrgInvite:
+		err = w.runOrgBatch(ctx, first, todo, taskID)
+	default:
+		err = fmt.Errorf("unknown batch kind %q: %w", first.Kind, asynq.SkipRetry)
+	}
+	if err != nil {
+		log.Error().Err(err).Msg("batched call failed")
+	}
+	return err
+}
+
+// notYetDone drops the items a previous run of the batch already settled, so a
+// retried batch never invites anyone twice.
+func (w *Worker) notYetDone(ctx context.Context, items []jobs.BatchItem) ([]jobs.BatchItem, error) {
+	var out []jobs.BatchItem
+	for _, it := range items {
+		e, err := w.o.Ledger.Get(ctx, it.Workspace, it.PersonID)
+		if err != nil {
+			return nil, err
+		}
+		if e != nil && batchDone(e, it) {
+			continue
+		}
+		out = append(out, it)
+	}
+	return out, nil
+}
+
+func batchDone(e *ledger.Entry, it jobs.BatchItem) bool {
+	for _, g := range it.Groups {
+		if _, waiting := e.Batched[g]; waiting {
+			return false
+		}
+	}
+	return true
+}
+
+func (w *Worker) runDataCenterBatch(ctx context.Context, first jobs.BatchItem, items []jobs.BatchItem, taskID string) error {
+	dc := w.dataCenter(first.Workspace)
+	if dc == nil {
+		return fmt.Errorf("workspace %s is no longer on Bitbucket Data Center in the config: batch dropped: %w", first.Workspace, asynq.SkipRetry)
+	}
+	group := first.Groups[0]
+	var users []string
+	for _, it := range items {
+		if !slices.Contains(users, it.Who) {
+			users = append(users, it.Who)
+		}
+	}
+	missing, err := dc.AddUsers(ctx, group, users)
+	if err != nil {
+		return w.batchFailed(ctx, items, err, taskID)
+	}
+	now := w.o.Now()
+	detail := fmt.Sprintf("Data Center add-users, %d in one batch", len(users))
+	zerolog.Ctx(ctx).Info().Int("added", len(users)-len(missing)).Strs("missing", missing).Msg("Data Center group adds done")
+	return w.settleEach(ctx, items, taskID, func(e *ledger.Entry, it jobs.BatchItem) {
+		e.Unbatch(group)
+		if slices.Contains(missing, it.Who) {
+			e.Wait(group)
+			e.Status = ledger.StatusUserMissing
+			e.Record(now, "batch", ledger.ActionUserMissing, group, fmt.Sprintf("Bitbucket Data Center has no user %q: create it (or connect the user directory), then `autoinvite invites resend`", it.Who))
+			return
+		}
+		e.Grant(group)
+		e.Record(now, "batch", ledger.ActionGroupAdded, group, detail)
+		if len(e.Waiting) == 0 {
+			e.Status, e.LastError = ledger.StatusGranted, ""
+		}
+	})
+}
+
+func (w *Worker) runOrgBatch(ctx context.Context, first jobs.BatchItem, items []jobs.BatchItem, taskID string) error {
+	org := w.organization(first.Workspace)
+	ws := w.o.Rules().Config().Workspace(first.Workspace)
+	if org == nil || ws == nil || ws.Organization == nil {
+		return fmt.Errorf("workspace %s has no organization in the config any more: batch dropped: %w", first.Workspace, asynq.SkipRetry)
+	}
+	var groupIDs []string
+	for _, g := range first.Groups {
+		id := ws.Organization.Groups[g]
+		if id == "" {
+			return fmt.Errorf("group %s of workspace %s has no organization group id: %w", g, first.Workspace, asynq.SkipRetry)
+		}
+		groupIDs = append(groupIDs, id)
+	}
+	var emails []string
+	for _, it := range items {
+		if !slices.Contains(emails, it.Who) {
+			emails = append(emails, it.Who)
+		}
+	}
+	sent, err := org.Invite(ctx, emails, groupIDs)
+	now := w.o.Now()
+	inv := w.o.Rules().Config().Invitations
+	detail := fmt.Sprintf("through Atlassian organization %s, %d in one batch", ws.Organization.ID, len(emails))
+	settleErr := w.settleEach(ctx, items, taskID, func(e *ledger.Entry, it jobs.BatchItem) {
+		if slices.Index(emails, it.Who) >= sent {
+			return // not sent: the retry sends it
+		}
+		for _, g := range it.Groups {
+			e.Unbatch(g)
+			if p := e.PendingInvitation(g); p != nil {
+				p.Resends++
+				p.SentAt, p.ExpiresAt = now, now.Add(inv.ExpireAfter.D())
+				e.Record(now, "batch", ledger.ActionInvitationResent, g, fmt.Sprintf("re-send %d of %d %s", p.Resends, inv.MaxResends, detail))
+				continue
+			}
+			e.Invitations = append(e.Invitations, ledger.Invitation{Group: g, SentAt: now, ExpiresAt: now.Add(inv.ExpireAfter.D()), State: ledger.InvitationPending})
+			e.Record(now, "batch", ledger.ActionInvitationSent, g, detail)
+		}
+		e.Status, e.LastError = ledger.StatusInvited, ""
+	})
+	if err != nil {
+		unsent := slices.DeleteFunc(slices.Clone(items), func(it jobs.BatchItem) bool { return slices.Index(emails, it.Who) < sent })
+		return errors.Join(w.batchFailed(ctx, unsent, err, taskID), settleErr)
+	}
+	return settleErr
+}
+
+// batchFailed records a failed batched call on every person in it: a
+// temporary failure keeps them queued for the retry, a permanent one ends it.
+func (w *Worker) batchFailed(ctx context.Context, items []jobs.BatchItem, err error, taskID string) error {
+	if _, waiting := ratelimit.AsWait(err); waiting {
+		return err
+	}
+	temporary := atlassian.IsTemporary(err)
+	now := w.o.Now()
+	if serr := w.settleEach(ctx, items, taskID, func(e *ledger.Entry, it jobs.BatchItem) {
+		e.LastError = err.Error()
+		e.Record(now, "batch", ledger.ActionError, strings.Join(it.Groups, ","), err.Error())
+		if !temporary {
+			for _, g := range it.Groups {
+				e.Unbatch(g)
+			}
+			e.Status = ledger.StatusFailed
+		}
+	}); serr != nil {
+		return errors.Join(err, serr)
+	}
+	if temporary {
+		return err
+	}
+	return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+}
+
+// settleEach applies fn to each person's entry under their lock and saves it.
+func (w *Worker) settleEach(ctx context.Context, items []jobs.BatchItem, taskID string, fn func(*ledger.Entry, jobs.BatchItem)) error {
+	var errs []error
+	for _, it := range items {
+		if err := w.settleOne(ctx, it, taskID, fn); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (w *Worker) settleOne(ctx context.Context, it jobs.BatchItem, taskID string, fn func(*ledger.Entry, jobs.BatchItem)) error {
+	unlock, err := w.lockPatiently(ctx, it.PersonID, taskID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	e, err := w.o.Ledger.Get(ctx, it.Workspace, it.PersonID)
+	if err != nil {
+		return err
+	}
+	if e == nil { // the signup's own save was lost: start the entry here
+		e = &ledger.Entry{Workspace: it.Workspace, PersonID: it.PersonID, CreatedAt: w.o.Now()}
+		if strings.Contains(it.Who, "@") {
+			e.Email = it.Who
+		} else {
+			e.JiraUser = it.Who
+		}
+	}
+	fn(e, it)
+	e.UpdatedAt = w.o.Now()
+	return w.o.Ledger.Put(ctx, e)
+}
+
+// lockPatiently waits a little for a person another task holds: the batch's
+// call is already made, so giving up would only repeat it.
+func (w *Worker) lockPatiently(ctx context.Context, personID, owner string) (func(), error) {
+	for i := 0; ; i++ {
+		unlock, err := w.o.Ledger.Lock(ctx, personID, owner, w.o.LockLease)
+		if !errors.Is(err, ledger.ErrBusy) || i == 20 {
+			return unlock, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
