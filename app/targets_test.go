@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/autoinvite/autoinvite/integrations/fake"
 	"github.com/autoinvite/autoinvite/internal/testenv"
@@ -248,5 +249,31 @@ func TestOrganizationManagedWithoutOrganizationSaysWhatToDo(t *testing.T) {
 	}
 	if info := e.QueueInfo(); info.Archived != 1 || len(e.Fake.OrgInvites()) != 0 {
 		t.Fatalf("archived %d, organization calls %d: want 1 archived task and no organization call", info.Archived, len(e.Fake.OrgInvites()))
+	}
+}
+
+// An organization invitation that expires is re-sent through the organization.
+func TestOrganizationInvitationsAreResentBySweep(t *testing.T) {
+	clock := testenv.NewClock(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
+	e := testenv.New(t, testenv.WithClock(clock), testenv.WithRules(orgRules))
+	e.Fake.ManageByOrganization("acme")
+	assertAccepted(t, e.Webhook("user_created", "org-r", map[string]any{"accountId": "557058:org-r", "emailAddress": "r@acme.com", "active": true, "accountType": "atlassian"}), "accepted")
+	e.WaitIdle()
+	clock.Advance(169 * time.Hour)
+	if _, err := e.App.Worker().SweepOnce(context.Background(), "sweep"); err != nil {
+		t.Fatal(err)
+	}
+	e.WaitIdle()
+	invites := e.Fake.OrgInvites()
+	if len(invites) != 2 || !slices.Equal(invites[1].Emails, []string{"r@acme.com"}) {
+		t.Fatalf("organization invitation calls = %+v, want the first and one re-send", invites)
+	}
+	got := e.Entry("acme", "acct:557058:org-r")
+	inv := got.PendingInvitation("developers")
+	if got.Status != ledger.StatusInvited || inv == nil || inv.Resends != 1 || !inv.ExpiresAt.After(clock.Now()) {
+		t.Fatalf("ledger = %+v", got)
+	}
+	if last := got.History[len(got.History)-1]; last.Action != ledger.ActionInvitationResent || !strings.Contains(last.Detail, "re-send 1 of 3 through Atlassian organization org-1") {
+		t.Fatalf("last event = %+v", last)
 	}
 }

@@ -36,9 +36,7 @@ type BatchItem struct {
 	Groups    []string `json:"groups"` // Bitbucket group slugs
 	PersonID  string   `json:"person_id"`
 	// Who is what the call names: a Data Center username or an email.
-	Who string `json:"who"`
-	// Resend marks an organization invitation that replaces an expired one.
-	Resend    bool      `json:"resend,omitempty"`
+	Who       string    `json:"who"`
 	QueuedAt  time.Time `json:"queued_at"`
 	RequestID string    `json:"request_id,omitempty"`
 }

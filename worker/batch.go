@@ -148,8 +148,9 @@ func (w *Worker) sendInvitation(ctx context.Context, entry *ledger.Entry, group 
 }
 
 // queueOrgInvite queues one organization invitation covering groups.
-func (w *Worker) queueOrgInvite(ctx context.Context, entry *ledger.Entry, groups []string, resend bool, actor string) error {
-	it := jobs.BatchItem{Kind: jobs.BatchOrgInvite, Workspace: entry.Workspace, Groups: groups, PersonID: entry.PersonID, Who: entry.Email, Resend: resend}
+// A group with a pending invitation is re-sent.
+func (w *Worker) queueOrgInvite(ctx context.Context, entry *ledger.Entry, groups []string, actor string) error {
+	it := jobs.BatchItem{Kind: jobs.BatchOrgInvite, Workspace: entry.Workspace, Groups: groups, PersonID: entry.PersonID, Who: entry.Email}
 	return w.queueBatch(ctx, entry, []jobs.BatchItem{it}, actor, "Atlassian organization invitation, batched with others")
 }
 

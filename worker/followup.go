@@ -91,6 +91,7 @@ func (w *Worker) followUpLocked(ctx context.Context, ref ledger.Ref, force bool,
 	}
 	outcome := OutcomeChecked
 	var errs []error
+	var orgGroups []string
 	for i := range entry.Invitations {
 		inv := &entry.Invitations[i]
 		if inv.State != ledger.InvitationPending || (!force && inv.ExpiresAt.After(now)) {
@@ -108,9 +109,7 @@ func (w *Worker) followUpLocked(ctx context.Context, ref ledger.Ref, force bool,
 		}
 		already, viaOrg, err := w.sendInvitation(ctx, entry, inv.Group)
 		if viaOrg {
-			if err := w.queueOrgInvite(ctx, entry, []string{inv.Group}, true, actor); err != nil {
-				errs = append(errs, err)
-			}
+			orgGroups = append(orgGroups, inv.Group) // one organization invitation re-sends them all
 			continue
 		}
 		if err != nil {
@@ -128,6 +127,12 @@ func (w *Worker) followUpLocked(ctx context.Context, ref ledger.Ref, force bool,
 		}
 		entry.Record(now, actor, ledger.ActionInvitationResent, inv.Group, detail)
 		log.Info().Str("group", inv.Group).Int("resends", inv.Resends).Str("email", entry.Email).Bool("bitbucket_still_pending", already).Msg("invitation re-sent")
+		outcome = OutcomeResent
+	}
+	if len(orgGroups) > 0 {
+		if err := w.queueOrgInvite(ctx, entry, orgGroups, actor); err != nil {
+			errs = append(errs, err)
+		}
 		outcome = OutcomeResent
 	}
 	entry.UpdatedAt = now

@@ -3,6 +3,7 @@ package worker
 import (
 	"fmt"
 
+	"github.com/autoinvite/autoinvite/config"
 	"github.com/autoinvite/autoinvite/rules"
 )
 
@@ -17,7 +18,8 @@ type Plan struct {
 
 // PlanFor describes what a signup would cause in one workspace. jiraLookup is
 // whether the rules need Jira data the plan was not given.
-func PlanFor(d rules.Decision, accountID, email string, jiraLookup bool, datacenter bool) Plan {
+// target is the workspace's Bitbucket.
+func PlanFor(d rules.Decision, accountID, email string, jiraLookup bool, datacenter bool, target config.Target) Plan {
 	var p Plan
 	if jiraLookup {
 		if datacenter {
@@ -27,6 +29,16 @@ func PlanFor(d rules.Decision, accountID, email string, jiraLookup bool, datacen
 		}
 	}
 	if d.Excluded || d.Held || len(d.Groups) == 0 {
+		return p
+	}
+	if target.DataCenter() {
+		user := "{jira username}"
+		if target.Username == config.UsernameEmail {
+			user = orPlaceholder(email, "{email}")
+		}
+		for _, g := range d.Groups {
+			p.Otherwise = append(p.Otherwise, fmt.Sprintf(`POST /rest/api/latest/admin/groups/add-users {"group":%q,"users":[%q,...]} (batched)`, g, user))
+		}
 		return p
 	}
 	invite := func(g string) string {

@@ -529,7 +529,7 @@ func (w *Worker) invite(ctx context.Context, entry *ledger.Entry, groups []strin
 				orgGroups = append(orgGroups, g)
 			}
 		}
-		if err := w.queueOrgInvite(ctx, entry, orgGroups, false, actor); err != nil {
+		if err := w.queueOrgInvite(ctx, entry, orgGroups, actor); err != nil {
 			errs = append(errs, err)
 		}
 		if !entry.AnyPendingInvitation() {

@@ -355,11 +355,13 @@ func (c *cli) plan(args []string) int {
 		for _, g := range d.Groups {
 			fmt.Fprintf(out, "  %-14s <- %s\n", g, strings.Join(d.RulesByGroup[g], ", "))
 		}
-		p := worker.PlanFor(d, *accountID, *email, lookup, cfg.Jira.Deployment == config.DeploymentDataCenter)
+		p := worker.PlanFor(d, *accountID, *email, lookup, cfg.Jira.Deployment == config.DeploymentDataCenter, targetOf(cfg, d.Workspace))
 		printCalls(out, "first", p.Lookup)
 		printCalls(out, "if already a workspace member", p.IfMember)
 		label := "otherwise"
-		if *accountID == "" {
+		if targetOf(cfg, d.Workspace).DataCenter() {
+			label = "Bitbucket Data Center"
+		} else if *accountID == "" {
 			label = "invitations (no account id: one per group)"
 		}
 		printCalls(out, label, p.Otherwise)
@@ -368,6 +370,14 @@ func (c *cli) plan(args []string) int {
 		}
 	}
 	return 0
+}
+
+// targetOf is the Bitbucket of a workspace in cfg (Cloud when unknown).
+func targetOf(cfg *config.Config, workspace string) config.Target {
+	if ws := cfg.Workspace(workspace); ws != nil {
+		return ws.Bitbucket
+	}
+	return config.Target{Deployment: config.BitbucketCloud}
 }
 
 func printCalls(out io.Writer, label string, calls []string) {

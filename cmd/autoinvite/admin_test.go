@@ -126,6 +126,14 @@ func TestPlanCommand(t *testing.T) {
 	out := c.ok("plan", "--email", "ann@acme.com", "--jira-groups", "jira-software-users", "--account-id", "557058:ann")
 	out += "----\n" + c.ok("plan", "--email", "dave@acme.com")
 	out += "----\n" + c.ok("plan", "--email", "bot@acme.com", "--account-type", "app")
+	// A Bitbucket Data Center workspace: batched group adds, no invitation.
+	c.cfg = filepath.Join(t.TempDir(), "dc.yaml")
+	os.WriteFile(c.cfg, []byte(`workspaces:
+  - workspace: acme-dc
+    bitbucket: {deployment: datacenter, base_url: "https://bitbucket.acme.com"}
+    rules: [{name: all, match: {email_domains: [acme.com]}, groups: [developers, readers]}]
+`), 0o600)
+	out += "----\n" + c.ok("plan", "--email", "dave@acme.com")
 	golden(t, "plan", out)
 	if after := len(c.e.Fake.Calls()); after != before {
 		t.Fatalf("plan made %d Atlassian calls", after-before)
