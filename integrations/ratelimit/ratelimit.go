@@ -1,6 +1,11 @@
 // Package ratelimit keeps every autoinvite process inside one Atlassian budget:
-// the counters live in Redis (GCRA, go-redis/redis_rate), keyed per API and
-// credential, so three workers together spend what one would.
+// the counters live in Redis, keyed per API and credential, so three workers
+// together spend what one would.
+//
+// Atlassian counts a rolling window ("1,000 requests per hour"), so the budget
+// is an exact sliding-window log (a sorted set of call times per budget) rather
+// than a token bucket: a bucket with a full burst lets through up to twice the
+// budget in some one-hour window, which is exactly what earns 429s.
 package ratelimit
 
 import (
@@ -11,9 +16,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/go-resty/resty/v2"
 	"github.com/redis/go-redis/v9"
 
@@ -56,7 +61,6 @@ type Options struct {
 // Limiter spends budgets shared through Redis.
 type Limiter struct {
 	rdb redis.UniversalClient
-	rl  *redis_rate.Limiter
 	o   Options
 	key string
 }
@@ -70,8 +74,10 @@ func New(rdb redis.UniversalClient, o Options) *Limiter {
 	if o.OnWait == nil {
 		o.OnWait = func(string) {}
 	}
-	return &Limiter{rdb: rdb, rl: redis_rate.NewLimiter(rdb), o: o,
-		key: o.Prefix + ":rl:" + o.API + ":" + hex.EncodeToString(sum[:6])}
+	// The braces make a Redis Cluster hash tag: all of a credential's budgets
+	// live in one slot, so one script can check and spend them together.
+	return &Limiter{rdb: rdb, o: o,
+		key: "{" + o.Prefix + ":rl:" + o.API + ":" + hex.EncodeToString(sum[:6]) + "}"}
 }
 
 // Take spends one request of every budget the call counts against, or returns
@@ -84,21 +90,56 @@ func (l *Limiter) Take(ctx context.Context, method, pathTemplate string) error {
 			return &WaitError{API: l.o.API, Budget: "429 back-off", RetryAfter: left}
 		}
 	}
+	var keys []string
+	var args []any
+	var names []string
 	for _, b := range l.o.Budgets {
 		if b.Match != nil && !b.Match(method, pathTemplate) {
 			continue
 		}
-		res, err := l.rl.Allow(ctx, l.key+":"+b.Name, redis_rate.Limit{Rate: b.Requests, Burst: b.Requests, Period: b.Per})
-		if err != nil {
-			return fmt.Errorf("rate limiter %s: %w", b.Name, err)
-		}
-		if res.Allowed == 0 {
-			l.o.OnWait(l.o.API)
-			return &WaitError{API: l.o.API, Budget: b.Name, RetryAfter: res.RetryAfter}
-		}
+		keys = append(keys, l.key+":"+b.Name)
+		args = append(args, b.Requests, b.Per.Milliseconds())
+		names = append(names, b.Name)
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	args = append([]any{strconv.FormatUint(rand.Uint64(), 36)}, args...)
+	res, err := spendScript.Run(ctx, l.rdb, keys, args...).Int64Slice()
+	if err != nil {
+		return fmt.Errorf("rate limiter %s: %w", l.key, err)
+	}
+	if res[0] >= 0 {
+		l.o.OnWait(l.o.API)
+		return &WaitError{API: l.o.API, Budget: names[res[0]], RetryAfter: time.Duration(max(res[1], 1)) * time.Millisecond}
 	}
 	return nil
 }
+
+// spendScript checks every budget (KEYS[i]: a sorted set of call times in ms;
+// ARGV: a unique call id, then limit and window in ms per key) and records the
+// call in all of them only when all allow it. It answers {-1, 0} when allowed,
+// else {index of the spent budget, ms until its oldest call leaves the window}.
+// Time is Redis's, so every process agrees on it.
+var spendScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[2 * i])
+  local window = tonumber(ARGV[2 * i + 1])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  if redis.call('ZCARD', key) >= limit then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    return {i - 1, tonumber(oldest[2]) + window - now}
+  end
+end
+for i, key in ipairs(KEYS) do
+  local window = tonumber(ARGV[2 * i + 1])
+  redis.call('ZADD', key, now, ARGV[1])
+  redis.call('PEXPIRE', key, window)
+end
+return {-1, 0}
+`)
 
 // Throttled records a 429: every process backs off for retryAfter when the
 // API said so (Data Center), else exponentially with jitter per 429 in a row.

@@ -21,7 +21,7 @@ func client(t *testing.T) (redis.UniversalClient, string) {
 	}
 	rdb := redis.NewClient(opts)
 	t.Cleanup(func() {
-		iter := rdb.Scan(context.Background(), 0, "rate:"+r.Prefix+":*", 100).Iterator()
+		iter := rdb.Scan(context.Background(), 0, "{"+r.Prefix+":*", 100).Iterator()
 		for iter.Next(context.Background()) {
 			rdb.Del(context.Background(), iter.Val())
 		}
@@ -46,7 +46,7 @@ func TestThreeLimitersShareOneBudget(t *testing.T) {
 			for j := 0; j < 10; j++ {
 				err := l.Take(context.Background(), "GET", "/2.0/workspaces/{workspace}/members/{member}")
 				if w, ok := ratelimit.AsWait(err); ok {
-					if w.RetryAfter <= 0 || w.RetryAfter > 6*time.Minute {
+					if w.RetryAfter <= 0 || w.RetryAfter > time.Hour { // until the first call leaves the window
 						t.Errorf("retry after %s", w.RetryAfter)
 					}
 					continue
@@ -86,6 +86,25 @@ func TestInvitationBudgetCountsOnlyInvitations(t *testing.T) {
 	}
 	if _, ok := ratelimit.AsWait(l.Take(ctx, "PUT", "/1.0/users/{workspace}/invitations")); !ok {
 		t.Fatal("second invitation within the minute must wait")
+	}
+}
+
+// The budget is a rolling window, as Atlassian counts it: once spent, the next
+// call waits for the oldest to leave the window, not for a token to drip in.
+func TestBudgetIsARollingWindow(t *testing.T) {
+	rdb, prefix := client(t)
+	l := ratelimit.New(rdb, ratelimit.Options{API: "bitbucket", Credential: "c", Prefix: prefix,
+		Budgets: []ratelimit.Budget{{Name: "requests", Requests: 3, Per: 2 * time.Second}}})
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if err := l.Take(ctx, "GET", "/x"); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	w, ok := ratelimit.AsWait(l.Take(ctx, "GET", "/x"))
+	// A token bucket refilling 3 per 2 s would answer about 667 ms.
+	if !ok || w.RetryAfter < 1500*time.Millisecond || w.RetryAfter > 2*time.Second {
+		t.Fatalf("4th call: %v, want a wait of about 2s (until the first call leaves the window)", w)
 	}
 }
 
