@@ -57,6 +57,52 @@ type Options struct {
 	RetryDelay asynq.RetryDelayFunc
 	// PollInterval overrides how often workers look for new and due tasks.
 	PollInterval time.Duration
+	// Roles says what this process does (zero value: everything).
+	Roles Roles
+}
+
+// Roles are the parts of autoinvite one process runs. Intake and workers
+// scale separately; they meet only in Redis.
+type Roles struct {
+	Intake    bool // the webhook endpoint
+	Worker    bool // processes tasks
+	Scheduler bool // fires the sweep (any number may run: one task per tick)
+}
+
+// AllRoles runs everything in one process.
+var AllRoles = Roles{Intake: true, Worker: true, Scheduler: true}
+
+// ParseRoles reads a comma-separated list of intake, worker, scheduler or all.
+func ParseRoles(s string) (Roles, error) {
+	var r Roles
+	for _, part := range strings.Split(s, ",") {
+		switch strings.TrimSpace(part) {
+		case "all":
+			r = AllRoles
+		case "intake":
+			r.Intake = true
+		case "worker":
+			r.Worker = true
+		case "scheduler":
+			r.Scheduler = true
+		default:
+			return r, fmt.Errorf("unknown role %q: use intake, worker, scheduler or all (comma-separated)", part)
+		}
+	}
+	return r, nil
+}
+
+func (r Roles) String() string {
+	var out []string
+	for _, x := range []struct {
+		on   bool
+		name string
+	}{{r.Intake, "intake"}, {r.Worker, "worker"}, {r.Scheduler, "scheduler"}} {
+		if x.on {
+			out = append(out, x.name)
+		}
+	}
+	return strings.Join(out, ",")
 }
 
 // runtime is everything that follows from one config: the rules, the clients
@@ -115,7 +161,13 @@ func New(o Options) (a *App, err error) {
 	if o.Env == nil {
 		o.Env = func(string) string { return "" }
 	}
+	if o.Roles == (Roles{}) {
+		o.Roles = AllRoles
+	}
 	cfg := o.Config
+	if o.Roles != AllRoles && cfg.Redis.URL == "" {
+		return nil, fmt.Errorf("--role %s: separate roles meet in Redis; set redis.url (or AUTOINVITE_REDIS_URL), the embedded Redis lives in one process", o.Roles)
+	}
 	a = &App{opts: o, cfg: cfg, log: o.Logger, queue: jobs.EventsQueue(cfg.Redis.KeyPrefix), now: o.Now, recent: map[string]*runtime{}}
 	defer func() {
 		if err != nil {
@@ -177,7 +229,13 @@ func New(o Options) (a *App, err error) {
 	admin := adminAuth{user: o.Secrets.AdminUser, password: o.Secrets.AdminPassword}
 
 	mux := http.NewServeMux()
-	mux.Handle("/webhooks/jira", hook)
+	if o.Roles.Intake {
+		mux.Handle("/webhooks/jira", hook)
+	} else {
+		mux.HandleFunc("/webhooks/jira", func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "this process runs --role "+o.Roles.String()+": send webhooks to an intake process", http.StatusNotFound)
+		})
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
@@ -576,13 +634,17 @@ func (a *App) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
 	}
-	if err := a.StartWorkers(); err != nil {
-		ln.Close()
-		return err
+	if a.opts.Roles.Worker {
+		if err := a.StartWorkers(); err != nil {
+			ln.Close()
+			return err
+		}
 	}
-	if err := a.StartScheduler(); err != nil {
-		ln.Close()
-		return err
+	if a.opts.Roles.Scheduler {
+		if err := a.StartScheduler(); err != nil {
+			ln.Close()
+			return err
+		}
 	}
 	if a.opts.ConfigPath != "" {
 		if err := a.WatchConfig(ctx); err != nil {
@@ -595,7 +657,7 @@ func (a *App) Run(ctx context.Context) error {
 	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	a.log.Info().Str("listen", ln.Addr().String()).Str("queue", a.queue).Msg("autoinvite serving: POST /webhooks/jira, GET /healthz, GET /readyz")
+	a.log.Info().Str("listen", ln.Addr().String()).Str("queue", a.queue).Str("roles", a.opts.Roles.String()).Msg("autoinvite serving: POST /webhooks/jira, GET /healthz, GET /readyz, GET /metrics")
 	select {
 	case <-ctx.Done():
 	case err := <-errc:

@@ -130,7 +130,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 	fs.SetOutput(stderr)
 	path := configFlag(fs, env)
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	roleFlag := fs.String("role", "all", "what this process runs: intake, worker, scheduler or all (comma-separated)")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	roles, err := app.ParseRoles(*roleFlag)
+	if err != nil {
+		fmt.Fprintf(stderr, "--role: %v\n", err)
 		return 2
 	}
 	lvl, err := zerolog.ParseLevel(*level)
@@ -155,7 +161,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 	}
 	log.Info().Str("config", *path).Int("workspaces", len(cfg.Workspaces)).Str("secrets", secrets.String()).Msg("config loaded")
 
-	a, err := app.New(app.Options{Config: cfg, ConfigPath: *path, Env: env, Secrets: secrets, Logger: log})
+	a, err := app.New(app.Options{Config: cfg, ConfigPath: *path, Env: env, Secrets: secrets, Logger: log, Roles: roles})
 	if err != nil {
 		log.Error().Err(err).Msg("start")
 		return 1

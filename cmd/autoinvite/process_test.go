@@ -73,13 +73,13 @@ type proc struct {
 	logs *testenv.SyncBuffer
 }
 
-func (p *procEnv) start() *proc {
+func (p *procEnv) start(args ...string) *proc {
 	p.t.Helper()
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
 	logs := &testenv.SyncBuffer{}
-	cmd := exec.Command(autoinviteBinary(p.t), "serve", "--config", p.config)
+	cmd := exec.Command(autoinviteBinary(p.t), append([]string{"serve", "--config", p.config}, args...)...)
 	cmd.Env = append(os.Environ(),
 		"AUTOINVITE_LISTEN="+addr, "AUTOINVITE_REDIS_URL="+p.redis.URL,
 		"AUTOINVITE_JIRA_BASE_URL="+p.fake.URL, "AUTOINVITE_BITBUCKET_BASE_URL="+p.fake.URL,
@@ -250,5 +250,30 @@ func TestGracefulShutdownFinishesOrRequeues(t *testing.T) {
 	}
 	if got := p.fake.GroupMembers("acme", "readers"); len(got) != 1 {
 		t.Fatalf("readers = %v", got)
+	}
+}
+
+// Intake and workers as separate processes: the intake only queues, the
+// worker only processes, and a webhook sent to the worker is refused.
+func TestRolesSplitIntakeAndWorkers(t *testing.T) {
+	p := newProcEnv(t, "")
+	in := p.start("--role", "intake")
+	ins := p.inspector()
+	if code := in.webhook(t, fake.DemoNewcomerAccountID, "noah@acme.com"); code != http.StatusAccepted {
+		t.Fatalf("webhook to the intake = %d", code)
+	}
+	time.Sleep(500 * time.Millisecond) // an intake-only process must not process it
+	if info, err := ins.GetQueueInfo(p.queue); err != nil || info.Pending != 1 || len(p.fake.Calls()) != 0 {
+		t.Fatalf("after intake only: %+v, %v, %d Atlassian calls; want 1 pending and none", info, err, len(p.fake.Calls()))
+	}
+	wk := p.start("--role", "worker")
+	waitFor(t, 20*time.Second, "the worker to process the signup", func() bool {
+		return invitationCalls(p.fake.Fake)[200] == 1
+	})
+	if code := wk.webhook(t, fake.DemoMemberAccountID, "mia@acme.com"); code != http.StatusNotFound {
+		t.Fatalf("webhook to a worker-only process = %d, want 404", code)
+	}
+	if !strings.Contains(wk.logs.String(), `"roles":"worker"`) || !strings.Contains(in.logs.String(), `"roles":"intake"`) {
+		t.Fatalf("processes do not log their roles")
 	}
 }
