@@ -4,6 +4,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -165,7 +166,7 @@ func New(o Options) (a *App, err error) {
 		o.Roles = AllRoles
 	}
 	cfg := o.Config
-	if o.Roles != AllRoles && cfg.Redis.URL == "" {
+	if o.Roles != AllRoles && cfg.Redis.Embedded() {
 		return nil, fmt.Errorf("--role %s: separate roles meet in Redis; set redis.url (or AUTOINVITE_REDIS_URL), the embedded Redis lives in one process", o.Roles)
 	}
 	a = &App{opts: o, cfg: cfg, log: o.Logger, queue: jobs.EventsQueue(cfg.Redis.KeyPrefix), now: o.Now, recent: map[string]*runtime{}}
@@ -461,7 +462,7 @@ func defaultRetryDelay(n int, err error, t *asynq.Task) time.Duration {
 }
 
 func (a *App) connectRedis() error {
-	if a.cfg.Redis.URL == "" {
+	if a.cfg.Redis.Embedded() {
 		m := miniredis.NewMiniRedis()
 		if err := m.StartAddr("127.0.0.1:0"); err != nil {
 			return fmt.Errorf("start embedded redis: %w", err)
@@ -472,18 +473,51 @@ func (a *App) connectRedis() error {
 		a.redisOpt = asynq.RedisClientOpt{Addr: m.Addr()}
 		a.log.Warn().Str("addr", m.Addr()).Msg("EMBEDDED REDIS: queue and ledger live in memory and vanish on exit; set AUTOINVITE_REDIS_URL for real use")
 	} else {
-		opts, err := redis.ParseURL(a.cfg.Redis.URL)
-		if err != nil {
-			return fmt.Errorf("redis.url: %w", err)
-		}
-		a.rdb = redis.NewClient(opts)
-		if a.redisOpt, err = asynq.ParseRedisURI(a.cfg.Redis.URL); err != nil {
-			return fmt.Errorf("redis.url: %w", err)
+		var err error
+		if a.rdb, a.redisOpt, err = redisClients(a.cfg.Redis, a.opts.Secrets); err != nil {
+			return err
 		}
 		a.checkEviction()
 	}
 	a.closers = append(a.closers, func() { a.rdb.Close() })
 	return nil
+}
+
+// redisClients connects go-redis (ledger, limiter) and describes the same
+// Redis to Asynq: one node by URL, a Sentinel-managed master, or a Cluster.
+func redisClients(r config.Redis, s config.Secrets) (redis.UniversalClient, asynq.RedisConnOpt, error) {
+	switch {
+	case r.Sentinel != nil:
+		st := r.Sentinel
+		var tlsCfg *tls.Config
+		if st.TLS {
+			tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		rdb := redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: st.MasterName, SentinelAddrs: st.Addrs, DB: st.DB,
+			Password: s.RedisPassword, SentinelPassword: s.RedisSentinelPassword, TLSConfig: tlsCfg,
+		})
+		return rdb, asynq.RedisFailoverClientOpt{
+			MasterName: st.MasterName, SentinelAddrs: st.Addrs, DB: st.DB,
+			Password: s.RedisPassword, SentinelPassword: s.RedisSentinelPassword, TLSConfig: tlsCfg,
+		}, nil
+	case r.Cluster != nil:
+		var tlsCfg *tls.Config
+		if r.Cluster.TLS {
+			tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: r.Cluster.Addrs, Password: s.RedisPassword, TLSConfig: tlsCfg})
+		return rdb, asynq.RedisClusterClientOpt{Addrs: r.Cluster.Addrs, Password: s.RedisPassword, TLSConfig: tlsCfg}, nil
+	}
+	opts, err := redis.ParseURL(r.URL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("redis.url: %w", err)
+	}
+	opt, err := asynq.ParseRedisURI(r.URL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("redis.url: %w", err)
+	}
+	return redis.NewClient(opts), opt, nil
 }
 
 // checkEviction warns when Redis may evict keys: an evicted task is a lost

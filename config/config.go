@@ -6,6 +6,7 @@
 package config
 
 import (
+	"fmt"
 	"time"
 )
 
@@ -47,7 +48,31 @@ type Redis struct {
 	// KeyPrefix namespaces the ledger keys and the Asynq queue names, so several
 	// installations (or test runs) can share one Redis.
 	KeyPrefix string `yaml:"key_prefix"`
+	// Sentinel connects through Redis Sentinel (automatic failover).
+	Sentinel *Sentinel `yaml:"sentinel"`
+	// Cluster connects to a Redis Cluster.
+	Cluster *Cluster `yaml:"cluster"`
 }
+
+// Sentinel locates the Redis master through Sentinels. Passwords come from
+// AUTOINVITE_REDIS_PASSWORD and AUTOINVITE_REDIS_SENTINEL_PASSWORD.
+type Sentinel struct {
+	MasterName string   `yaml:"master_name"`
+	Addrs      []string `yaml:"addrs"`
+	DB         int      `yaml:"db"`
+	TLS        bool     `yaml:"tls"`
+}
+
+// Cluster lists seed nodes of a Redis Cluster. The password comes from
+// AUTOINVITE_REDIS_PASSWORD.
+type Cluster struct {
+	Addrs []string `yaml:"addrs"`
+	TLS   bool     `yaml:"tls"`
+}
+
+// Embedded reports whether no Redis is configured: the service then runs an
+// in-process one.
+func (r Redis) Embedded() bool { return r.URL == "" && r.Sentinel == nil && r.Cluster == nil }
 
 // Jira describes the Jira site that sends the webhooks.
 type Jira struct {
@@ -321,6 +346,8 @@ func (c *Config) NeedsRestart(next *Config) []string {
 	}
 	check("listen", c.Listen != next.Listen)
 	check("redis.url", c.Redis.URL != next.Redis.URL)
+	check("redis.sentinel", fmt.Sprint(c.Redis.Sentinel) != fmt.Sprint(next.Redis.Sentinel))
+	check("redis.cluster", fmt.Sprint(c.Redis.Cluster) != fmt.Sprint(next.Redis.Cluster))
 	check("redis.key_prefix", c.Redis.KeyPrefix != next.Redis.KeyPrefix)
 	check("invitations.sweep_schedule", c.Invitations.SweepSchedule != next.Invitations.SweepSchedule)
 	check("intake", c.Intake != next.Intake)

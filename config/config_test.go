@@ -84,6 +84,11 @@ func TestWrongTypesAndSyntax(t *testing.T) {
 			`f.yaml:1: jira.deployment: must be "cloud" or "datacenter", got "server"`},
 		"workspace twice": {"workspaces:\n- workspace: a\n  rules: [{name: r, groups: [g]}]\n- workspace: a\n  rules: [{name: r, groups: [g]}]\n",
 			`f.yaml:4: workspaces[1].workspace: workspace "a" is listed twice; put all its rules under one entry`},
+		"two redis topologies": {"redis: {url: \"redis://r:6379/0\", cluster: {addrs: [\"r1:7000\"]}}\n",
+			"f.yaml:1: redis: set only one of url, sentinel and cluster"},
+		"sentinel without master": {"redis:\n  sentinel: {addrs: [\"s1:26379\", s2]}\n",
+			"f.yaml:2: redis.sentinel.master_name: is required (the name the Sentinels monitor, e.g. mymaster)\n" +
+				`f.yaml:2: redis.sentinel.addrs[1]: must be host:port, got "s2"`},
 		"bad domain": {"workspaces:\n- workspace: a\n  rules: [{name: r, match: {email_domains: [bob@acme.com]}, groups: [g]}]\n",
 			`f.yaml:3: workspaces[0].rules[0].match.email_domains[0]: "bob@acme.com" is not a domain name (write acme.com, not an address)`},
 	}

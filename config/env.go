@@ -48,6 +48,10 @@ type Secrets struct {
 	WebhookSecret        string
 	AdminUser            string
 	AdminPassword        string
+	// RedisPassword and RedisSentinelPassword are for redis.sentinel and
+	// redis.cluster (a redis.url carries its own).
+	RedisPassword         string
+	RedisSentinelPassword string
 }
 
 // SecretsFromEnv reads the secrets. For each NAME, NAME_FILE may name a file
@@ -62,15 +66,17 @@ func SecretsFromEnv(env func(string) string) (Secrets, error) {
 		return v
 	}
 	s := Secrets{
-		JiraEmail:            get("AUTOINVITE_JIRA_EMAIL"),
-		JiraAPIToken:         get("AUTOINVITE_JIRA_API_TOKEN"),
-		JiraBearerToken:      get("AUTOINVITE_JIRA_BEARER_TOKEN"),
-		BitbucketEmail:       get("AUTOINVITE_BITBUCKET_EMAIL"),
-		BitbucketAPIToken:    get("AUTOINVITE_BITBUCKET_API_TOKEN"),
-		BitbucketAccessToken: get("AUTOINVITE_BITBUCKET_ACCESS_TOKEN"),
-		WebhookSecret:        get("AUTOINVITE_JIRA_WEBHOOK_SECRET"),
-		AdminUser:            get("AUTOINVITE_ADMIN_USER"),
-		AdminPassword:        get("AUTOINVITE_ADMIN_PASSWORD"),
+		JiraEmail:             get("AUTOINVITE_JIRA_EMAIL"),
+		JiraAPIToken:          get("AUTOINVITE_JIRA_API_TOKEN"),
+		JiraBearerToken:       get("AUTOINVITE_JIRA_BEARER_TOKEN"),
+		BitbucketEmail:        get("AUTOINVITE_BITBUCKET_EMAIL"),
+		BitbucketAPIToken:     get("AUTOINVITE_BITBUCKET_API_TOKEN"),
+		BitbucketAccessToken:  get("AUTOINVITE_BITBUCKET_ACCESS_TOKEN"),
+		WebhookSecret:         get("AUTOINVITE_JIRA_WEBHOOK_SECRET"),
+		AdminUser:             get("AUTOINVITE_ADMIN_USER"),
+		AdminPassword:         get("AUTOINVITE_ADMIN_PASSWORD"),
+		RedisPassword:         get("AUTOINVITE_REDIS_PASSWORD"),
+		RedisSentinelPassword: get("AUTOINVITE_REDIS_SENTINEL_PASSWORD"),
 	}
 	return s, firstErr
 }
@@ -125,9 +131,9 @@ func (s Secrets) String() string {
 		}
 		return "set"
 	}
-	return fmt.Sprintf("jira_email=%s jira_api_token=%s jira_bearer_token=%s bitbucket_email=%s bitbucket_api_token=%s bitbucket_access_token=%s webhook_secret=%s admin_user=%s admin_password=%s",
+	return fmt.Sprintf("jira_email=%s jira_api_token=%s jira_bearer_token=%s bitbucket_email=%s bitbucket_api_token=%s bitbucket_access_token=%s webhook_secret=%s admin_user=%s admin_password=%s redis_password=%s redis_sentinel_password=%s",
 		set(s.JiraEmail), set(s.JiraAPIToken), set(s.JiraBearerToken), set(s.BitbucketEmail),
-		set(s.BitbucketAPIToken), set(s.BitbucketAccessToken), set(s.WebhookSecret), set(s.AdminUser), set(s.AdminPassword))
+		set(s.BitbucketAPIToken), set(s.BitbucketAccessToken), set(s.WebhookSecret), set(s.AdminUser), set(s.AdminPassword), set(s.RedisPassword), set(s.RedisSentinelPassword))
 }
 
 // GoString keeps %#v from printing secrets too.

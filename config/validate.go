@@ -65,6 +65,7 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 			v.fail("redis.url", "must be a redis://, rediss:// or unix:// URL (or empty for the embedded Redis)")
 		}
 	}
+	v.redisTopology(&c.Redis)
 	if !keyPrefixPattern.MatchString(c.Redis.KeyPrefix) {
 		v.fail("redis.key_prefix", "must be 1-64 letters, digits or _ : . -")
 	}
@@ -186,6 +187,42 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 		}
 	}
 	return v.errs
+}
+
+// redisTopology allows one way to reach Redis: url, sentinel or cluster.
+func (v *validator) redisTopology(r *Redis) {
+	set := 0
+	for _, on := range []bool{r.URL != "", r.Sentinel != nil, r.Cluster != nil} {
+		if on {
+			set++
+		}
+	}
+	if set > 1 {
+		v.fail("redis", "set only one of url, sentinel and cluster")
+	}
+	if s := r.Sentinel; s != nil {
+		if s.MasterName == "" {
+			v.fail("redis.sentinel.master_name", "is required (the name the Sentinels monitor, e.g. mymaster)")
+		}
+		v.addrs("redis.sentinel.addrs", s.Addrs)
+		if s.DB < 0 || s.DB > 15 {
+			v.fail("redis.sentinel.db", "must be between 0 and 15")
+		}
+	}
+	if c := r.Cluster; c != nil {
+		v.addrs("redis.cluster.addrs", c.Addrs)
+	}
+}
+
+func (v *validator) addrs(field string, addrs []string) {
+	if len(addrs) == 0 {
+		v.fail(field, "needs at least one host:port")
+	}
+	for i, a := range addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			v.fail(fmt.Sprintf("%s[%d]", field, i), "must be host:port, got %q", a)
+		}
+	}
 }
 
 // target validates and defaults a workspace's Bitbucket target.

@@ -234,7 +234,10 @@ func New(rdb redis.UniversalClient, prefix string, opts Options) *Store {
 	if opts.AuditMaxLen <= 0 {
 		opts.AuditMaxLen = 100000
 	}
-	return &Store{rdb: rdb, prefix: prefix, opts: opts}
+	// One Redis Cluster hash tag for every ledger key: an entry, its indexes
+	// and its audit record are written in one MULTI, which a cluster only
+	// allows within one slot.
+	return &Store{rdb: rdb, prefix: "{" + prefix + "}", opts: opts}
 }
 
 func (s *Store) entryKey(workspace, personID string) string {

@@ -46,8 +46,8 @@ func (c *cli) connect(path string) (*app.App, *config.Config, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if cfg.Redis.URL == "" {
-		return nil, nil, errors.New("admin commands read the service's ledger: set redis.url or AUTOINVITE_REDIS_URL (the embedded Redis lives inside `serve`)")
+	if cfg.Redis.Embedded() {
+		return nil, nil, errors.New("admin commands read the service's ledger: set redis.url (or AUTOINVITE_REDIS_URL), redis.sentinel or redis.cluster (the embedded Redis lives inside `serve`)")
 	}
 	secrets, err := config.SecretsFromEnv(c.env)
 	if err != nil {

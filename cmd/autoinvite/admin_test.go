@@ -145,7 +145,7 @@ func TestAdminCommandsRefuseTheEmbeddedRedis(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "a.yaml")
 	os.WriteFile(cfg, []byte(testenv.DefaultRules), 0o600)
 	cl := &cli{stdout: &out, stderr: &errOut, env: func(string) string { return "" }, now: time.Now}
-	if code := cl.run(context.Background(), []string{"invites", "list", "--config", cfg}); code != 1 || !strings.Contains(errOut.String(), "set redis.url or AUTOINVITE_REDIS_URL") {
+	if code := cl.run(context.Background(), []string{"invites", "list", "--config", cfg}); code != 1 || !strings.Contains(errOut.String(), "set redis.url (or AUTOINVITE_REDIS_URL), redis.sentinel or redis.cluster") {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
 }

@@ -57,7 +57,7 @@ func (r *Redis) cleanup(t testing.TB) {
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 	ctx := context.Background()
-	for _, pattern := range []string{r.Prefix + ":*", "asynq:{" + r.Prefix + ":*", "rate:" + r.Prefix + ":*"} {
+	for _, pattern := range []string{"{" + r.Prefix + "}:*", "{" + r.Prefix + ":rl:*", "asynq:{" + r.Prefix + ":*"} {
 		iter := rdb.Scan(ctx, 0, pattern, 500).Iterator()
 		for iter.Next(ctx) {
 			rdb.Del(ctx, iter.Val())

@@ -61,8 +61,12 @@ type settings struct {
 	workers    bool
 	now        func() time.Time
 	redisURL   string
+	cluster    []string
 	noAdmin    bool
 }
+
+// WithRedisCluster points the app at a Redis Cluster (redis.cluster).
+func WithRedisCluster(addrs []string) Option { return func(s *settings) { s.cluster = addrs } }
 
 // WithoutAdmin leaves AUTOINVITE_ADMIN_USER/PASSWORD unset.
 func WithoutAdmin() Option { return func(s *settings) { s.noAdmin = true } }
@@ -117,6 +121,10 @@ func New(t testing.TB, opts ...Option) *Env {
 		config.DefaultOrgAPIKeyEnv:       OrgAPIKey,
 	}
 	header := "jira: {deployment: " + s.deployment + "}\nredis: {key_prefix: " + r.Prefix + "}\n"
+	if len(s.cluster) > 0 {
+		delete(env, "AUTOINVITE_REDIS_URL")
+		header = "jira: {deployment: " + s.deployment + "}\nredis: {key_prefix: " + r.Prefix + ", cluster: {addrs: [" + strings.Join(s.cluster, ", ") + "]}}\n"
+	}
 	path := filepath.Join(t.TempDir(), "autoinvite.yaml")
 	// Rules may point per-workspace targets at the fake with $FAKE_URL.
 	s.rules = strings.ReplaceAll(s.rules, "$FAKE_URL", f.URL)
