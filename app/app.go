@@ -60,6 +60,9 @@ type Options struct {
 	PollInterval time.Duration
 	// Roles says what this process does (zero value: everything).
 	Roles Roles
+	// AtlassianTransport replaces the HTTP transport of every Atlassian client
+	// (benchmarks use the fake in process).
+	AtlassianTransport http.RoundTripper
 }
 
 // Roles are the parts of autoinvite one process runs. Intake and workers
@@ -544,8 +547,8 @@ func (a *App) checkEviction() {
 func (a *App) atlassianOptions(s config.Secrets) (jiraOpts, bbOpts atlassian.Options, err error) {
 	ua := "autoinvite/" + Version
 	// Base URLs and timeouts come from the config in force (buildRuntime).
-	jiraOpts = atlassian.Options{UserAgent: ua}
-	bbOpts = atlassian.Options{UserAgent: ua}
+	jiraOpts = atlassian.Options{UserAgent: ua, Transport: a.opts.AtlassianTransport}
+	bbOpts = atlassian.Options{UserAgent: ua, Transport: a.opts.AtlassianTransport}
 	if !s.HasAtlassianCredentials() {
 		url, err := a.startSandbox()
 		if err != nil {

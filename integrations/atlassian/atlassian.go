@@ -47,6 +47,12 @@ func NewClient(o Options) *resty.Client {
 		SetDisableWarn(true) // its plain-text warnings would break the JSON log stream
 	if o.Transport != nil {
 		c.SetTransport(o.Transport)
+	} else {
+		// Workers call one host from many goroutines: keep their connections
+		// (Go's default keeps 2 idle per host and redials the rest).
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = 64
+		c.SetTransport(t)
 	}
 	if o.Instrument != nil {
 		o.Instrument(c)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sort"
 	"strconv"
@@ -72,9 +73,12 @@ type Fault struct {
 type workspace struct {
 	members     map[string]bool            // account ids
 	groups      map[string]map[string]bool // group slug -> members
-	invitations []Invitation
-	orgManaged  bool // the 1.0 invitations resource answers 404
+	invitations []Invitation    // oldest first
+	invited     map[string]bool // email (lower case) + "\x00" + group of pending invitations
+	orgManaged  bool            // the 1.0 invitations resource answers 404
 }
+
+func invitationKey(email, group string) string { return strings.ToLower(email) + "\x00" + group }
 
 // Fake is the fake Atlassian. The zero value is not usable: call New.
 type Fake struct {
@@ -143,7 +147,7 @@ func (f *Fake) AddJiraUser(u JiraUser) {
 func (f *Fake) AddWorkspace(slug string, groups ...string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	ws := &workspace{members: map[string]bool{}, groups: map[string]map[string]bool{}}
+	ws := &workspace{members: map[string]bool{}, groups: map[string]map[string]bool{}, invited: map[string]bool{}}
 	for _, g := range groups {
 		ws.groups[g] = map[string]bool{}
 	}
@@ -172,6 +176,7 @@ func (f *Fake) Accept(slug, email, accountID string) {
 	for _, inv := range ws.invitations {
 		if strings.EqualFold(inv.Email, email) {
 			ws.groups[inv.Group][accountID] = true
+			delete(ws.invited, invitationKey(inv.Email, inv.Group))
 			continue
 		}
 		kept = append(kept, inv)
@@ -202,10 +207,15 @@ func (f *Fake) Invitations(slug string) []Invitation {
 // dropExpired forgets invitations older than the TTL. Callers hold f.mu.
 func (f *Fake) dropExpired(ws *workspace) {
 	now := f.now()
+	if len(ws.invitations) == 0 || now.Sub(ws.invitations[0].SentOn) < f.invTTL {
+		return // the oldest is still valid: so are the others
+	}
 	kept := ws.invitations[:0]
 	for _, inv := range ws.invitations {
 		if now.Sub(inv.SentOn) < f.invTTL {
 			kept = append(kept, inv)
+		} else {
+			delete(ws.invited, invitationKey(inv.Email, inv.Group))
 		}
 	}
 	ws.invitations = kept
@@ -574,12 +584,11 @@ func (f *Fake) invite(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.dropExpired(ws)
-		for _, inv := range ws.invitations {
-			if strings.EqualFold(inv.Email, body.Email) && inv.Group == body.GroupSlug {
-				errorJSON(w, http.StatusConflict, "already invited")
-				return
-			}
+		if ws.invited[invitationKey(body.Email, body.GroupSlug)] {
+			errorJSON(w, http.StatusConflict, "already invited")
+			return
 		}
+		ws.invited[invitationKey(body.Email, body.GroupSlug)] = true
 		ws.invitations = append(ws.invitations, Invitation{Email: body.Email, Group: body.GroupSlug, SentOn: f.now().UTC()})
 		writeJSON(w, http.StatusOK, map[string]string{"email": body.Email, "group_slug": body.GroupSlug})
 	})
@@ -607,4 +616,23 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// RoundTripper answers requests in process, without a socket: for benchmarks
+// that measure autoinvite rather than loopback TCP.
+func (f *Fake) RoundTripper() http.RoundTripper {
+	return roundTripper{f}
+}
+
+type roundTripper struct{ f *Fake }
+
+func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	if r.Body == nil {
+		r.Body = http.NoBody
+	}
+	rt.f.ServeHTTP(rec, r)
+	resp := rec.Result()
+	resp.Request = r
+	return resp, nil
 }

@@ -17,6 +17,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-resty/resty/v2"
@@ -63,6 +64,10 @@ type Limiter struct {
 	rdb redis.UniversalClient
 	o   Options
 	key string
+	// backoffChecked is when (unix ms) a call last found no back-off;
+	// throttled when this process last saw a 429.
+	backoffChecked atomic.Int64
+	throttled      atomic.Int64
 }
 
 // New returns a limiter for one API and credential.
@@ -81,15 +86,10 @@ func New(rdb redis.UniversalClient, o Options) *Limiter {
 }
 
 // Take spends one request of every budget the call counts against, or returns
-// a *WaitError. While 429s come back, everyone waits out the back-off.
+// a *WaitError. While 429s come back, everyone waits out the back-off. It is
+// one round trip to Redis (none when no budget applies and no 429 was seen
+// lately).
 func (l *Limiter) Take(ctx context.Context, method, pathTemplate string) error {
-	// The value is the back-off's end (unix ms); the TTL only cleans up.
-	if until, err := l.rdb.Get(ctx, l.key+":backoff").Int64(); err == nil {
-		if left := time.Until(time.UnixMilli(until)); left > 0 {
-			l.o.OnWait(l.o.API)
-			return &WaitError{API: l.o.API, Budget: "429 back-off", RetryAfter: left}
-		}
-	}
 	var keys []string
 	var args []any
 	var names []string
@@ -101,42 +101,57 @@ func (l *Limiter) Take(ctx context.Context, method, pathTemplate string) error {
 		args = append(args, b.Requests, b.Per.Milliseconds())
 		names = append(names, b.Name)
 	}
-	if len(keys) == 0 {
+	if len(keys) == 0 && time.Since(time.UnixMilli(l.backoffChecked.Load())) < backoffRecheck {
 		return nil
 	}
+	// KEYS[1] is the back-off; the budgets follow.
+	keys = append([]string{l.key + ":backoff"}, keys...)
 	args = append([]any{strconv.FormatUint(rand.Uint64(), 36)}, args...)
 	res, err := spendScript.Run(ctx, l.rdb, keys, args...).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("rate limiter %s: %w", l.key, err)
 	}
-	if res[0] >= 0 {
+	switch {
+	case res[0] == -2:
+		l.o.OnWait(l.o.API)
+		return &WaitError{API: l.o.API, Budget: "429 back-off", RetryAfter: time.Duration(max(res[1], 1)) * time.Millisecond}
+	case res[0] >= 0:
 		l.o.OnWait(l.o.API)
 		return &WaitError{API: l.o.API, Budget: names[res[0]], RetryAfter: time.Duration(max(res[1], 1)) * time.Millisecond}
 	}
+	l.backoffChecked.Store(time.Now().UnixMilli())
 	return nil
 }
 
-// spendScript checks every budget (KEYS[i]: a sorted set of call times in ms;
-// ARGV: a unique call id, then limit and window in ms per key) and records the
-// call in all of them only when all allow it. It answers {-1, 0} when allowed,
-// else {index of the spent budget, ms until its oldest call leaves the window}.
-// Time is Redis's, so every process agrees on it.
+// backoffRecheck is how long a call that spends no budget trusts the last
+// look at the shared 429 back-off.
+const backoffRecheck = 250 * time.Millisecond
+
+// spendScript checks the shared 429 back-off (KEYS[1]: its end in unix ms),
+// then every budget (KEYS[2..]: sorted sets of call times in ms; ARGV: a
+// unique call id, then limit and window in ms per budget), and records the
+// call in all budgets only when all allow it. It answers {-1, 0} when allowed,
+// {-2, ms left} during a back-off, else {index of the spent budget, ms until
+// its oldest call leaves the window}. Time is Redis's, so every process agrees.
 var spendScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i, key in ipairs(KEYS) do
-  local limit = tonumber(ARGV[2 * i])
-  local window = tonumber(ARGV[2 * i + 1])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  if redis.call('ZCARD', key) >= limit then
-    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    return {i - 1, tonumber(oldest[2]) + window - now}
+local untilMs = tonumber(redis.call('GET', KEYS[1]) or '0')
+if untilMs > now then
+  return {-2, untilMs - now}
+end
+for i = 2, #KEYS do
+  local limit = tonumber(ARGV[2 * i - 2])
+  local window = tonumber(ARGV[2 * i - 1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  if redis.call('ZCARD', KEYS[i]) >= limit then
+    local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+    return {i - 2, tonumber(oldest[2]) + window - now}
   end
 end
-for i, key in ipairs(KEYS) do
-  local window = tonumber(ARGV[2 * i + 1])
-  redis.call('ZADD', key, now, ARGV[1])
-  redis.call('PEXPIRE', key, window)
+for i = 2, #KEYS do
+  redis.call('ZADD', KEYS[i], now, ARGV[1])
+  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2 * i - 1]))
 end
 return {-1, 0}
 `)
@@ -151,12 +166,21 @@ func (l *Limiter) Throttled(ctx context.Context, retryAfter time.Duration) time.
 		d = Backoff(int(n), time.Second, l.o.MaxBackoff)
 	}
 	l.rdb.Set(ctx, l.key+":backoff", time.Now().Add(d).UnixMilli(), d+time.Second)
+	l.throttled.Store(time.Now().UnixMilli())
+	l.backoffChecked.Store(0)
 	return d
 }
 
-// Recovered resets the run of 429s after a successful call.
+// Recovered resets the run of 429s after a successful call. Only a process
+// that saw a 429 lately does it, so healthy calls cost no round trip.
 func (l *Limiter) Recovered(ctx context.Context) {
-	l.rdb.Del(ctx, l.key+":429s")
+	at := l.throttled.Load()
+	if at == 0 || time.Since(time.UnixMilli(at)) > 2*l.o.MaxBackoff {
+		return
+	}
+	if l.rdb.Del(ctx, l.key+":429s").Err() == nil {
+		l.throttled.CompareAndSwap(at, 0)
+	}
 }
 
 // Backoff is base·2^(n-1), capped, with ±20% jitter so processes spread out.
