@@ -73,9 +73,9 @@ type Fault struct {
 type workspace struct {
 	members     map[string]bool            // account ids
 	groups      map[string]map[string]bool // group slug -> members
-	invitations []Invitation    // oldest first
-	invited     map[string]bool // email (lower case) + "\x00" + group of pending invitations
-	orgManaged  bool            // the 1.0 invitations resource answers 404
+	invitations []Invitation               // oldest first
+	invited     map[string]bool            // email (lower case) + "\x00" + group of pending invitations
+	orgManaged  bool                       // the 1.0 invitations resource answers 404
 }
 
 func invitationKey(email, group string) string { return strings.ToLower(email) + "\x00" + group }
