@@ -204,3 +204,20 @@ func (e *benchEnv) waitProcessed(ctx context.Context, queue string, n int, limit
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// waitIdle waits until the queue has nothing pending, running, scheduled,
+// retrying or waiting in a batch.
+func (e *benchEnv) waitIdle(queue string, limit time.Duration) error {
+	ins := asynq.NewInspectorFromRedisClient(e.rdb)
+	start := time.Now()
+	for {
+		info, err := ins.GetQueueInfo(queue)
+		if err == nil && info.Pending+info.Active+info.Scheduled+info.Retry+info.Aggregating == 0 {
+			return nil
+		}
+		if time.Since(start) > limit {
+			return fmt.Errorf("queue %s not idle after %s: %+v", queue, limit, info)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/autoinvite/autoinvite/integrations/dryrun"
+	"github.com/autoinvite/autoinvite/jobs"
+	"github.com/autoinvite/autoinvite/ledger"
+	"github.com/autoinvite/autoinvite/rules"
+	"github.com/autoinvite/autoinvite/worker"
+)
+
+// benchSweep: time to find and queue the re-sends of the due invitations in a
+// large ledger, and the Redis memory of a ledger entry. The same due count in
+// a ledger ten times larger shows that the cost follows the due count.
+func benchSweep(ctx context.Context, env *benchEnv) error {
+	env.flush(ctx)
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	cfg, _, err := env.appConfig("http://127.0.0.1:1", benchRules)
+	if err != nil {
+		return err
+	}
+	engine, err := rules.New(cfg)
+	if err != nil {
+		return err
+	}
+	store := ledger.New(env.rdb, keyPrefix, ledger.Options{AuditMaxLen: cfg.Audit.MaxEntries})
+	client := asynq.NewClientFromRedisClient(env.rdb)
+	enq := jobs.NewEnqueuer(client, jobs.EnqueueOptions{Queue: jobs.EventsQueue(keyPrefix), MaxRetry: 25, Timeout: time.Minute, Retention: time.Hour})
+	w, err := worker.New(worker.Options{Jira: dryrun.Jira{}, Bitbucket: dryrun.Bitbucket{}, Ledger: store,
+		Rules: func() *rules.Engine { return engine }, FollowUps: enq, Logger: zerolog.Nop(), Now: func() time.Time { return now }})
+	if err != nil {
+		return err
+	}
+
+	small := env.o.ledger / 10
+	fmt.Printf("ledger entries: invited people with one pending invitation and an early-check time; %d of them due\n\n", env.o.due)
+	fmt.Println("| ledger entries | due | sweep: find + queue re-sends (median of 3) | Redis used_memory | per entry |")
+	fmt.Println("| ---: | ---: | ---: | ---: | ---: |")
+	base := usedMemory(ctx, env)
+	// The due ones first, so both ledger sizes hold the same due entries.
+	if err := populate(ctx, store, 0, env.o.due, now, true); err != nil {
+		return err
+	}
+	if err := populate(ctx, store, env.o.due, small, now, false); err != nil {
+		return err
+	}
+	var memSmall int64
+	for i, size := range []int{small, env.o.ledger} {
+		if i == 1 {
+			if err := populate(ctx, store, small, size, now, false); err != nil {
+				return err
+			}
+		}
+		mem := usedMemory(ctx, env) - base
+		if i == 0 {
+			memSmall = mem
+		}
+		took, err := sweepTime(ctx, env, w, now, env.o.due)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("| %d | %d | %s | %.0f MB | %d B |\n", size, env.o.due, took.Round(time.Millisecond), float64(mem)/1e6, mem/int64(size))
+	}
+	entryKey := fmt.Sprintf("{%s}:entry:acme:%s", keyPrefix, personID(1))
+	one, _ := env.rdb.MemoryUsage(ctx, entryKey).Result()
+	fmt.Printf("\nMEMORY USAGE of one entry's JSON key: %d B; the rest of the per-entry cost is its index members (due and early-check sorted sets, workspace and person sets, email key). Growth from %d to %d entries: %.0f B per added entry.\n",
+		one, small, env.o.ledger, float64(usedMemory(ctx, env)-base-memSmall)/float64(env.o.ledger-small))
+	return nil
+}
+
+func personID(i int) string { return "acct:557058:" + strconv.Itoa(i) }
+
+// populate writes entries [from, to) with 64 writers; due ones expired an hour ago.
+func populate(ctx context.Context, store *ledger.Store, from, to int, now time.Time, due bool) error {
+	var next atomic.Int64
+	next.Store(int64(from))
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for g := 0; g < 64; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= to {
+					return
+				}
+				sent := now.Add(-24 * time.Hour)
+				expires := now.Add(6 * 24 * time.Hour)
+				if due {
+					sent, expires = now.Add(-169*time.Hour), now.Add(-time.Hour)
+				}
+				e := &ledger.Entry{
+					Workspace: "acme", PersonID: personID(i), AccountID: "557058:" + strconv.Itoa(i),
+					Email: "p" + strconv.Itoa(i) + "@acme.com", DisplayName: "Person " + strconv.Itoa(i),
+					Status: ledger.StatusInvited, Waiting: []string{"readers"}, NextCheckAt: now.Add(3 * time.Hour),
+					RulesByGroup: map[string][]string{"developers": {"staff"}, "readers": {"everyone"}},
+					Invitations:  []ledger.Invitation{{Group: "developers", SentAt: sent, ExpiresAt: expires, State: ledger.InvitationPending}},
+					CreatedAt:    sent, UpdatedAt: sent,
+					History: []ledger.Event{
+						{At: sent, Actor: "webhook", Action: ledger.ActionDecided, Detail: "developers<-staff readers<-everyone"},
+						{At: sent, Actor: "webhook", Action: ledger.ActionInvitationSent, Group: "developers"},
+					},
+				}
+				if err := store.Put(ctx, e); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, ok := firstErr.Load().(error); ok {
+		return err
+	}
+	return nil
+}
+
+// sweepTime runs the sweep three times (each a new tick, so a new set of
+// follow-up task ids) and returns the median.
+func sweepTime(ctx context.Context, env *benchEnv, w *worker.Worker, now time.Time, wantDue int) (time.Duration, error) {
+	var times []float64
+	for i := 0; i < 3; i++ {
+		tick := now.Add(time.Duration(i) * time.Minute)
+		start := time.Now()
+		due, _, err := w.QueueFollowUps(ctx, tick)
+		took := time.Since(start)
+		if err != nil {
+			return 0, err
+		}
+		if due != wantDue {
+			return 0, fmt.Errorf("sweep found %d due, want %d", due, wantDue)
+		}
+		times = append(times, float64(took))
+		// Forget the queued follow-ups so the queue does not grow between runs.
+		if err := deleteByPattern(ctx, env, "asynq:{"+keyPrefix+":events}:*"); err != nil {
+			return 0, err
+		}
+	}
+	return time.Duration(median(times)), nil
+}
+
+func deleteByPattern(ctx context.Context, env *benchEnv, pattern string) error {
+	iter := env.rdb.Scan(ctx, 0, pattern, 1000).Iterator()
+	var batch []string
+	for iter.Next(ctx) {
+		batch = append(batch, iter.Val())
+		if len(batch) == 1000 {
+			env.rdb.Unlink(ctx, batch...)
+			batch = batch[:0]
+		}
+	}
+	if len(batch) > 0 {
+		env.rdb.Unlink(ctx, batch...)
+	}
+	return iter.Err()
+}
+
+func usedMemory(ctx context.Context, env *benchEnv) int64 {
+	info, _ := env.rdb.Info(ctx, "memory").Result()
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
