@@ -212,7 +212,10 @@ func (e *benchEnv) waitIdle(queue string, limit time.Duration) error {
 	start := time.Now()
 	for {
 		info, err := ins.GetQueueInfo(queue)
-		if err == nil && info.Pending+info.Active+info.Scheduled+info.Retry+info.Aggregating == 0 {
+		// Tasks being aggregated sit in an aggregation set, counted nowhere in
+		// the queue info, until the batch task is enqueued.
+		sets, _ := e.rdb.ZCard(context.Background(), "asynq:{"+queue+"}:aggregation_sets").Result()
+		if err == nil && info.Pending+info.Active+info.Scheduled+info.Retry+info.Aggregating+int(sets) == 0 {
 			return nil
 		}
 		if time.Since(start) > limit {

@@ -79,18 +79,18 @@ func DecodeBatch(payload []byte) (Batch, error) {
 	return b, nil
 }
 
-// EnqueueBatchItem puts a person in the group of their call. The same person,
-// kind, workspace and groups wait once however often the signup is replayed.
+// EnqueueBatchItem puts a person in the group of their call. It sets no task
+// id: Asynq frees a grouped task's id only some time after aggregating it, and
+// the ledger already keeps a replayed signup from queueing twice (the batch
+// handler skips people it has settled).
 func (q *Enqueuer) EnqueueBatchItem(ctx context.Context, it BatchItem) error {
 	payload, err := json.Marshal(it)
 	if err != nil {
 		return fmt.Errorf("encode batch item: %w", err)
 	}
-	key := it.GroupKey()
 	_, err = q.client.EnqueueContext(ctx, asynq.NewTask(TypeBatchItem, payload),
-		asynq.Group(key), asynq.TaskID("batch:"+key+"|"+it.PersonID),
-		asynq.Queue(q.opts.Queue), asynq.MaxRetry(q.opts.MaxRetry), asynq.Timeout(q.opts.Timeout))
-	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		asynq.Group(it.GroupKey()), asynq.Queue(q.opts.Queue), asynq.MaxRetry(q.opts.MaxRetry), asynq.Timeout(q.opts.Timeout))
+	if err != nil {
 		return fmt.Errorf("queue %s of %s in %s for a batched call: %w", it.Kind, it.PersonID, it.Workspace, err)
 	}
 	return nil

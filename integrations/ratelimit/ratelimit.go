@@ -57,6 +57,11 @@ type Options struct {
 	OnWait func(api string)
 	// MaxBackoff caps the slow-down after 429s.
 	MaxBackoff time.Duration
+	// MaxInPlaceWait: a wait up to this long is slept through inside the call
+	// (cheaper and more precise than rescheduling the task, whose delays Asynq
+	// keeps in whole seconds); longer ones return a *WaitError. Default 2s;
+	// negative disables.
+	MaxInPlaceWait time.Duration
 }
 
 // Limiter spends budgets shared through Redis.
@@ -79,6 +84,9 @@ func New(rdb redis.UniversalClient, o Options) *Limiter {
 	if o.OnWait == nil {
 		o.OnWait = func(string) {}
 	}
+	if o.MaxInPlaceWait == 0 {
+		o.MaxInPlaceWait = 2 * time.Second
+	}
 	// The braces make a Redis Cluster hash tag: all of a credential's budgets
 	// live in one slot, so one script can check and spend them together.
 	return &Limiter{rdb: rdb, o: o,
@@ -90,6 +98,24 @@ func New(rdb redis.UniversalClient, o Options) *Limiter {
 // one round trip to Redis (none when no budget applies and no 429 was seen
 // lately).
 func (l *Limiter) Take(ctx context.Context, method, pathTemplate string) error {
+	deadline := time.Now().Add(l.o.MaxInPlaceWait)
+	for {
+		err := l.take(ctx, method, pathTemplate)
+		w, waiting := AsWait(err)
+		if !waiting || time.Now().Add(w.RetryAfter).After(deadline) {
+			return err
+		}
+		t := time.NewTimer(w.RetryAfter)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+func (l *Limiter) take(ctx context.Context, method, pathTemplate string) error {
 	var keys []string
 	var args []any
 	var names []string
@@ -98,7 +124,10 @@ func (l *Limiter) Take(ctx context.Context, method, pathTemplate string) error {
 			continue
 		}
 		keys = append(keys, l.key+":"+b.Name)
-		args = append(args, b.Requests, b.Per.Milliseconds())
+		// A call counts from when it is spent here, Atlassian counts from
+		// when it arrives there: a margin of 0.2% of the window keeps that
+		// jitter from letting one call too many into some window.
+		args = append(args, b.Requests, (b.Per + b.Per/500).Milliseconds())
 		names = append(names, b.Name)
 	}
 	if len(keys) == 0 && time.Since(time.UnixMilli(l.backoffChecked.Load())) < backoffRecheck {

@@ -261,7 +261,10 @@ func (e *Env) WaitIdle() {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		info, err := ins.GetQueueInfo(e.App.Queue())
-		if err == nil && info.Pending+info.Active+info.Scheduled+info.Retry+info.Aggregating == 0 {
+		// Tasks being aggregated sit in an aggregation set, counted nowhere in
+		// the queue info, until the batch task is enqueued.
+		sets, _ := e.App.Redis().ZCard(context.Background(), "asynq:{"+e.App.Queue()+"}:aggregation_sets").Result()
+		if err == nil && info.Pending+info.Active+info.Scheduled+info.Retry+info.Aggregating+int(sets) == 0 {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)

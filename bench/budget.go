@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/autoinvite/autoinvite/app"
+	"github.com/autoinvite/autoinvite/integrations/fake"
+	"github.com/autoinvite/autoinvite/integrations/ratelimit"
+)
+
+// compression is how much faster than real time the budget runs: Bitbucket's
+// 1,000 requests per rolling hour become 1,000 per 3.6 s.
+const compression = 1000
+
+// benchBudget: 5,000 signups against the real Bitbucket budget on a fast
+// clock. The budget must be used (>= 95%) and never exceeded in any window.
+func benchBudget(ctx context.Context, env *benchEnv) error {
+	env.flush(ctx)
+	const people = 5000
+	window := time.Hour / compression
+	f := fake.New()
+	f.AddWorkspace("acme", "developers", "readers")
+	for i := 0; i < people; i++ {
+		f.AddMember("acme", accountID(i))
+	}
+	fakeURL, stop, err := serveFake(f)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	rules := fmt.Sprintf(`
+rate_limits:
+  bitbucket: {requests: 1000, per: %s}
+  bitbucket_invitations: {requests: 100, per: %s}
+  jira: {requests: 0}
+workspaces:
+  - workspace: acme
+    rules:
+      - {name: staff, match: {email_domains: [acme.com]}, groups: [developers]}
+      - {name: everyone, match: {}, groups: [readers]}
+`, window, time.Minute/compression)
+	a, err := env.newApp(fakeURL, rules, app.AllRoles, func(o *app.Options) {
+		o.AtlassianTransport = f.RoundTripper()
+		o.PollInterval = 50 * time.Millisecond
+		// The service's retry delay, its constant jitter scaled like the clock.
+		o.RetryDelay = func(n int, err error, t *asynq.Task) time.Duration {
+			if w, ok := ratelimit.AsWait(err); ok {
+				return w.RetryAfter + time.Duration(rand.Int64N(int64(w.RetryAfter)/10+int64(time.Second/compression)))
+			}
+			return 10 * time.Millisecond
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	for i, h := range signups(people, accountID) {
+		if err := post(a, "user_created", h.deliveryID, map[string]any{"accountId": accountID(i), "accountType": "atlassian", "emailAddress": fmt.Sprintf("p%07d@acme.com", i), "active": true}); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	if err := a.StartWorkers(); err != nil {
+		return err
+	}
+	if err := env.waitIdle(a.Queue(), 10*time.Minute); err != nil {
+		return err
+	}
+	took := time.Since(start)
+	var at []time.Time
+	for _, c := range f.Calls() {
+		at = append(at, c.At)
+	}
+	slices.SortFunc(at, func(x, y time.Time) int { return x.Compare(y) })
+	most := 0
+	for i, j := 0, 0; j < len(at); j++ {
+		for at[j].Sub(at[i]) >= window {
+			i++
+		}
+		most = max(most, j-i+1)
+	}
+	span := at[len(at)-1].Sub(at[0])
+	allowed := 1000 * (float64(span)/float64(window) + 1)
+	used := float64(len(at)) / allowed
+	fmt.Printf("%d signups (workspace members, 2 groups: 3 calls each), Bitbucket budget 1,000 requests per rolling hour on a clock %d× faster (1,000 per %s)\n\n", people, compression, window)
+	fmt.Println("| calls | span | most calls in any rolling window | budget used | time |")
+	fmt.Println("| ---: | ---: | ---: | ---: | ---: |")
+	fmt.Printf("| %d | %s | %d of 1000 | %.1f%% | %s |\n", len(at), span.Round(time.Millisecond), most, 100*used, took.Round(time.Millisecond))
+	fmt.Printf("\nbudget used >= 95%% and never exceeded: %s (budget used = calls / (1000 × (span / window + 1)), the most the window allows over the span)\n",
+		verdict(used >= 0.95 && most <= 1000))
+	return nil
+}
