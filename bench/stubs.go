@@ -1,5 +1,0 @@
-package main
-
-import "context"
-
-func benchScale(ctx context.Context, env *benchEnv) error { return nil }
