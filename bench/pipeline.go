@@ -80,6 +80,16 @@ func benchPipeline(ctx context.Context, env *benchEnv) error {
 	fmt.Printf("| asynq no-op tasks (the limit) | %.0f | %s | %s | %s | 0 |\n", noop.rate, noop.took.Round(time.Millisecond), perOp(noop.cpu, n), perOp(noop.redisCPU, n))
 	fmt.Printf("| autoinvite pipeline | %.0f | %s | %s | %s | %d |\n", rate, took.Round(time.Millisecond), perOp(cpu, n), perOp(rcpu, n), calls)
 	fmt.Printf("\nratio %.2f (goal >= 0.50): %s. The process CPU includes the fake Atlassian answering %d calls.\n", rate/noop.rate, verdict(rate/noop.rate >= 0.5), calls)
+
+	// What the run left in Redis, for the capacity plan.
+	auditKey := "{" + keyPrefix + "}:audit"
+	records, _ := env.rdb.XLen(ctx, auditKey).Result()
+	auditBytes, _ := env.rdb.MemoryUsage(ctx, auditKey, 0).Result()
+	info, err := asynq.NewInspectorFromRedisClient(env.rdb).GetQueueInfo(worker.Queue())
+	if err == nil && records > 0 && info.Completed > 0 {
+		fmt.Printf("Left in Redis: %d audit records, %d B each; %d finished signup tasks kept for intake.dedup_window, about %d B each (Asynq's sampled estimate).\n",
+			records, auditBytes/records, info.Completed, info.MemoryUsage/int64(info.Completed))
+	}
 	return nil
 }
 

@@ -441,7 +441,12 @@ var ErrBusy = errors.New("another task is working on this person")
 
 var (
 	unlockScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
-	renewScript  = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`)
+	// KEYS[1] the lock, KEYS[2..] entries; nil when the lock is taken.
+	lockAndGetScript = redis.NewScript(`if not redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return false end
+local out = {}
+for i = 2, #KEYS do out[i - 1] = redis.call("GET", KEYS[i]) or "" end
+return out`)
+	renewScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`)
 )
 
 // Lock serialises work on one person across every worker process. The holder
@@ -456,6 +461,43 @@ func (s *Store) Lock(ctx context.Context, personID, owner string, lease time.Dur
 	if !ok {
 		return nil, fmt.Errorf("lock %s: %w", personID, ErrBusy)
 	}
+	return s.hold(key, owner, lease), nil
+}
+
+// LockAndGet takes the person's lock and reads their entries in workspaces,
+// in one round trip. Every workspace asked is in the map, nil when the person
+// has no entry there.
+func (s *Store) LockAndGet(ctx context.Context, personID, owner string, lease time.Duration, workspaces []string) (unlock func(), entries map[string]*Entry, err error) {
+	keys := []string{s.lockKey(personID)}
+	for _, ws := range workspaces {
+		keys = append(keys, s.entryKey(ws, personID))
+	}
+	res, err := lockAndGetScript.Run(ctx, s.rdb, keys, owner, lease.Milliseconds()).StringSlice()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil, fmt.Errorf("lock %s: %w", personID, ErrBusy)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("lock %s: %w", personID, err)
+	}
+	unlock = s.hold(keys[0], owner, lease)
+	entries = make(map[string]*Entry, len(workspaces))
+	for i, raw := range res {
+		if raw == "" {
+			entries[workspaces[i]] = nil
+			continue
+		}
+		var e Entry
+		if err := json.Unmarshal([]byte(raw), &e); err != nil {
+			unlock()
+			return nil, nil, fmt.Errorf("decode ledger %s/%s: %w", workspaces[i], personID, err)
+		}
+		entries[workspaces[i]] = &e
+	}
+	return unlock, entries, nil
+}
+
+// hold renews a lock while its holder works and returns its release.
+func (s *Store) hold(key, owner string, lease time.Duration) (unlock func()) {
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -478,5 +520,5 @@ func (s *Store) Lock(ctx context.Context, personID, owner string, lease time.Dur
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		unlockScript.Run(ctx, s.rdb, []string{key}, owner)
-	}, nil
+	}
 }

@@ -136,6 +136,18 @@ type subject struct {
 	personID string
 	// onlyWorkspace limits the work to one workspace ("" = all).
 	onlyWorkspace string
+	// prefetched are entries read with the lock, each used once.
+	prefetched map[string]*ledger.Entry
+}
+
+// entry returns the person's ledger entry in a workspace: the one read with
+// the lock the first time, else a fresh read.
+func (w *Worker) entry(ctx context.Context, s *subject, workspace string) (*ledger.Entry, error) {
+	if e, ok := s.prefetched[workspace]; ok {
+		delete(s.prefetched, workspace)
+		return e, nil
+	}
+	return w.o.Ledger.Get(ctx, workspace, s.personID)
 }
 
 // HandleUserEvent is the Asynq handler for jobs.TypeUserEvent.
@@ -198,14 +210,20 @@ func (w *Worker) signup(ctx context.Context, s *subject, taskID string) error {
 		return w.ignore(ctx, s)
 	}
 
-	unlock, err := w.o.Ledger.Lock(ctx, s.personID, taskID, w.o.LockLease)
+	decisions := engine.Evaluate(rules.Person{AccountType: s.user.AccountType, Email: s.user.Email, JiraGroups: s.groups})
+	var workspaces []string
+	for _, d := range decisions {
+		workspaces = append(workspaces, d.Workspace)
+	}
+	// The lock and the person's entries in one round trip.
+	unlock, entries, err := w.o.Ledger.LockAndGet(ctx, s.personID, taskID, w.o.LockLease, workspaces)
 	if err != nil {
 		log.Debug().Err(err).Msg("person busy: retrying shortly")
 		return err
 	}
 	defer unlock()
+	s.prefetched = entries
 
-	decisions := engine.Evaluate(rules.Person{AccountType: s.user.AccountType, Email: s.user.Email, JiraGroups: s.groups})
 	if len(decisions) == 0 {
 		log.Info().Str("email", s.user.Email).Msg("no rule matches: nothing to do")
 		return w.o.Ledger.Audit(ctx, ledger.AuditRecord{
@@ -292,7 +310,7 @@ func (w *Worker) lookup(ctx context.Context, s *subject) error {
 func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decision) error {
 	log := zerolog.Ctx(ctx).With().Str("workspace", d.Workspace).Logger()
 	now := w.o.Now()
-	entry, err := w.o.Ledger.Get(ctx, d.Workspace, s.personID)
+	entry, err := w.entry(ctx, s, d.Workspace)
 	if err != nil {
 		return err
 	}
