@@ -84,3 +84,15 @@ func TestRedisClusterKeyLayout(t *testing.T) {
 		}
 	}
 }
+
+// Through Redis Sentinel: the service finds the master by name, for the queue
+// and the ledger alike.
+func TestRedisSentinel(t *testing.T) {
+	addr := redistest.StartSentinel(t, "autoinvite-master")
+	e := testenv.New(t, testenv.WithRedisSentinel("autoinvite-master", addr))
+	assertAccepted(t, e.Webhook("user_created", "s1", map[string]any{"accountId": fake.DemoMemberAccountID, "accountType": "atlassian", "emailAddress": "mia@acme.com"}), "accepted")
+	e.WaitIdle()
+	if got := e.Entry("acme", "acct:"+fake.DemoMemberAccountID); got == nil || got.Status != ledger.StatusGranted {
+		t.Fatalf("ledger through Sentinel = %+v", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +45,39 @@ func StartCluster(t testing.TB) []string {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("cluster not ready: %v %s", err, info)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// StartSentinel runs a redis-server master and one Sentinel monitoring it as
+// masterName, and returns the Sentinel's address.
+func StartSentinel(t testing.TB, masterName string) string {
+	t.Helper()
+	master := StartServer(t, "--appendonly", "no")
+	sentinel := StartServer(t) // reserves a port and a directory; restarted as a Sentinel below
+	sentinel.Stop()
+	conf := filepath.Join(sentinel.dir, "sentinel.conf")
+	body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 2000\n",
+		sentinel.port, sentinel.dir, masterName, master.port, masterName)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("redis-server", conf, "--sentinel")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start sentinel: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	addr := fmt.Sprintf("127.0.0.1:%d", sentinel.port)
+	sc := redis.NewSentinelClient(&redis.Options{Addr: addr})
+	defer sc.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if got, err := sc.GetMasterAddrByName(context.Background(), masterName).Result(); err == nil && len(got) == 2 {
+			return addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sentinel did not come up")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

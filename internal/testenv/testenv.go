@@ -62,11 +62,17 @@ type settings struct {
 	now        func() time.Time
 	redisURL   string
 	cluster    []string
+	sentinel   string
 	noAdmin    bool
 }
 
 // WithRedisCluster points the app at a Redis Cluster (redis.cluster).
 func WithRedisCluster(addrs []string) Option { return func(s *settings) { s.cluster = addrs } }
+
+// WithRedisSentinel points the app at a Sentinel-managed master (redis.sentinel).
+func WithRedisSentinel(masterName, addr string) Option {
+	return func(s *settings) { s.sentinel = "{master_name: " + masterName + ", addrs: [\"" + addr + "\"]}" }
+}
 
 // WithoutAdmin leaves AUTOINVITE_ADMIN_USER/PASSWORD unset.
 func WithoutAdmin() Option { return func(s *settings) { s.noAdmin = true } }
@@ -124,6 +130,10 @@ func New(t testing.TB, opts ...Option) *Env {
 	if len(s.cluster) > 0 {
 		delete(env, "AUTOINVITE_REDIS_URL")
 		header = "jira: {deployment: " + s.deployment + "}\nredis: {key_prefix: " + r.Prefix + ", cluster: {addrs: [" + strings.Join(s.cluster, ", ") + "]}}\n"
+	}
+	if s.sentinel != "" {
+		delete(env, "AUTOINVITE_REDIS_URL")
+		header = "jira: {deployment: " + s.deployment + "}\nredis: {key_prefix: " + r.Prefix + ", sentinel: " + s.sentinel + "}\n"
 	}
 	path := filepath.Join(t.TempDir(), "autoinvite.yaml")
 	// Rules may point per-workspace targets at the fake with $FAKE_URL.
