@@ -23,6 +23,7 @@ import (
 	"github.com/autoinvite/autoinvite/app"
 	"github.com/autoinvite/autoinvite/config"
 	"github.com/autoinvite/autoinvite/integrations/fake"
+	"github.com/autoinvite/autoinvite/internal/redistest"
 )
 
 // benchEnv is the private Redis every benchmark shares (flushed between them).
@@ -208,19 +209,8 @@ func (e *benchEnv) waitProcessed(ctx context.Context, queue string, n int, limit
 // waitIdle waits until the queue has nothing pending, running, scheduled,
 // retrying or waiting in a batch.
 func (e *benchEnv) waitIdle(queue string, limit time.Duration) error {
-	ins := asynq.NewInspectorFromRedisClient(e.rdb)
-	start := time.Now()
-	for {
-		info, err := ins.GetQueueInfo(queue)
-		// Tasks being aggregated sit in an aggregation set, counted nowhere in
-		// the queue info, until the batch task is enqueued.
-		sets, _ := e.rdb.ZCard(context.Background(), "asynq:{"+queue+"}:aggregation_sets").Result()
-		if err == nil && info.Pending+info.Active+info.Scheduled+info.Retry+info.Aggregating+int(sets) == 0 {
-			return nil
-		}
-		if time.Since(start) > limit {
-			return fmt.Errorf("queue %s not idle after %s: %+v", queue, limit, info)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if info, idle := redistest.WaitQueueIdle(e.rdb, queue, limit); !idle {
+		return fmt.Errorf("queue %s not idle after %s: %+v", queue, limit, info)
 	}
+	return nil
 }

@@ -267,19 +267,9 @@ func Payload(event string, user map[string]any) []byte {
 // waiting in a batch or due for retry. It fails the test after 30 s.
 func (e *Env) WaitIdle() {
 	e.t.Helper()
-	ins := asynq.NewInspectorFromRedisClient(e.App.Redis())
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		info, err := ins.GetQueueInfo(e.App.Queue())
-		// Tasks being aggregated sit in an aggregation set, counted nowhere in
-		// the queue info, until the batch task is enqueued.
-		sets, _ := e.App.Redis().ZCard(context.Background(), "asynq:{"+e.App.Queue()+"}:aggregation_sets").Result()
-		if err == nil && info.Pending+info.Active+info.Scheduled+info.Retry+info.Aggregating+int(sets) == 0 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	if _, idle := redistest.WaitQueueIdle(e.App.Redis(), e.App.Queue(), 30*time.Second); !idle {
+		e.t.Fatalf("queue %s not idle after 30s", e.App.Queue())
 	}
-	e.t.Fatalf("queue %s not idle after 30s", e.App.Queue())
 }
 
 // QueueInfo returns the events queue's counters.
