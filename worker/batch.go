@@ -97,7 +97,6 @@ func (w *Worker) queueBatch(ctx context.Context, entry *ledger.Entry, items []jo
 		return errors.New("batched calls need a batch enqueuer")
 	}
 	now := w.o.Now()
-	reqID := ""
 	for _, it := range items {
 		fresh := false
 		for _, g := range it.Groups {
@@ -108,7 +107,7 @@ func (w *Worker) queueBatch(ctx context.Context, entry *ledger.Entry, items []jo
 		if !fresh {
 			continue // a replay: already on its way
 		}
-		it.QueuedAt, it.RequestID = now, reqID
+		it.QueuedAt = now
 		if err := w.o.Batches.EnqueueBatchItem(ctx, it); err != nil {
 			return err
 		}
