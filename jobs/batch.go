@@ -36,7 +36,7 @@ type BatchItem struct {
 	Groups    []string `json:"groups"` // Bitbucket group slugs
 	PersonID  string   `json:"person_id"`
 	// Who is what the call names: a Data Center username or an email.
-	Who      string    `json:"who"`
+	Who string `json:"who"`
 	// QueuedAt shows in the dashboard how long the person has been waiting.
 	QueuedAt time.Time `json:"queued_at"`
 }
