@@ -28,12 +28,8 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-const economyRules = `
+const economyRules = noRateLimits + `
 worker: {batch_wait: 1s, batch_size: 10}
-rate_limits:
-  bitbucket: {requests: 0}
-  bitbucket_invitations: {requests: 0}
-  jira: {requests: 0}
 workspaces:
   - workspace: acme
     rules:
@@ -42,13 +38,9 @@ workspaces:
         groups: [developers, readers, leads]
 `
 
-const economyDCRules = `
+const economyDCRules = noRateLimits + `
 jira: {deployment: datacenter}
 worker: {batch_wait: 1s, batch_size: 10}
-rate_limits:
-  bitbucket: {requests: 0}
-  bitbucket_invitations: {requests: 0}
-  jira: {requests: 0}
 workspaces:
   - workspace: acme-dc
     bitbucket: {deployment: datacenter, base_url: $FAKE_URL}

@@ -15,8 +15,9 @@ import (
 	"github.com/autoinvite/autoinvite/jobs"
 )
 
-// apiLatency is what every fake Atlassian call takes: the other cost of a signup.
-const apiLatency = 20 * time.Millisecond
+// apiLatency is what every fake Atlassian call takes, the other cost of a
+// signup (real Bitbucket calls take 100-300 ms).
+const apiLatency = 50 * time.Millisecond
 
 // benchScale: one and two `serve --role worker` processes draining the same
 // queue, when the (fake) Atlassian's latency is the only other cost.
