@@ -320,10 +320,9 @@ func (a *App) workspaceClients(cfg *config.Config) (map[string]worker.DataCenter
 			if err != nil {
 				return nil, nil, err
 			}
-			o := a.clientOptions(ws.Bitbucket.BaseURL, cfg.Bitbucket.Timeout.D(), atlassian.Auth{Bearer: token}, "bitbucket-dc")
-			dcs[ws.Workspace] = bitbucketdc.New(o)
-			if cfg.DryRun {
-				dcs[ws.Workspace] = dryrun.DataCenter{}
+			dcs[ws.Workspace] = dryrun.DataCenter{}
+			if !cfg.DryRun {
+				dcs[ws.Workspace] = bitbucketdc.New(a.clientOptions(ws.Bitbucket.BaseURL, cfg.Bitbucket.Timeout.D(), atlassian.Auth{Bearer: token}, "bitbucket-dc"))
 			}
 		}
 		if org := ws.Organization; org != nil {
@@ -331,10 +330,9 @@ func (a *App) workspaceClients(cfg *config.Config) (map[string]worker.DataCenter
 			if err != nil {
 				return nil, nil, err
 			}
-			o := a.clientOptions(org.BaseURL, cfg.Bitbucket.Timeout.D(), atlassian.Auth{Bearer: key}, "organization")
-			orgs[ws.Workspace] = organization.New(o, org.ID)
-			if cfg.DryRun {
-				orgs[ws.Workspace] = dryrun.Organization{}
+			orgs[ws.Workspace] = dryrun.Organization{}
+			if !cfg.DryRun {
+				orgs[ws.Workspace] = organization.New(a.clientOptions(org.BaseURL, cfg.Bitbucket.Timeout.D(), atlassian.Auth{Bearer: key}, "organization"), org.ID)
 			}
 		}
 	}

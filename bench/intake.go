@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -97,23 +95,10 @@ func benchIntake(ctx context.Context, env *benchEnv) error {
 // bareEnqueue is the enqueue rate with no HTTP at all.
 func bareEnqueue(ctx context.Context, client *asynq.Client, queue string, n int) float64 {
 	payload := signups(1, accountID)[0].body
-	var next atomic.Int64
-	var wg sync.WaitGroup
 	start := time.Now()
-	for s := 0; s < senders; s++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1)
-				if i > int64(n) {
-					return
-				}
-				client.EnqueueContext(ctx, asynq.NewTask(jobs.TypeUserEvent, payload), asynq.TaskID(fmt.Sprintf("bare-%d", i)), asynq.Queue(queue))
-			}
-		}()
-	}
-	wg.Wait()
+	fanOut(n, senders, func(_, i int) {
+		client.EnqueueContext(ctx, asynq.NewTask(jobs.TypeUserEvent, payload), asynq.TaskID(fmt.Sprintf("bare-%d", i)), asynq.Queue(queue))
+	})
 	return float64(n) / time.Since(start).Seconds()
 }
 

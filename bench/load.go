@@ -52,44 +52,47 @@ func load(url string, hooks []webhook, senders int) loadResult {
 		DialContext: (&net.Dialer{}).DialContext}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
-	var next atomic.Int64
 	var errs atomic.Int64
 	lat := make([][]time.Duration, senders)
-	var wg sync.WaitGroup
 	start := time.Now()
-	for s := 0; s < senders; s++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(hooks) {
-					return
-				}
-				h := hooks[i]
-				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(h.body))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set(intake.HeaderSignature, h.signature)
-				req.Header.Set(intake.HeaderDeliveryID, h.deliveryID)
-				t0 := time.Now()
-				resp, err := client.Do(req)
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				lat[s] = append(lat[s], time.Since(t0))
-				if err != nil || resp.StatusCode != http.StatusAccepted {
-					errs.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	fanOut(len(hooks), senders, func(s, i int) {
+		h := hooks[i]
+		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(h.body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(intake.HeaderSignature, h.signature)
+		req.Header.Set(intake.HeaderDeliveryID, h.deliveryID)
+		t0 := time.Now()
+		resp, err := client.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		lat[s] = append(lat[s], time.Since(t0))
+		if err != nil || resp.StatusCode != http.StatusAccepted {
+			errs.Add(1)
+		}
+	})
 	elapsed := time.Since(start)
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	return loadResult{n: len(hooks), errors: int(errs.Load()), elapsed: elapsed,
 		p50: all[len(all)/2], p99: all[len(all)*99/100]}
+}
+
+// fanOut calls fn(worker, i) for i in [0, n) from workers goroutines and waits.
+func fanOut(n, workers int, fn func(worker, i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				fn(w, i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // serve runs h on loopback for the load generator.

@@ -267,10 +267,10 @@ func (w *Worker) runOrgBatch(ctx context.Context, first jobs.BatchItem, items []
 	now := w.o.Now()
 	inv := w.o.Rules().Config().Invitations
 	detail := fmt.Sprintf("through Atlassian organization %s, %d in one batch", ws.Organization.ID, len(emails))
-	settleErr := w.settleEach(ctx, items, taskID, func(e *ledger.Entry, it jobs.BatchItem) {
-		if slices.Index(emails, it.Who) >= sent {
-			return // not sent: the retry sends it
-		}
+	// The calls go out in order: the first `sent` emails made it.
+	unsent := slices.DeleteFunc(slices.Clone(items), func(it jobs.BatchItem) bool { return slices.Index(emails, it.Who) < sent })
+	done := slices.DeleteFunc(slices.Clone(items), func(it jobs.BatchItem) bool { return slices.Index(emails, it.Who) >= sent })
+	settleErr := w.settleEach(ctx, done, taskID, func(e *ledger.Entry, it jobs.BatchItem) {
 		for _, g := range it.Groups {
 			e.Unbatch(g)
 			if p := e.PendingInvitation(g); p != nil {
@@ -285,7 +285,6 @@ func (w *Worker) runOrgBatch(ctx context.Context, first jobs.BatchItem, items []
 		e.Status, e.LastError = ledger.StatusInvited, ""
 	})
 	if err != nil {
-		unsent := slices.DeleteFunc(slices.Clone(items), func(it jobs.BatchItem) bool { return slices.Index(emails, it.Who) < sent })
 		return errors.Join(w.batchFailed(ctx, unsent, err, taskID), settleErr)
 	}
 	return settleErr

@@ -99,24 +99,32 @@ func (f *Fake) dcAddUsers(w http.ResponseWriter, r *http.Request) {
 		dcError(w, http.StatusBadRequest, "group and users are required", "com.atlassian.bitbucket.validation.ArgumentValidationException")
 		return
 	}
+	f.inDCGroup(w, body.Group, func(members map[string]bool) {
+		// All or nothing, like Data Center: one unknown user refuses the call.
+		for _, u := range body.Users {
+			if !f.dc.users[u] {
+				dcError(w, http.StatusNotFound, "User "+u+" does not exist.", "com.atlassian.bitbucket.user.NoSuchUserException")
+				return
+			}
+		}
+		for _, u := range body.Users {
+			members[u] = true
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// inDCGroup runs fn under the lock with the group's members, or answers 404
+// as Data Center does (the Data Center twin of inWorkspace).
+func (f *Fake) inDCGroup(w http.ResponseWriter, group string, fn func(members map[string]bool)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	members := f.dc.groups[body.Group]
+	members := f.dc.groups[group]
 	if members == nil {
-		dcError(w, http.StatusNotFound, "Group "+body.Group+" does not exist.", "com.atlassian.bitbucket.user.NoSuchGroupException")
+		dcError(w, http.StatusNotFound, "Group "+group+" does not exist.", "com.atlassian.bitbucket.user.NoSuchGroupException")
 		return
 	}
-	// All or nothing, like Data Center: one unknown user refuses the call.
-	for _, u := range body.Users {
-		if !f.dc.users[u] {
-			dcError(w, http.StatusNotFound, "User "+u+" does not exist.", "com.atlassian.bitbucket.user.NoSuchUserException")
-			return
-		}
-	}
-	for _, u := range body.Users {
-		members[u] = true
-	}
-	w.WriteHeader(http.StatusNoContent)
+	fn(members)
 }
 
 func (f *Fake) dcRemoveGroup(w http.ResponseWriter, r *http.Request) {
@@ -131,15 +139,10 @@ func (f *Fake) dcRemoveGroup(w http.ResponseWriter, r *http.Request) {
 		dcError(w, http.StatusBadRequest, "context (the user) and itemName (the group) are required", "com.atlassian.bitbucket.validation.ArgumentValidationException")
 		return
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	members := f.dc.groups[body.ItemName]
-	if members == nil {
-		dcError(w, http.StatusNotFound, "Group "+body.ItemName+" does not exist.", "com.atlassian.bitbucket.user.NoSuchGroupException")
-		return
-	}
-	delete(members, body.Context)
-	w.WriteHeader(http.StatusNoContent)
+	f.inDCGroup(w, body.ItemName, func(members map[string]bool) {
+		delete(members, body.Context)
+		w.WriteHeader(http.StatusNoContent)
+	})
 }
 
 var orgEmail = regexp.MustCompile(`^[^@\s,]+@[^@\s,]+\.[^@\s,]+$`)

@@ -126,15 +126,17 @@ func New(t testing.TB, opts ...Option) *Env {
 		config.DefaultDataCenterTokenEnv: DataCenterToken,
 		config.DefaultOrgAPIKeyEnv:       OrgAPIKey,
 	}
-	header := "jira: {deployment: " + s.deployment + "}\nredis: {key_prefix: " + r.Prefix + "}\n"
-	if len(s.cluster) > 0 {
-		delete(env, "AUTOINVITE_REDIS_URL")
-		header = "jira: {deployment: " + s.deployment + "}\nredis: {key_prefix: " + r.Prefix + ", cluster: {addrs: [" + strings.Join(s.cluster, ", ") + "]}}\n"
+	redisYAML := "key_prefix: " + r.Prefix
+	switch {
+	case len(s.cluster) > 0:
+		redisYAML += ", cluster: {addrs: [" + strings.Join(s.cluster, ", ") + "]}"
+	case s.sentinel != "":
+		redisYAML += ", sentinel: " + s.sentinel
 	}
-	if s.sentinel != "" {
+	if len(s.cluster) > 0 || s.sentinel != "" {
 		delete(env, "AUTOINVITE_REDIS_URL")
-		header = "jira: {deployment: " + s.deployment + "}\nredis: {key_prefix: " + r.Prefix + ", sentinel: " + s.sentinel + "}\n"
 	}
+	header := "jira: {deployment: " + s.deployment + "}\nredis: {" + redisYAML + "}\n"
 	path := filepath.Join(t.TempDir(), "autoinvite.yaml")
 	// Rules may point per-workspace targets at the fake with $FAKE_URL.
 	s.rules = strings.ReplaceAll(s.rules, "$FAKE_URL", f.URL)
