@@ -5,7 +5,6 @@ package app
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -215,7 +214,11 @@ func New(o Options) (a *App, err error) {
 
 	a.mux = asynq.NewServeMux()
 	a.mux.HandleFunc(jobs.TypeUserEvent, func(ctx context.Context, t *asynq.Task) error {
-		return a.runtimeFor(t.Payload()).worker.HandleUserEvent(ctx, t)
+		ev, err := jobs.DecodeUserEvent(t.Payload())
+		if err != nil {
+			return a.current.Load().worker.HandleUserEvent(ctx, t) // which archives it, logged
+		}
+		return a.runtimeFor(ev.ConfigHash).worker.ProcessUserEvent(ctx, ev)
 	})
 	a.mux.HandleFunc(jobs.TypeFollowUp, func(ctx context.Context, t *asynq.Task) error {
 		return a.current.Load().worker.HandleFollowUp(ctx, t)
@@ -395,15 +398,12 @@ func (a *App) install(rt *runtime) {
 	a.current.Store(rt)
 }
 
-// runtimeFor returns the runtime a user event was received under, when this
-// process still has it, else the current one.
-func (a *App) runtimeFor(payload []byte) *runtime {
-	var stamp struct {
-		ConfigHash string `json:"config_hash"`
-	}
-	if json.Unmarshal(payload, &stamp) == nil && stamp.ConfigHash != "" {
+// runtimeFor returns the runtime of the config a user event was received
+// under (its hash), when this process still has it, else the current one.
+func (a *App) runtimeFor(configHash string) *runtime {
+	if configHash != "" {
 		a.mu.Lock()
-		rt := a.recent[stamp.ConfigHash]
+		rt := a.recent[configHash]
 		a.mu.Unlock()
 		if rt != nil {
 			return rt

@@ -5,8 +5,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/autoinvite/autoinvite/intake"
 	"github.com/autoinvite/autoinvite/internal/testenv"
+	"github.com/autoinvite/autoinvite/jobs"
 )
 
 func sign(body []byte) string { return intake.Sign([]byte(testenv.WebhookSecret), body) }
@@ -90,5 +93,27 @@ func TestRedisUnreachableAnswers503(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("/healthz = %d", resp.StatusCode)
+	}
+}
+
+// A queued user event that cannot be decoded (written by something other than
+// the intake) is archived at once, not retried, and calls nothing.
+func TestUndecodableTaskIsArchivedWithoutRetry(t *testing.T) {
+	e := testenv.New(t)
+	client := asynq.NewClientFromRedisClient(e.App.Redis())
+	if _, err := client.Enqueue(asynq.NewTask(jobs.TypeUserEvent, []byte(`{"user":`)), asynq.Queue(e.App.Queue()), asynq.TaskID("broken-1")); err != nil {
+		t.Fatal(err)
+	}
+	e.WaitIdle()
+	archived, err := asynq.NewInspectorFromRedisClient(e.App.Redis()).ListArchivedTasks(e.App.Queue())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(archived) != 1 || archived[0].ID != "broken-1" || archived[0].Retried != 0 ||
+		archived[0].LastErr != "decode "+jobs.TypeUserEvent+" payload: unexpected end of JSON input: skip retry for the task" {
+		t.Fatalf("archived = %+v", archived)
+	}
+	if calls := e.Fake.Calls(); len(calls) != 0 {
+		t.Fatalf("an undecodable task called Atlassian: %v", calls)
 	}
 }

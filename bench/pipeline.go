@@ -3,17 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/autoinvite/autoinvite/app"
 	"github.com/autoinvite/autoinvite/intake"
+	"github.com/autoinvite/autoinvite/integrations/atlassian"
+	"github.com/autoinvite/autoinvite/integrations/bitbucket"
 	"github.com/autoinvite/autoinvite/integrations/fake"
 	"github.com/autoinvite/autoinvite/jobs"
+	"github.com/autoinvite/autoinvite/ledger"
 )
 
 // benchPipeline: signups from queued webhook to done (membership check, group
@@ -22,25 +27,34 @@ import (
 // same concurrency.
 func benchPipeline(ctx context.Context, env *benchEnv) error {
 	n := env.o.signups
-	f := fake.New()
-	f.AddWorkspace("acme", "developers", "readers")
-	for i := 0; i < n; i += 2 { // half are members already: check + 2 adds; half get an invitation: check + invite
-		f.AddMember("acme", accountID(i))
+	hooks := signups(n, accountID)
+	concurrency := 10
+
+	// The limit: asynq and no-op handlers, same payloads, same concurrency.
+	env.flush(ctx)
+	noop, err := drainWith(ctx, env, hooks, concurrency, func(context.Context, *asynq.Task) error { return nil })
+	if err != nil {
+		return err
 	}
+	// Two floors, each asynq plus one unavoidable part of a signup and nothing
+	// else: no design of the pipeline can be faster than either.
+	env.flush(ctx)
+	apiFloor, err := drainWith(ctx, env, hooks, concurrency, atlassianCallsOnly(pipelineFake(n)))
+	if err != nil {
+		return err
+	}
+	env.flush(ctx)
+	ledgerFloor, err := drainWith(ctx, env, hooks, concurrency, ledgerOnly(ledger.New(env.rdb, keyPrefix, ledger.Options{})))
+	if err != nil {
+		return err
+	}
+
+	f := pipelineFake(n)
 	fakeURL, stopFake, err := serveFake(f)
 	if err != nil {
 		return err
 	}
 	defer stopFake()
-	hooks := signups(n, accountID)
-
-	// The limit: asynq and no-op handlers, same payloads, same concurrency.
-	env.flush(ctx)
-	concurrency := 10
-	noop, err := noopDrain(ctx, env, hooks, concurrency)
-	if err != nil {
-		return err
-	}
 
 	env.flush(ctx)
 	intakeOnly, err := env.newApp(fakeURL, benchRules, app.Roles{Intake: true}, nil)
@@ -77,9 +91,16 @@ func benchPipeline(ctx context.Context, env *benchEnv) error {
 	fmt.Printf("%d signups (half workspace members, half invited), worker.concurrency %d, fake Atlassian in process (no socket), no rate limit\n\n", n, concurrency)
 	fmt.Println("| run | signups/s | time | CPU per signup (this process) | CPU per signup (redis-server) | Atlassian calls |")
 	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: |")
-	fmt.Printf("| asynq no-op tasks (the limit) | %.0f | %s | %s | %s | 0 |\n", noop.rate, noop.took.Round(time.Millisecond), perOp(noop.cpu, n), perOp(noop.redisCPU, n))
+	row := func(name string, d drain, calls string) {
+		fmt.Printf("| %s | %.0f | %s | %s | %s | %s |\n", name, d.rate, d.took.Round(time.Millisecond), perOp(d.cpu, n), perOp(d.redisCPU, n), calls)
+	}
+	row("asynq no-op tasks (the limit)", noop, "0")
+	row("floor: asynq + the Atlassian calls alone (Bitbucket client, fake in process; no ledger, no rules)", apiFloor, fmt.Sprint(n*5/2))
+	row("floor: asynq + the ledger alone (lock and read, write with audit records, unlock; no Atlassian)", ledgerFloor, "0")
 	fmt.Printf("| autoinvite pipeline | %.0f | %s | %s | %s | %d |\n", rate, took.Round(time.Millisecond), perOp(cpu, n), perOp(rcpu, n), calls)
 	fmt.Printf("\nratio %.2f (goal >= 0.50): %s. The process CPU includes the fake Atlassian answering %d calls.\n", rate/noop.rate, verdict(rate/noop.rate >= 0.5), calls)
+	fmt.Printf("Floors as a share of the limit: Atlassian calls alone %.2f, ledger alone %.2f; the pipeline pays both, so its ceiling is about 1/(1/%.2f + 1/%.2f - 1) = %.2f.\n",
+		apiFloor.rate/noop.rate, ledgerFloor.rate/noop.rate, apiFloor.rate/noop.rate, ledgerFloor.rate/noop.rate, ceiling(noop.rate, apiFloor.rate, ledgerFloor.rate)/noop.rate)
 
 	// What the run left in Redis, for the capacity plan.
 	auditKey := "{" + keyPrefix + "}:audit"
@@ -99,7 +120,9 @@ type drain struct {
 	cpu, redisCPU time.Duration
 }
 
-func noopDrain(ctx context.Context, env *benchEnv, hooks []webhook, concurrency int) (drain, error) {
+// drainWith queues the webhooks' bodies as tasks and times asynq running
+// handler on them with concurrency workers.
+func drainWith(ctx context.Context, env *benchEnv, hooks []webhook, concurrency int, handler asynq.HandlerFunc) (drain, error) {
 	queue := jobs.EventsQueue(keyPrefix)
 	client := asynq.NewClientFromRedisClient(env.rdb)
 	for _, h := range hooks {
@@ -110,7 +133,7 @@ func noopDrain(ctx context.Context, env *benchEnv, hooks []webhook, concurrency 
 	}
 	srv := asynq.NewServerFromRedisClient(env.rdb, asynq.Config{Concurrency: concurrency, Queues: map[string]int{queue: 1}, LogLevel: asynq.ErrorLevel})
 	mux := asynq.NewServeMux()
-	mux.HandleFunc(jobs.TypeUserEvent, func(context.Context, *asynq.Task) error { return nil })
+	mux.Handle(jobs.TypeUserEvent, handler)
 	cpu0, rcpu0 := selfCPU(), env.redisCPU()
 	if err := srv.Start(mux); err != nil {
 		return drain{}, err
@@ -121,6 +144,99 @@ func noopDrain(ctx context.Context, env *benchEnv, hooks []webhook, concurrency 
 		return drain{}, err
 	}
 	return drain{took: took, rate: float64(len(hooks)) / took.Seconds(), cpu: selfCPU() - cpu0, redisCPU: env.redisCPU() - rcpu0}, nil
+}
+
+// ceiling is the best rate of work made of two parts, each measured on top of
+// the same fixed cost (the limit): per-task times add, the fixed cost once.
+func ceiling(limit, a, b float64) float64 { return 1 / (1/a + 1/b - 1/limit) }
+
+// pipelineFake is the fake Atlassian of the pipeline runs: half of the people
+// are workspace members already (check + 2 adds), half get an invitation
+// (check + invite).
+func pipelineFake(n int) *fake.Fake {
+	f := fake.New()
+	f.AddWorkspace("acme", "developers", "readers")
+	for i := 0; i < n; i += 2 {
+		f.AddMember("acme", accountID(i))
+	}
+	return f
+}
+
+// signupOf reads the person out of a Jira webhook body.
+func signupOf(body []byte) (accountID, email string, err error) {
+	var hook struct {
+		User struct {
+			AccountID    string `json:"accountId"`
+			EmailAddress string `json:"emailAddress"`
+		} `json:"user"`
+	}
+	err = json.Unmarshal(body, &hook)
+	return hook.User.AccountID, hook.User.EmailAddress, err
+}
+
+// atlassianCallsOnly makes a signup's Bitbucket calls through the product's
+// client and nothing else.
+func atlassianCallsOnly(f *fake.Fake) asynq.HandlerFunc {
+	bb := bitbucket.New(atlassian.Options{BaseURL: "http://fake", Transport: f.RoundTripper(), Timeout: 10 * time.Second,
+		Auth: atlassian.Auth{Email: "bot@acme.com", Token: "t"}})
+	return func(ctx context.Context, t *asynq.Task) error {
+		account, email, err := signupOf(t.Payload())
+		if err != nil {
+			return err
+		}
+		member, err := bb.IsMember(ctx, "acme", account)
+		if err != nil {
+			return err
+		}
+		if !member {
+			_, err = bb.Invite(ctx, "acme", email, "developers")
+			return err
+		}
+		for _, g := range []string{"developers", "readers"} {
+			if _, err := bb.AddToGroup(ctx, "acme", g, account); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// ledgerOnly does a signup's ledger work and nothing else: lock and read,
+// write the entry with its audit records (3 for a member, 2 for an
+// invitation, as the pipeline does), unlock.
+func ledgerOnly(store *ledger.Store) asynq.HandlerFunc {
+	return func(ctx context.Context, t *asynq.Task) error {
+		account, email, err := signupOf(t.Payload())
+		if err != nil {
+			return err
+		}
+		taskID, _ := asynq.GetTaskID(ctx)
+		unlock, entries, err := store.LockAndGet(ctx, account, taskID, 30*time.Second, []string{"acme"})
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		now := time.Now()
+		e := entries["acme"]
+		if e == nil {
+			e = &ledger.Entry{Workspace: "acme", PersonID: account, AccountID: account, Email: email, CreatedAt: now}
+		}
+		e.UpdatedAt = now
+		e.Record(now, "webhook", ledger.ActionDecided, "", "developers<-bench readers<-bench")
+		if strings.HasSuffix(account, "0") || strings.HasSuffix(account, "2") || strings.HasSuffix(account, "4") ||
+			strings.HasSuffix(account, "6") || strings.HasSuffix(account, "8") { // even: a member
+			e.Grant("developers")
+			e.Grant("readers")
+			e.Record(now, "webhook", ledger.ActionGroupAdded, "developers", "")
+			e.Record(now, "webhook", ledger.ActionGroupAdded, "readers", "")
+			e.Status = ledger.StatusGranted
+		} else {
+			e.Invitations = append(e.Invitations, ledger.Invitation{Group: "developers", SentAt: now, ExpiresAt: now.Add(7 * 24 * time.Hour), State: ledger.InvitationPending})
+			e.Record(now, "webhook", ledger.ActionInvitationSent, "developers", "")
+			e.Status = ledger.StatusInvited
+		}
+		return store.Put(ctx, e)
+	}
 }
 
 func perOp(d time.Duration, n int) string {

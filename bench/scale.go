@@ -52,7 +52,7 @@ func benchScale(ctx context.Context, env *benchEnv) error {
 	fmt.Println("| ---: | ---: | ---: |")
 	var rates []float64
 	for _, procs := range []int{1, 2} {
-		rate, took, err := drainWith(ctx, env, binary, cfgPath, fakeURL, f, n, procs)
+		rate, took, err := drainProcesses(ctx, env, binary, cfgPath, fakeURL, f, n, procs)
 		if err != nil {
 			return err
 		}
@@ -63,7 +63,8 @@ func benchScale(ctx context.Context, env *benchEnv) error {
 	return nil
 }
 
-func drainWith(ctx context.Context, env *benchEnv, binary, cfgPath, fakeURL string, f *fake.Fake, n, procs int) (float64, time.Duration, error) {
+// drainProcesses queues n signups and times procs worker processes draining them.
+func drainProcesses(ctx context.Context, env *benchEnv, binary, cfgPath, fakeURL string, f *fake.Fake, n, procs int) (float64, time.Duration, error) {
 	env.flush(ctx)
 	intakeOnly, err := env.newApp(fakeURL, benchRules, app.Roles{Intake: true}, nil)
 	if err != nil {

@@ -156,6 +156,12 @@ func (w *Worker) HandleUserEvent(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
+	return w.ProcessUserEvent(ctx, ev)
+}
+
+// ProcessUserEvent is HandleUserEvent for a payload already decoded (the app
+// decodes it once to pick the config it arrived under).
+func (w *Worker) ProcessUserEvent(ctx context.Context, ev jobs.UserEvent) error {
 	taskID, _ := asynq.GetTaskID(ctx)
 	retry, _ := asynq.GetRetryCount(ctx)
 	return w.handleEvent(ctx, ev, taskID, retry, "")
