@@ -216,7 +216,7 @@ func New(o Options) (a *App, err error) {
 	a.mux.HandleFunc(jobs.TypeUserEvent, func(ctx context.Context, t *asynq.Task) error {
 		ev, err := jobs.DecodeUserEvent(t.Payload())
 		if err != nil {
-			return a.current.Load().worker.HandleUserEvent(ctx, t) // which archives it, logged
+			return a.current.Load().worker.HandleUserEvent(ctx, t) // fails it for good, with the decode error
 		}
 		return a.runtimeFor(ev.ConfigHash).worker.ProcessUserEvent(ctx, ev)
 	})
