@@ -37,8 +37,8 @@ func sweep(t *testing.T, e *testenv.Env) worker.SweepSummary {
 
 func invitationPuts(f *fake.Fake) []string {
 	var out []string
-	for _, c := range f.Calls() {
-		if c.Method == "PUT" && c.Path == "/1.0/users/acme/invitations" && c.Status == 200 {
+	for _, c := range f.CallsTo("PUT", "/1.0/users/acme/invitations") {
+		if c.Status == 200 {
 			out = append(out, c.Body)
 		}
 	}

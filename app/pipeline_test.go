@@ -234,10 +234,8 @@ func TestRetryAfterFake500SendsNothingTwice(t *testing.T) {
 	e.WaitIdle()
 
 	var invites []string
-	for _, c := range e.Fake.Calls() {
-		if c.Method == "PUT" {
-			invites = append(invites, c.Body+" "+http.StatusText(c.Status))
-		}
+	for _, c := range e.Fake.CallsTo("PUT", "") {
+		invites = append(invites, c.Body+" "+http.StatusText(c.Status))
 	}
 	want := []string{
 		`{"email":"dave@acme.com","group_slug":"developers"} Internal Server Error`,

@@ -90,12 +90,7 @@ func TestRetryAfterOn429IsHonoured(t *testing.T) {
 		Body: "Rate limit for this resource has been exceeded", Header: map[string]string{"Retry-After": "2"}})
 	assertAccepted(t, e.Webhook("user_created", "d1", map[string]any{"name": "dave", "key": "JIRAUSER10100", "emailAddress": "dave@acme.com"}), "accepted")
 	e.WaitIdle()
-	var puts []fake.Call
-	for _, c := range e.Fake.Calls() {
-		if c.Method == "PUT" {
-			puts = append(puts, c)
-		}
-	}
+	puts := e.Fake.CallsTo("PUT", "")
 	if len(puts) != 3 || puts[0].Status != 429 || puts[1].Status != 200 || puts[2].Status != 200 {
 		t.Fatalf("invitation calls = %+v", puts)
 	}

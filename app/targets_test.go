@@ -36,10 +36,7 @@ type addUsersCall struct {
 func addUsersCalls(t *testing.T, f *fake.Fake, group string) []addUsersCall {
 	t.Helper()
 	var out []addUsersCall
-	for _, c := range f.Calls() {
-		if c.Path != "/rest/api/latest/admin/groups/add-users" {
-			continue
-		}
+	for _, c := range f.CallsTo("", "/rest/api/latest/admin/groups/add-users") {
 		var body addUsersCall
 		if err := json.Unmarshal([]byte(c.Body), &body); err != nil {
 			t.Fatalf("add-users body %q: %v", c.Body, err)
@@ -127,10 +124,8 @@ func TestDataCenterAddsAreBatchedAndMissingUsersRecorded(t *testing.T) {
 	assertAccepted(t, e.Webhook("user_deleted", "dc-del-user00", map[string]any{"name": "user00", "key": "JIRAUSER20000", "active": false}), "accepted")
 	e.WaitIdle()
 	var removals []string
-	for _, c := range e.Fake.Calls() {
-		if c.Path == "/rest/api/latest/admin/users/remove-group" {
-			removals = append(removals, c.Body)
-		}
+	for _, c := range e.Fake.CallsTo("", "/rest/api/latest/admin/users/remove-group") {
+		removals = append(removals, c.Body)
 	}
 	sort.Strings(removals)
 	want := []string{`{"context":"user00","itemName":"developers"}`, `{"context":"user00","itemName":"readers"}`}
@@ -148,10 +143,8 @@ func TestDataCenterRetryAfterIsHonoured(t *testing.T) {
 	assertAccepted(t, e.Webhook("user_created", "dc-ann", map[string]any{"name": "ann", "key": "JIRAUSER1", "emailAddress": "ann@acme.com", "active": true}), "accepted")
 	e.WaitIdle()
 	var statuses []int
-	for _, c := range e.Fake.Calls() {
-		if c.Path == "/rest/api/latest/admin/groups/add-users" {
-			statuses = append(statuses, c.Status)
-		}
+	for _, c := range e.Fake.CallsTo("", "/rest/api/latest/admin/groups/add-users") {
+		statuses = append(statuses, c.Status)
 	}
 	sort.Ints(statuses)
 	if !slices.Equal(statuses, []int{204, 204, 429}) {
@@ -210,17 +203,14 @@ func TestOrganizationModeBatchesInvitations(t *testing.T) {
 		t.Fatalf("batches of %v with %v, want 25 and 5 covering %v", sizes, all, emails)
 	}
 	// Only the first signups (before the 404 was known) tried the 1.0 resource.
-	cloudInvites := 0
-	for _, c := range e.Fake.Calls() {
-		if c.Method == "PUT" && c.Path == "/1.0/users/acme/invitations" {
-			cloudInvites++
-			if c.Status != http.StatusNotFound {
-				t.Fatalf("1.0 invitation answered %d, want 404", c.Status)
-			}
+	cloudInvites := e.Fake.CallsTo("PUT", "/1.0/users/acme/invitations")
+	for _, c := range cloudInvites {
+		if c.Status != http.StatusNotFound {
+			t.Fatalf("1.0 invitation answered %d, want 404", c.Status)
 		}
 	}
-	if cloudInvites < 1 || cloudInvites > 10 {
-		t.Fatalf("%d calls to the 1.0 invitations resource, want 1..10 (worker.concurrency)", cloudInvites)
+	if len(cloudInvites) < 1 || len(cloudInvites) > 10 {
+		t.Fatalf("%d calls to the 1.0 invitations resource, want 1..10 (worker.concurrency)", len(cloudInvites))
 	}
 	got := e.Entry("acme", "acct:557058:org-07")
 	if got.Status != ledger.StatusInvited || len(got.Invitations) != 2 || got.PendingInvitation("developers") == nil || got.PendingInvitation("readers") == nil || len(got.Batched) != 0 {

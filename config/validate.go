@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +30,22 @@ type validator struct {
 	lines map[string]int
 	env   map[string]string // field path -> environment variable that set it
 	errs  Errors
+}
+
+// oneOf sets an empty *value to def ("" = no default) and reports a value
+// that is not one of allowed.
+func (v *validator) oneOf(field string, value *string, def string, allowed ...string) {
+	if *value == "" {
+		*value = def
+	}
+	if slices.Contains(allowed, *value) {
+		return
+	}
+	quoted := make([]string, len(allowed))
+	for i, a := range allowed {
+		quoted[i] = strconv.Quote(a)
+	}
+	v.fail(field, "must be %s, got %q", strings.Join(quoted, " or "), *value)
 }
 
 func (v *validator) fail(field, format string, args ...any) {
@@ -69,9 +87,7 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if !keyPrefixPattern.MatchString(c.Redis.KeyPrefix) {
 		v.fail("redis.key_prefix", "must be 1-64 letters, digits or _ : . -")
 	}
-	if c.Jira.Deployment != DeploymentCloud && c.Jira.Deployment != DeploymentDataCenter {
-		v.fail("jira.deployment", "must be %q or %q, got %q", DeploymentCloud, DeploymentDataCenter, c.Jira.Deployment)
-	}
+	v.oneOf("jira.deployment", &c.Jira.Deployment, "", DeploymentCloud, DeploymentDataCenter)
 	v.baseURL("jira.base_url", c.Jira.BaseURL)
 	v.baseURL("bitbucket.base_url", c.Bitbucket.BaseURL)
 	v.positive("jira.timeout", int64(c.Jira.Timeout))
@@ -227,13 +243,7 @@ func (v *validator) addrs(field string, addrs []string) {
 
 // target validates and defaults a workspace's Bitbucket target.
 func (v *validator) target(p string, t *Target) {
-	switch t.Deployment {
-	case "":
-		t.Deployment = BitbucketCloud
-	case BitbucketCloud, BitbucketDataCenter:
-	default:
-		v.fail(p+".deployment", "must be %q or %q, got %q", BitbucketCloud, BitbucketDataCenter, t.Deployment)
-	}
+	v.oneOf(p+".deployment", &t.Deployment, BitbucketCloud, BitbucketCloud, BitbucketDataCenter)
 	if !t.DataCenter() {
 		if t.BaseURL != "" || t.TokenEnv != "" || t.Username != "" {
 			v.fail(p+".deployment", "base_url, token_env and username apply to deployment: datacenter only")
@@ -248,13 +258,7 @@ func (v *validator) target(p string, t *Target) {
 		t.TokenEnv = DefaultDataCenterTokenEnv
 	}
 	v.envName(p+".token_env", t.TokenEnv)
-	switch t.Username {
-	case "":
-		t.Username = UsernameJiraName
-	case UsernameJiraName, UsernameEmail:
-	default:
-		v.fail(p+".username", "must be %q or %q, got %q", UsernameJiraName, UsernameEmail, t.Username)
-	}
+	v.oneOf(p+".username", &t.Username, UsernameJiraName, UsernameJiraName, UsernameEmail)
 }
 
 // organization validates and defaults a workspace's organization: every group

@@ -236,6 +236,17 @@ func (f *Fake) Calls() []Call {
 	return append([]Call(nil), f.calls...)
 }
 
+// CallsTo returns the calls with this method and path, in order; "" matches any.
+func (f *Fake) CallsTo(method, path string) []Call {
+	var out []Call
+	for _, c := range f.Calls() {
+		if (method == "" || c.Method == method) && (path == "" || c.Path == path) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // CallStrings returns "METHOD /path" for every call (query and body left out).
 func (f *Fake) CallStrings() []string {
 	var out []string
