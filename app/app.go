@@ -289,7 +289,7 @@ func (a *App) buildRuntime(cfg *config.Config) (*runtime, error) {
 	rt.worker, err = worker.New(worker.Options{
 		Jira: jc, Bitbucket: bc, Ledger: rt.ledger, Batches: a.enqueuer,
 		DataCenter:   func(ws string) worker.DataCenter { return dcs[ws] },
-		Organization: func(ws string) worker.Organization { return orgs[ws] },
+		Organization: func(ws string) worker.OrgAdmin { return orgs[ws] },
 		Rules:        func() *rules.Engine { return engine },
 		FollowUps:    a.enqueuer,
 		Logger:       a.log.With().Str("component", "worker").Str("config", cfg.Hash).Logger(),
@@ -304,8 +304,8 @@ func (a *App) buildRuntime(cfg *config.Config) (*runtime, error) {
 
 // workspaceClients builds the per-workspace clients: Bitbucket Data Center
 // targets and Atlassian organizations, each with its credential from the environment.
-func (a *App) workspaceClients(cfg *config.Config) (map[string]worker.DataCenter, map[string]worker.Organization, error) {
-	dcs, orgs := map[string]worker.DataCenter{}, map[string]worker.Organization{}
+func (a *App) workspaceClients(cfg *config.Config) (map[string]worker.DataCenter, map[string]worker.OrgAdmin, error) {
+	dcs, orgs := map[string]worker.DataCenter{}, map[string]worker.OrgAdmin{}
 	secret := func(field, name string) (string, error) {
 		if a.sandbox != nil {
 			return "sandbox", nil
@@ -333,9 +333,11 @@ func (a *App) workspaceClients(cfg *config.Config) (map[string]worker.DataCenter
 			if err != nil {
 				return nil, nil, err
 			}
-			orgs[ws.Workspace] = dryrun.Organization{}
+			orgs[ws.Workspace] = dryrun.Organization{ID: org.ID}
 			if !cfg.DryRun {
-				orgs[ws.Workspace] = organization.New(a.clientOptions(org.BaseURL, cfg.Bitbucket.Timeout.D(), atlassian.Auth{Bearer: key}, "organization"), org.ID)
+				o := a.clientOptions(org.BaseURL, cfg.Bitbucket.Timeout.D(), atlassian.Auth{Bearer: key}, "organization")
+				o.Instrument = a.instrument("organization", o.Auth, budget("requests", cfg.RateLimits.AtlassianAdmin, nil))
+				orgs[ws.Workspace] = organization.New(o, org.ID, org.APIKeyEnv)
 			}
 		}
 	}
@@ -576,6 +578,7 @@ func (a *App) atlassianOptions(s config.Secrets) (jiraOpts, bbOpts atlassian.Opt
 func (a *App) startSandbox() (string, error) {
 	f := fake.New()
 	f.SeedDemo()
+	f.SeedAtlassianDemo()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", fmt.Errorf("start sandbox: %w", err)
@@ -728,3 +731,10 @@ func (l asynqLogger) Info(args ...any)  { l.l.Info().Msg(fmt.Sprint(args...)) }
 func (l asynqLogger) Warn(args ...any)  { l.l.Warn().Msg(fmt.Sprint(args...)) }
 func (l asynqLogger) Error(args ...any) { l.l.Error().Msg(fmt.Sprint(args...)) }
 func (l asynqLogger) Fatal(args ...any) { l.l.Fatal().Msg(fmt.Sprint(args...)) }
+
+// ConnectRedis returns a go-redis client for the configured (not embedded)
+// Redis, for commands that only read it (`autoinvite doctor`).
+func ConnectRedis(r config.Redis, s config.Secrets) (redis.UniversalClient, error) {
+	rdb, _, err := redisClients(r, s)
+	return rdb, err
+}

@@ -76,12 +76,14 @@ func TestCloudNonMemberGetsOneInvitationAndTheRestWaits(t *testing.T) {
 	assertAccepted(t, e.Webhook("user_created", "d-noah", cloudUser(noah, "noah@acme.com")), "accepted")
 	e.WaitIdle()
 
+	// A 404 from the member check is confirmed against the workspace (cached).
 	assertCalls(t, e.Fake.Fake,
 		"GET /rest/api/3/user",
 		"GET /2.0/workspaces/acme/members/"+noah,
+		"GET /2.0/workspaces/acme",
 		"PUT /1.0/users/acme/invitations",
 	)
-	if body := e.Fake.Calls()[2].Body; body != `{"email":"noah@acme.com","group_slug":"developers"}` {
+	if body := e.Fake.Calls()[3].Body; body != `{"email":"noah@acme.com","group_slug":"developers"}` {
 		t.Fatalf("invitation body = %s", body)
 	}
 	got := e.Entry("acme", "acct:"+noah)
@@ -160,8 +162,8 @@ func TestHiddenEmailIsResolvedThroughJira(t *testing.T) {
 	// The webhook hides Noah's address; Jira's REST API (admin token) has it.
 	assertAccepted(t, e.Webhook("user_created", "d-hidden", cloudUser(noah, "")), "accepted")
 	e.WaitIdle()
-	assertCalls(t, e.Fake.Fake, "GET /rest/api/3/user", "GET /2.0/workspaces/acme/members/"+noah, "PUT /1.0/users/acme/invitations")
-	if body := e.Fake.Calls()[2].Body; body != `{"email":"noah@acme.com","group_slug":"developers"}` {
+	assertCalls(t, e.Fake.Fake, "GET /rest/api/3/user", "GET /2.0/workspaces/acme/members/"+noah, "GET /2.0/workspaces/acme", "PUT /1.0/users/acme/invitations")
+	if body := e.Fake.Calls()[3].Body; body != `{"email":"noah@acme.com","group_slug":"developers"}` {
 		t.Fatalf("invitation body = %s", body)
 	}
 }
@@ -177,7 +179,7 @@ workspaces:
 	assertAccepted(t, e.Webhook("user_created", "d-olivia", cloudUser(olivia, "")), "accepted")
 	e.WaitIdle()
 	// The rules need no Jira data, so Jira is asked only when an invitation needs the address.
-	assertCalls(t, e.Fake.Fake, "GET /2.0/workspaces/acme/members/"+olivia, "GET /rest/api/3/user")
+	assertCalls(t, e.Fake.Fake, "GET /2.0/workspaces/acme/members/"+olivia, "GET /2.0/workspaces/acme", "GET /rest/api/3/user")
 	got := e.Entry("acme", "acct:"+olivia)
 	if got.Status != ledger.StatusWaitingForEmail || !reflect.DeepEqual(got.Waiting, []string{"readers"}) {
 		t.Fatalf("ledger = %+v", got)

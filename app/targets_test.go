@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/autoinvite/autoinvite/integrations/fake"
 	"github.com/autoinvite/autoinvite/internal/testenv"
@@ -152,118 +151,5 @@ func TestDataCenterRetryAfterIsHonoured(t *testing.T) {
 	}
 	if got := e.Entry("acme-dc", "dc:JIRAUSER1"); got.Status != ledger.StatusGranted || len(got.Granted) != 2 {
 		t.Fatalf("ledger = %+v", got)
-	}
-}
-
-const orgRules = `
-worker: {batch_wait: 3s, batch_max_delay: 20s, batch_size: 30}
-workspaces:
-  - workspace: acme
-    organization:
-      id: org-1
-      base_url: $FAKE_URL
-      groups: {developers: grp-dev, readers: grp-read}
-    rules:
-      - name: staff
-        match: {email_domains: [acme.com]}
-        groups: [developers, readers]
-`
-
-// Thirty newcomers to an organization-managed workspace: the invitations
-// resource answers 404, so they are invited through the organization, 25
-// emails per call, all groups in one invitation.
-func TestOrganizationModeBatchesInvitations(t *testing.T) {
-	e := testenv.New(t, testenv.WithRules(orgRules))
-	e.Fake.ManageByOrganization("acme")
-	var emails []string
-	for i := range 30 {
-		email := fmt.Sprintf("new%02d@acme.com", i)
-		emails = append(emails, email)
-		u := map[string]any{"accountId": fmt.Sprintf("557058:org-%02d", i), "emailAddress": email, "active": true, "accountType": "atlassian"}
-		assertAccepted(t, e.Webhook("user_created", fmt.Sprintf("org-%02d", i), u), "accepted")
-	}
-	e.WaitIdle()
-
-	invites := e.Fake.OrgInvites()
-	if len(invites) != 2 {
-		t.Fatalf("organization invitation calls = %d (%+v), want 2 (25 + 5)", len(invites), invites)
-	}
-	var all []string
-	sizes := []int{len(invites[0].Emails), len(invites[1].Emails)}
-	sort.Ints(sizes)
-	for _, inv := range invites {
-		groups := slices.Sorted(slices.Values(inv.AdditionalGroups))
-		if inv.OrgID != "org-1" || !inv.SendNotification || !slices.Equal(groups, []string{"grp-dev", "grp-read"}) {
-			t.Fatalf("invitation call = %+v", inv)
-		}
-		all = append(all, inv.Emails...)
-	}
-	sort.Strings(all)
-	if !slices.Equal(sizes, []int{5, 25}) || !slices.Equal(all, emails) {
-		t.Fatalf("batches of %v with %v, want 25 and 5 covering %v", sizes, all, emails)
-	}
-	// Only the first signups (before the 404 was known) tried the 1.0 resource.
-	cloudInvites := e.Fake.CallsTo("PUT", "/1.0/users/acme/invitations")
-	for _, c := range cloudInvites {
-		if c.Status != http.StatusNotFound {
-			t.Fatalf("1.0 invitation answered %d, want 404", c.Status)
-		}
-	}
-	if len(cloudInvites) < 1 || len(cloudInvites) > 10 {
-		t.Fatalf("%d calls to the 1.0 invitations resource, want 1..10 (worker.concurrency)", len(cloudInvites))
-	}
-	got := e.Entry("acme", "acct:557058:org-07")
-	if got.Status != ledger.StatusInvited || len(got.Invitations) != 2 || got.PendingInvitation("developers") == nil || got.PendingInvitation("readers") == nil || len(got.Batched) != 0 {
-		t.Fatalf("ledger = %+v", got)
-	}
-	if last := got.History[len(got.History)-1]; last.Action != ledger.ActionInvitationSent || !strings.Contains(last.Detail, "through Atlassian organization org-1") {
-		t.Fatalf("last event = %+v", last)
-	}
-}
-
-// Without an organization configured, the 404 ends in a clear, permanent error.
-func TestOrganizationManagedWithoutOrganizationSaysWhatToDo(t *testing.T) {
-	e := testenv.New(t, testenv.WithRules(strings.Replace(orgRules, `    organization:
-      id: org-1
-      base_url: $FAKE_URL
-      groups: {developers: grp-dev, readers: grp-read}
-`, "", 1)))
-	e.Fake.ManageByOrganization("acme")
-	assertAccepted(t, e.Webhook("user_created", "org-x", map[string]any{"accountId": "557058:org-x", "emailAddress": "x@acme.com", "active": true, "accountType": "atlassian"}), "accepted")
-	e.WaitIdle()
-	got := e.Entry("acme", "acct:557058:org-x")
-	for _, want := range []string{"HTTP 404", "managed by an Atlassian organization", "set workspaces[].organization (id and group ids) and its API key (AUTOINVITE_ORG_API_KEY)"} {
-		if got.Status != ledger.StatusFailed || !strings.Contains(got.LastError, want) {
-			t.Fatalf("ledger status %s, last error %q: want failed with %q", got.Status, got.LastError, want)
-		}
-	}
-	if info := e.QueueInfo(); info.Archived != 1 || len(e.Fake.OrgInvites()) != 0 {
-		t.Fatalf("archived %d, organization calls %d: want 1 archived task and no organization call", info.Archived, len(e.Fake.OrgInvites()))
-	}
-}
-
-// An organization invitation that expires is re-sent through the organization.
-func TestOrganizationInvitationsAreResentBySweep(t *testing.T) {
-	clock := testenv.NewClock(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
-	e := testenv.New(t, testenv.WithClock(clock), testenv.WithRules(orgRules))
-	e.Fake.ManageByOrganization("acme")
-	assertAccepted(t, e.Webhook("user_created", "org-r", map[string]any{"accountId": "557058:org-r", "emailAddress": "r@acme.com", "active": true, "accountType": "atlassian"}), "accepted")
-	e.WaitIdle()
-	clock.Advance(169 * time.Hour)
-	if _, err := e.App.Worker().SweepOnce(context.Background(), "sweep"); err != nil {
-		t.Fatal(err)
-	}
-	e.WaitIdle()
-	invites := e.Fake.OrgInvites()
-	if len(invites) != 2 || !slices.Equal(invites[1].Emails, []string{"r@acme.com"}) {
-		t.Fatalf("organization invitation calls = %+v, want the first and one re-send", invites)
-	}
-	got := e.Entry("acme", "acct:557058:org-r")
-	inv := got.PendingInvitation("developers")
-	if got.Status != ledger.StatusInvited || inv == nil || inv.Resends != 1 || !inv.ExpiresAt.After(clock.Now()) {
-		t.Fatalf("ledger = %+v", got)
-	}
-	if last := got.History[len(got.History)-1]; last.Action != ledger.ActionInvitationResent || !strings.Contains(last.Detail, "re-send 1 of 3 through Atlassian organization org-1") {
-		t.Fatalf("last event = %+v", last)
 	}
 }

@@ -104,6 +104,9 @@ type RateLimits struct {
 	Bitbucket            Budget `yaml:"bitbucket"`
 	BitbucketInvitations Budget `yaml:"bitbucket_invitations"`
 	Jira                 Budget `yaml:"jira"`
+	// AtlassianAdmin is the Organization Admin API's budget, per API key.
+	// Atlassian publishes no figure; its 429s (X-RateLimit-Reset) are honoured too.
+	AtlassianAdmin Budget `yaml:"atlassian_admin"`
 	// MaxWait is how long a task may wait for budget before it counts as failed.
 	MaxWait Duration `yaml:"max_wait"`
 }
@@ -177,10 +180,23 @@ type Workspace struct {
 	Rules      []Rule  `yaml:"rules"`
 	// Bitbucket selects the Bitbucket this workspace lives on (Cloud by default).
 	Bitbucket Target `yaml:"bitbucket"`
-	// Organization, when set, invites through the Atlassian organization once
-	// Bitbucket says the workspace is organization-managed.
+	// Administration says where the workspace's groups and invitations are
+	// administered: atlassian (admin.atlassian.com, the Organization Admin
+	// API), bitbucket (the 1.0 API) or auto (default: bitbucket until a 1.0
+	// write is refused, then atlassian, remembered in Redis).
+	Administration string `yaml:"administration"`
+	// Organization is the Atlassian organization the workspace belongs to;
+	// required for administration: atlassian, and for auto to carry on once
+	// it finds the workspace administered there.
 	Organization *Organization `yaml:"organization"`
 }
+
+// Administrations of a Bitbucket Cloud workspace.
+const (
+	AdministrationAuto      = "auto"
+	AdministrationAtlassian = "atlassian"
+	AdministrationBitbucket = "bitbucket"
+)
 
 // Bitbucket deployments a workspace can live on.
 const (
@@ -219,10 +235,32 @@ type Organization struct {
 	// APIKeyEnv names the environment variable holding the organization API key
 	// (default AUTOINVITE_ORG_API_KEY; NAME_FILE works too).
 	APIKeyEnv string `yaml:"api_key_env"`
-	// Groups maps each Bitbucket group slug the rules use to the organization
-	// group id invitations add people to.
+	// Groups optionally maps group names the rules use to organization group
+	// ids. Without it names are resolved through the Admin API's group search.
 	Groups map[string]string `yaml:"groups"`
+	// DirectoryID is the directory of the groups given in Groups (default: the
+	// organization's only directory). Searched groups carry their own.
+	DirectoryID string `yaml:"directory_id"`
+	// WorkspaceResourceID overrides the workspace's resource id, otherwise
+	// found by the Admin API's workspace search (matched by slug or name).
+	WorkspaceResourceID string `yaml:"workspace_resource_id"`
+	// Role is the role invitations give on the workspace (default atlassian/user).
+	Role string `yaml:"role"`
+	// NotificationText is added to the invitation email.
+	NotificationText string `yaml:"notification_text"`
+	// InvitesPerCall caps the emails of one invite call (default 25).
+	InvitesPerCall int `yaml:"invites_per_call"`
 }
+
+// InviteRoles are the roles the Admin API's invite accepts.
+var InviteRoles = []string{"atlassian/user", "atlassian/admin", "atlassian/guest", "atlassian/contributor",
+	"atlassian/customer", "atlassian/basic", "atlassian/stakeholder", "atlassian/viewer"}
+
+// Defaults of the organization block.
+const (
+	DefaultInviteRole     = "atlassian/user"
+	DefaultInvitesPerCall = 25
+)
 
 // Default environment variables of per-workspace credentials.
 const (
@@ -316,6 +354,7 @@ func Defaults() Config {
 			Bitbucket:            Budget{Requests: 1000, Per: Duration(time.Hour)},
 			BitbucketInvitations: Budget{Requests: 100, Per: Duration(time.Minute)},
 			Jira:                 Budget{Requests: 100, Per: Duration(time.Minute)},
+			AtlassianAdmin:       Budget{Requests: 100, Per: Duration(time.Minute)},
 			MaxWait:              Duration(6 * time.Hour),
 		},
 		Intake: Intake{

@@ -190,6 +190,13 @@ func TestDataCenterAndOrganizationTargetsAreValidated(t *testing.T) {
   - workspace: both
     bitbucket: {deployment: server}
     rules: [{name: all, groups: [developers]}]
+  - workspace: admin
+    administration: atlassian
+    rules: [{name: all, groups: [Bitbucket Developers]}]
+  - workspace: mixed
+    administration: unified
+    organization: {id: org-2, role: atlassian/owner, invites_per_call: 500}
+    rules: [{name: all, groups: [Bitbucket Developers]}]
 `
 	_, err := Parse("rules.yaml", []byte(src), nil)
 	var errs Errors
@@ -202,8 +209,12 @@ func TestDataCenterAndOrganizationTargetsAreValidated(t *testing.T) {
 		`rules.yaml:3: workspaces[0].bitbucket.username: must be "jira_name" or "email", got "login"`,
 		`rules.yaml:6: workspaces[1].organization.id: is required (the organization id from admin.atlassian.com)`,
 		`rules.yaml:7: workspaces[1].organization.base_url: must be an absolute http(s) URL, got "api.atlassian.com"`,
-		`rules.yaml:8: workspaces[1].organization.groups: group "readers" (rule "all") has no organization group id`,
 		`rules.yaml:11: workspaces[2].bitbucket.deployment: must be "cloud" or "datacenter", got "server"`,
+		`rules.yaml:13: workspaces[3].organization: is required with administration: atlassian (id: the UUID in admin.atlassian.com/o/<id>, api_key_env: the variable holding an organization API key)`,
+		`rules.yaml:17: workspaces[4].administration: must be "auto" or "atlassian" or "bitbucket", got "unified"`,
+		`rules.yaml:18: workspaces[4].organization.role: must be "atlassian/user" or "atlassian/admin" or "atlassian/guest" or "atlassian/contributor" or "atlassian/customer" or "atlassian/basic" or "atlassian/stakeholder" or "atlassian/viewer", got "atlassian/owner"`,
+		`rules.yaml:18: workspaces[4].organization.invites_per_call: must be between 1 and 100 (Atlassian is reported to accept 25), got 500`,
+		`rules.yaml:19: workspaces[4].rules[0].groups[0]: "Bitbucket Developers" is not a group slug (lowercase letters, digits, '-', '_', '.'; use the slug, not the display name)`,
 	})
 
 	good := `workspaces:
@@ -213,6 +224,10 @@ func TestDataCenterAndOrganizationTargetsAreValidated(t *testing.T) {
   - workspace: org
     organization: {id: org-1, groups: {developers: grp-1}}
     rules: [{name: all, groups: [developers]}]
+  - workspace: unified
+    administration: atlassian
+    organization: {id: org-1, notification_text: "Welcome to Acme"}
+    rules: [{name: all, groups: [Bitbucket Developers, readers]}]
 `
 	cfg, err := Parse("rules.yaml", []byte(good), nil)
 	if err != nil {
@@ -224,5 +239,12 @@ func TestDataCenterAndOrganizationTargetsAreValidated(t *testing.T) {
 	}
 	if org.Bitbucket.Deployment != BitbucketCloud || org.Organization.BaseURL != DefaultOrgBaseURL || org.Organization.APIKeyEnv != DefaultOrgAPIKeyEnv {
 		t.Fatalf("organization defaults = %+v %+v", org.Bitbucket, org.Organization)
+	}
+	if org.Administration != AdministrationAuto || dc.Administration != "" {
+		t.Fatalf("administration defaults = %q, %q; want auto and none for Data Center", org.Administration, dc.Administration)
+	}
+	u := cfg.Workspace("unified").Organization
+	if u.Role != DefaultInviteRole || u.InvitesPerCall != DefaultInvitesPerCall || u.NotificationText != "Welcome to Acme" {
+		t.Fatalf("unified organization defaults = %+v", u)
 	}
 }

@@ -113,7 +113,7 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	for _, nb := range []struct {
 		name string
 		b    Budget
-	}{{"bitbucket", c.RateLimits.Bitbucket}, {"bitbucket_invitations", c.RateLimits.BitbucketInvitations}, {"jira", c.RateLimits.Jira}} {
+	}{{"bitbucket", c.RateLimits.Bitbucket}, {"bitbucket_invitations", c.RateLimits.BitbucketInvitations}, {"jira", c.RateLimits.Jira}, {"atlassian_admin", c.RateLimits.AtlassianAdmin}} {
 		name, b := nb.name, nb.b
 		if b.Requests < 0 {
 			v.fail("rate_limits."+name+".requests", "must not be negative (0 disables the budget)")
@@ -193,6 +193,7 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 			for k, g := range r.Groups {
 				gp := fmt.Sprintf("%s.groups[%d]", rp, k)
 				switch {
+				case ws.Administration == AdministrationAtlassian && validate.GroupName(g):
 				case !validate.Slug(g):
 					v.fail(gp, "%q is not a group slug (lowercase letters, digits, '-', '_', '.'; use the slug, not the display name)", g)
 				case seenGroup[g]:
@@ -261,11 +262,21 @@ func (v *validator) target(p string, t *Target) {
 	v.oneOf(p+".username", &t.Username, UsernameJiraName, UsernameJiraName, UsernameEmail)
 }
 
-// organization validates and defaults a workspace's organization: every group
-// its rules grant needs an organization group id.
+// organization validates and defaults a workspace's administration and
+// organization.
 func (v *validator) organization(p string, ws *Workspace) {
+	if ws.Bitbucket.DataCenter() {
+		if ws.Administration != "" {
+			v.fail(p+".administration", "applies to Bitbucket Cloud workspaces only; remove it or the datacenter deployment")
+		}
+	} else {
+		v.oneOf(p+".administration", &ws.Administration, AdministrationAuto, AdministrationAuto, AdministrationAtlassian, AdministrationBitbucket)
+	}
 	o := ws.Organization
 	if o == nil {
+		if ws.Administration == AdministrationAtlassian {
+			v.fail(p+".organization", "is required with administration: atlassian (id: the UUID in admin.atlassian.com/o/<id>, api_key_env: the variable holding an organization API key)")
+		}
 		return
 	}
 	p += ".organization"
@@ -283,11 +294,16 @@ func (v *validator) organization(p string, ws *Workspace) {
 		o.APIKeyEnv = DefaultOrgAPIKeyEnv
 	}
 	v.envName(p+".api_key_env", o.APIKeyEnv)
-	for _, r := range ws.Rules {
-		for _, g := range r.Groups {
-			if strings.TrimSpace(o.Groups[g]) == "" {
-				v.fail(p+".groups", "group %q (rule %q) has no organization group id", g, r.Name)
-			}
+	v.oneOf(p+".role", &o.Role, DefaultInviteRole, InviteRoles...)
+	if o.InvitesPerCall == 0 {
+		o.InvitesPerCall = DefaultInvitesPerCall
+	}
+	if o.InvitesPerCall < 1 || o.InvitesPerCall > 100 {
+		v.fail(p+".invites_per_call", "must be between 1 and 100 (Atlassian is reported to accept 25), got %d", o.InvitesPerCall)
+	}
+	for name, id := range o.Groups {
+		if strings.TrimSpace(id) == "" {
+			v.fail(p+".groups", "group %q has an empty organization group id", name)
 		}
 	}
 }

@@ -117,14 +117,44 @@ type webhookBody struct {
 	Timestamp    int64  `json:"timestamp"`
 	WebhookEvent string `json:"webhookEvent"`
 	User         *struct {
-		AccountID    string  `json:"accountId"`
-		AccountType  string  `json:"accountType"`
-		Name         string  `json:"name"`
-		Key          string  `json:"key"`
-		EmailAddress *string `json:"emailAddress"`
-		DisplayName  string  `json:"displayName"`
-		Active       *bool   `json:"active"`
+		AccountID    string      `json:"accountId"`
+		AccountType  string      `json:"accountType"`
+		Name         string      `json:"name"`
+		Key          string      `json:"key"`
+		EmailAddress *string     `json:"emailAddress"`
+		DisplayName  string      `json:"displayName"`
+		Active       *activeFlag `json:"active"`
 	} `json:"user"`
+}
+
+// activeFlag is user.active: a JSON boolean in real deliveries, but the string
+// "true"/"false" in Atlassian's documented sample payload, so both are
+// accepted (a 400 would lose the signup: Jira does not retry 4xx). Anything
+// else is malformed.
+type activeFlag bool
+
+func (a *activeFlag) UnmarshalJSON(b []byte) error {
+	switch string(b) { // the usual case, without allocating
+	case "true":
+		*a = true
+		return nil
+	case "false":
+		*a = false
+		return nil
+	}
+	var v string
+	if json.Unmarshal(b, &v) == nil {
+		switch {
+		case strings.EqualFold(v, "true"):
+			*a = true
+			return nil
+		case strings.EqualFold(v, "false"):
+			*a = false
+			return nil
+		}
+	}
+	// The value is not echoed: the answer must not repeat arbitrary payload.
+	return errors.New("user.active must be true or false (a boolean, or the string \"true\" or \"false\")")
 }
 
 type response struct {
@@ -248,7 +278,11 @@ func Decode(body []byte) (jobs.UserEvent, error) {
 	}
 	ev.User = jobs.User{
 		AccountID: wb.User.AccountID, AccountType: wb.User.AccountType, Name: wb.User.Name, Key: wb.User.Key,
-		DisplayName: wb.User.DisplayName, Active: wb.User.Active,
+		DisplayName: wb.User.DisplayName,
+	}
+	if wb.User.Active != nil {
+		active := bool(*wb.User.Active)
+		ev.User.Active = &active
 	}
 	if wb.User.EmailAddress != nil {
 		ev.User.Email = strings.TrimSpace(*wb.User.EmailAddress)

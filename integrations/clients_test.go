@@ -2,12 +2,22 @@ package integrations_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/getkin/kin-openapi/openapi2"
+	"github.com/getkin/kin-openapi/openapi2conv"
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/autoinvite/autoinvite/integrations/atlassian"
 	"github.com/autoinvite/autoinvite/integrations/bitbucket"
@@ -49,11 +59,11 @@ func TestBitbucketClientAgainstFake(t *testing.T) {
 	if already, err = bb.Invite(ctx, "acme", "bob@acme.com", "readers"); err != nil || !already {
 		t.Fatalf("re-invite = %v, %v", already, err)
 	}
-	if _, err := bb.Invite(ctx, "unknown-ws", "bob@acme.com", "readers"); !errors.Is(err, bitbucket.ErrOrganizationManaged) {
-		t.Fatalf("invite on 404: %v", err)
+	if _, err := bb.Invite(ctx, "unknown-ws", "bob@acme.com", "readers"); !errors.Is(err, bitbucket.ErrWorkspaceNotFound) {
+		t.Fatalf("invite into a missing workspace: %v", err)
 	}
 	invs, err := bb.ListInvitations(ctx, "acme")
-	if err != nil || len(invs) != 1 || invs[0].Email != "bob@acme.com" || invs[0].Group != "readers" {
+	if err != nil || len(invs) != 1 || invs[0].Email != "bob@acme.com" || !reflect.DeepEqual(invs[0].Groups, []string{"readers"}) || invs[0].SentOn.IsZero() {
 		t.Fatalf("invitations = %+v, %v", invs, err)
 	}
 	if err := bb.RemoveFromGroup(ctx, "acme", "developers", "557058:ann"); err != nil {
@@ -62,19 +72,96 @@ func TestBitbucketClientAgainstFake(t *testing.T) {
 	if got := f.GroupMembers("acme", "developers"); len(got) != 0 {
 		t.Fatalf("members after remove: %v", got)
 	}
+	if err := bb.RemoveFromGroup(ctx, "acme", "developers", "557058:ann"); err != nil { // not in it any more: success
+		t.Fatalf("second remove: %v", err)
+	}
+	f.ManageByOrganization("acme") // its 1.0 writes now answer 404
+	if _, err := bb.Invite(ctx, "acme", "carl@acme.com", "readers"); !errors.Is(err, bitbucket.ErrAdministeredInAtlassian) {
+		t.Fatalf("invite in a workspace administered in Atlassian: %v", err)
+	}
 	f.InjectFault(fake.Fault{PathPrefix: "/2.0/", Status: 503, Times: 1})
 	_, err = bb.IsMember(ctx, "acme", "557058:ann")
 	if !atlassian.IsTemporary(err) || atlassian.StatusOf(err) != 503 {
 		t.Fatalf("503 should be temporary: %v", err)
 	}
-	calls := f.Calls()
-	put := calls[2]
-	if put.Method != "PUT" || put.Path != "/1.0/groups/acme/developers/members/557058:ann" || put.Body != "{}" {
+	if got := f.CallStrings()[:2]; !reflect.DeepEqual(got, []string{"GET /2.0/workspaces/acme/members/557058:ann", "GET /2.0/workspaces/acme/members/557058:bob"}) {
+		t.Fatalf("membership checks = %q (ann's 200 proves the workspace: no workspace check for bob)", got)
+	}
+	put := f.CallsTo("PUT", "/1.0/groups/acme/developers/members/557058:ann")[0]
+	if put.Body != "{}" {
 		t.Fatalf("add call = %+v", put)
 	}
-	inv := calls[5]
-	if inv.Path != "/1.0/users/acme/invitations" || inv.Body != `{"email":"bob@acme.com","group_slug":"readers"}` {
+	inv := f.CallsTo("PUT", "/1.0/users/acme/invitations")[0]
+	if inv.Body != `{"email":"bob@acme.com","group_slug":"readers"}` {
 		t.Fatalf("invite call = %+v", inv)
+	}
+	if got := f.CallsTo("GET", "/2.0/workspaces/unknown-ws"); len(got) != 1 || got[0].Status != 404 {
+		t.Fatalf("workspace check = %+v", got)
+	}
+}
+
+// The fake's Bitbucket 2.0 answers, the new ones above all, match the schemas
+// of the official spec, so clients tested against it read what Bitbucket sends.
+func TestFakeBitbucketAnswersConformToSpec(t *testing.T) {
+	dir := contract.FindDir()
+	if dir == "" {
+		t.Skip("shared/contracts not present")
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "bitbucket-cloud-2.0.subset.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc2 openapi2.T
+	if err := json.Unmarshal(raw, &doc2); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := openapi2conv.ToV3(&doc2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc.Servers = openapi3.Servers{{URL: "http://spec.invalid/2.0"}}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := faketest.Start(t)
+	f.AddWorkspace("acme", "developers")
+	f.AddMember("acme", "557058:ann")
+	for _, tc := range []struct {
+		path   string
+		status int
+	}{
+		{"/2.0/workspaces/acme", 200},
+		{"/2.0/workspaces/ghost", 404},
+		{"/2.0/user", 200},
+		{"/2.0/workspaces/acme/members/557058:ann", 200},
+		{"/2.0/workspaces/acme/members/557058:bob", 404},
+	} {
+		req, _ := http.NewRequest("GET", f.URL+tc.path, nil)
+		req.SetBasicAuth("bot@acme.com", "t")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Fatalf("%s: HTTP %d, want %d: %s", tc.path, resp.StatusCode, tc.status, body)
+		}
+		specReq, _ := http.NewRequest("GET", "http://spec.invalid"+tc.path, nil)
+		route, params, err := router.FindRoute(specReq)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.path, err)
+		}
+		in := &openapi3filter.ResponseValidationInput{
+			RequestValidationInput: &openapi3filter.RequestValidationInput{Request: specReq, PathParams: params, Route: route},
+			Status:                 resp.StatusCode, Header: resp.Header,
+			Options: &openapi3filter.Options{IncludeResponseStatus: true},
+		}
+		in.SetBodyBytes(body)
+		if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
+			t.Errorf("%s: answer breaks the spec: %v\n%s", tc.path, err, body)
+		}
 	}
 }
 

@@ -24,9 +24,12 @@ const (
 const (
 	// BatchDataCenterAdd adds users to one Bitbucket Data Center group.
 	BatchDataCenterAdd = "dc-add"
-	// BatchOrgInvite invites people through the Atlassian organization into
-	// one set of groups.
+	// BatchOrgInvite invites (or re-invites) people through the Atlassian
+	// organization into one set of groups.
 	BatchOrgInvite = "org-invite"
+	// BatchOrgAdmin grants groups in a workspace administered in Atlassian
+	// Administration: directory members are added, everyone else invited.
+	BatchOrgAdmin = "org-admin"
 )
 
 // BatchItem is one person waiting for a batched call.
@@ -37,6 +40,8 @@ type BatchItem struct {
 	PersonID  string   `json:"person_id"`
 	// Who is what the call names: a Data Center username or an email.
 	Who string `json:"who"`
+	// AccountID is the person's Atlassian account id, when known.
+	AccountID string `json:"account_id,omitempty"`
 	// QueuedAt shows in the dashboard how long the person has been waiting.
 	QueuedAt time.Time `json:"queued_at"`
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/autoinvite/autoinvite/config"
 	"github.com/autoinvite/autoinvite/integrations/atlassian"
-	"github.com/autoinvite/autoinvite/integrations/bitbucket"
 	"github.com/autoinvite/autoinvite/integrations/ratelimit"
 	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/ledger"
@@ -25,11 +24,6 @@ type DataCenter interface {
 	RemoveFromGroup(ctx context.Context, group, user string) error
 }
 
-// Organization is what the worker needs from the Atlassian organization API.
-type Organization interface {
-	Invite(ctx context.Context, emails, groupIDs []string) (sent int, err error)
-}
-
 // BatchEnqueuer queues a person for a batched call.
 type BatchEnqueuer interface {
 	EnqueueBatchItem(ctx context.Context, it jobs.BatchItem) error
@@ -37,10 +31,6 @@ type BatchEnqueuer interface {
 
 // batchStale is how long a queued batch item is trusted to still be on its way.
 const batchStale = time.Hour
-
-// orgManagedMemo is how long a 404 from the invitations resource sends a
-// workspace's invitations straight to the organization.
-const orgManagedMemo = 24 * time.Hour
 
 // dataCenter returns the workspace's Data Center client, or nil on Cloud.
 func (w *Worker) dataCenter(workspace string) DataCenter {
@@ -50,8 +40,8 @@ func (w *Worker) dataCenter(workspace string) DataCenter {
 	return w.o.DataCenter(workspace)
 }
 
-// organization returns the workspace's organization client, or nil.
-func (w *Worker) organization(workspace string) Organization {
+// organization returns the workspace's Admin API client, or nil.
+func (w *Worker) organization(workspace string) OrgAdmin {
 	if w.o.Organization == nil {
 		return nil
 	}
@@ -121,27 +111,18 @@ func (w *Worker) queueBatch(ctx context.Context, entry *ledger.Entry, items []jo
 	return nil
 }
 
-// orgManaged reports whether the workspace's invitations go through its organization.
-func (w *Worker) orgManaged(workspace string) bool {
-	at, ok := w.orgSeen.Load(workspace)
-	return ok && w.o.Now().Sub(at.(time.Time)) < orgManagedMemo && w.organization(workspace) != nil
-}
-
-// sendInvitation invites by email into one group on Bitbucket Cloud. When the
-// workspace turns out to be organization-managed (404) and an organization is
-// configured, it says so with toOrg and the caller queues the invitation there.
+// sendInvitation invites by email into one group through Bitbucket's 1.0
+// API. toOrg says the workspace is administered in Atlassian Administration
+// (configured, learned, or just found out) and the Admin API must send it.
 func (w *Worker) sendInvitation(ctx context.Context, entry *ledger.Entry, group string) (already, toOrg bool, err error) {
-	if w.orgManaged(entry.Workspace) {
-		return false, true, nil
+	atl, err := w.atlassianAdministered(ctx, entry.Workspace)
+	if err != nil || atl {
+		return false, atl, err
 	}
 	already, err = w.o.Bitbucket.Invite(ctx, entry.Workspace, entry.Email, group)
-	if errors.Is(err, bitbucket.ErrOrganizationManaged) {
-		if w.organization(entry.Workspace) != nil {
-			w.orgSeen.Store(entry.Workspace, w.o.Now())
-			zerolog.Ctx(ctx).Warn().Str("workspace", entry.Workspace).Msg("workspace is organization-managed (invitations answered 404): inviting through the Atlassian organization")
-			return false, true, nil
-		}
-		err = fmt.Errorf("%w; to invite anyway, set workspaces[].organization (id and group ids) and its API key (AUTOINVITE_ORG_API_KEY), or provision people from admin.atlassian.com", err)
+	if isRefusedWrite(err) {
+		carryOn, rerr := w.refused(ctx, entry.Workspace, err)
+		return false, carryOn, rerr
 	}
 	return already, false, err
 }
@@ -149,7 +130,10 @@ func (w *Worker) sendInvitation(ctx context.Context, entry *ledger.Entry, group 
 // queueOrgInvite queues one organization invitation covering groups.
 // A group with a pending invitation is re-sent.
 func (w *Worker) queueOrgInvite(ctx context.Context, entry *ledger.Entry, groups []string, actor string) error {
-	it := jobs.BatchItem{Kind: jobs.BatchOrgInvite, Workspace: entry.Workspace, Groups: groups, PersonID: entry.PersonID, Who: entry.Email}
+	if _, _, err := w.orgOf(entry.Workspace); err != nil {
+		return err
+	}
+	it := jobs.BatchItem{AccountID: entry.AccountID, Kind: jobs.BatchOrgInvite, Workspace: entry.Workspace, Groups: groups, PersonID: entry.PersonID, Who: entry.Email}
 	return w.queueBatch(ctx, entry, []jobs.BatchItem{it}, actor, "Atlassian organization invitation, batched with others")
 }
 
@@ -172,7 +156,9 @@ func (w *Worker) HandleBatch(ctx context.Context, t *asynq.Task) error {
 	case jobs.BatchDataCenterAdd:
 		err = w.runDataCenterBatch(ctx, first, todo, taskID)
 	case jobs.BatchOrgInvite:
-		err = w.runOrgBatch(ctx, first, todo, taskID)
+		err = w.runOrgBatch(ctx, first, todo, taskID, true)
+	case jobs.BatchOrgAdmin:
+		err = w.runOrgBatch(ctx, first, todo, taskID, false)
 	default:
 		err = fmt.Errorf("unknown batch kind %q: %w", first.Kind, asynq.SkipRetry)
 	}
@@ -193,6 +179,9 @@ func (w *Worker) notYetDone(ctx context.Context, items []jobs.BatchItem) ([]jobs
 		}
 		if e != nil && batchDone(e, it) {
 			continue
+		}
+		if e != nil { // a retry: only the groups not settled yet
+			it.Groups = slices.DeleteFunc(slices.Clone(it.Groups), func(g string) bool { _, waiting := e.Batched[g]; return !waiting })
 		}
 		out = append(out, it)
 	}
@@ -241,53 +230,6 @@ func (w *Worker) runDataCenterBatch(ctx context.Context, first jobs.BatchItem, i
 			e.Status, e.LastError = ledger.StatusGranted, ""
 		}
 	})
-}
-
-func (w *Worker) runOrgBatch(ctx context.Context, first jobs.BatchItem, items []jobs.BatchItem, taskID string) error {
-	org := w.organization(first.Workspace)
-	ws := w.o.Rules().Config().Workspace(first.Workspace)
-	if org == nil || ws == nil || ws.Organization == nil {
-		return fmt.Errorf("workspace %s has no organization in the config any more: batch dropped: %w", first.Workspace, asynq.SkipRetry)
-	}
-	var groupIDs []string
-	for _, g := range first.Groups {
-		id := ws.Organization.Groups[g]
-		if id == "" {
-			return fmt.Errorf("group %s of workspace %s has no organization group id: %w", g, first.Workspace, asynq.SkipRetry)
-		}
-		groupIDs = append(groupIDs, id)
-	}
-	var emails []string
-	for _, it := range items {
-		if !slices.Contains(emails, it.Who) {
-			emails = append(emails, it.Who)
-		}
-	}
-	sent, err := org.Invite(ctx, emails, groupIDs)
-	now := w.o.Now()
-	inv := w.o.Rules().Config().Invitations
-	detail := fmt.Sprintf("through Atlassian organization %s, %d in one batch", ws.Organization.ID, len(emails))
-	// The calls go out in order: the first `sent` emails made it.
-	unsent := slices.DeleteFunc(slices.Clone(items), func(it jobs.BatchItem) bool { return slices.Index(emails, it.Who) < sent })
-	done := slices.DeleteFunc(slices.Clone(items), func(it jobs.BatchItem) bool { return slices.Index(emails, it.Who) >= sent })
-	settleErr := w.settleEach(ctx, done, taskID, func(e *ledger.Entry, it jobs.BatchItem) {
-		for _, g := range it.Groups {
-			e.Unbatch(g)
-			if p := e.PendingInvitation(g); p != nil {
-				p.Resends++
-				p.SentAt, p.ExpiresAt = now, now.Add(inv.ExpireAfter.D())
-				e.Record(now, "batch", ledger.ActionInvitationResent, g, fmt.Sprintf("re-send %d of %d %s", p.Resends, inv.MaxResends, detail))
-				continue
-			}
-			e.Invitations = append(e.Invitations, ledger.Invitation{Group: g, SentAt: now, ExpiresAt: now.Add(inv.ExpireAfter.D()), State: ledger.InvitationPending})
-			e.Record(now, "batch", ledger.ActionInvitationSent, g, detail)
-		}
-		e.Status, e.LastError = ledger.StatusInvited, ""
-	})
-	if err != nil {
-		return errors.Join(w.batchFailed(ctx, unsent, err, taskID), settleErr)
-	}
-	return settleErr
 }
 
 // batchFailed records a failed batched call on every person in it: a

@@ -83,6 +83,13 @@ func (w *Worker) followUpLocked(ctx context.Context, ref ledger.Ref, force bool,
 		}
 		if member {
 			log.Info().Msg("invited person has joined the workspace: granting the waiting groups")
+			atl, err := w.atlassianAdministered(ctx, entry.Workspace)
+			if err != nil {
+				return OutcomeNothing, err
+			}
+			if atl {
+				return OutcomeAccepted, w.acceptAtlassian(ctx, entry, actor)
+			}
 			groups := pending(entry, entry.PendingGroups())
 			return OutcomeAccepted, w.grantAll(ctx, entry, groups, actor)
 		}

@@ -1,7 +1,9 @@
 package worker
 
 import (
+	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/autoinvite/autoinvite/config"
 	"github.com/autoinvite/autoinvite/rules"
@@ -18,8 +20,9 @@ type Plan struct {
 
 // PlanFor describes what a signup would cause in one workspace. jiraLookup is
 // whether the rules need Jira data the plan was not given.
-// target is the workspace's Bitbucket.
-func PlanFor(d rules.Decision, accountID, email string, jiraLookup bool, datacenter bool, target config.Target) Plan {
+// ws is the workspace's config (its Bitbucket and administration).
+func PlanFor(d rules.Decision, accountID, email string, jiraLookup bool, datacenter bool, ws config.Workspace) Plan {
+	target := ws.Bitbucket
 	var p Plan
 	if jiraLookup {
 		if datacenter {
@@ -40,6 +43,9 @@ func PlanFor(d rules.Decision, accountID, email string, jiraLookup bool, datacen
 			p.Otherwise = append(p.Otherwise, fmt.Sprintf(`POST /rest/api/latest/admin/groups/add-users {"group":%q,"users":[%q,...]} (batched)`, g, user))
 		}
 		return p
+	}
+	if ws.Administration == config.AdministrationAtlassian && ws.Organization != nil {
+		return planAtlassian(p, d, accountID, email, ws.Organization)
 	}
 	invite := func(g string) string {
 		return fmt.Sprintf(`PUT /1.0/users/%s/invitations {"email":%q,"group_slug":%q}`, d.Workspace, orPlaceholder(email, "{email}"), g)
@@ -65,4 +71,22 @@ func orPlaceholder(v, placeholder string) string {
 		return placeholder
 	}
 	return v
+}
+
+// planAtlassian is the plan of a workspace administered in Atlassian
+// Administration: IfMember holds the calls for a person in the organization's
+// directory, Otherwise the invitation.
+func planAtlassian(p Plan, d rules.Decision, accountID, email string, o *config.Organization) Plan {
+	base := "/admin/v2/orgs/" + o.ID
+	names, _ := json.Marshal(d.Groups)
+	p.Lookup = append(p.Lookup, fmt.Sprintf(`POST %s/directories/-/groups/search {"groupNames":%s} (cached)`, base, names))
+	if accountID != "" {
+		p.IfMember = append(p.IfMember, fmt.Sprintf(`POST %s/directories/{directoryId}/users/search {"accountIds":[%q,...]} (batched)`, base, accountID))
+		for _, g := range d.Groups {
+			p.IfMember = append(p.IfMember, fmt.Sprintf(`POST %s/directories/{directoryId}/groups/{id of %s}/memberships {"accountId":%q}`, base, g, accountID))
+		}
+	}
+	p.Otherwise = append(p.Otherwise, fmt.Sprintf(`POST %s/users/invite {"emails":[%q,...],"permissionRules":[{"resource":"{resource id of %s}","role":%q}],"additionalGroups":[ids of %s],"sendNotification":true} (batched, <= %d emails per call)`,
+		base, orPlaceholder(email, "{email}"), d.Workspace, o.Role, strings.Join(d.Groups, ", "), o.InvitesPerCall))
+	return p
 }

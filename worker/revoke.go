@@ -63,8 +63,21 @@ func (w *Worker) revokeEntry(ctx context.Context, e *ledger.Entry, actor string)
 		log.Info().Strs("groups", pendingGroups).Msg("pending invitations cancelled: no more re-sends")
 	}
 	e.Waiting, e.NextCheckAt = nil, time.Time{}
+	remove := append([]string(nil), e.Granted...)
+	atl, err := w.atlassianAdministered(ctx, e.Workspace)
+	if err != nil {
+		return err
+	}
+	if atl {
+		// An organization invitation put the invitee in its groups at once.
+		for _, g := range pendingGroups {
+			if !slices.Contains(remove, g) && !slices.Contains(e.HandGiven, g) {
+				remove = append(remove, g)
+			}
+		}
+	}
 	var errs []error
-	for _, g := range append([]string(nil), e.Granted...) {
+	for _, g := range remove {
 		if err := w.removeGroup(ctx, e, g, actor); err != nil {
 			errs = append(errs, err)
 		}
@@ -104,12 +117,7 @@ func (w *Worker) removeGroup(ctx context.Context, e *ledger.Entry, group, actor 
 		log.Error().Int("limit_per_hour", cfg.RemovalLimit(e.Workspace)).Msg("revocation circuit breaker open: removal held")
 		return w.o.Ledger.Hold(ctx, e.Workspace, e.PersonID)
 	}
-	remove := func() error { return w.o.Bitbucket.RemoveFromGroup(ctx, e.Workspace, group, e.AccountID) }
-	if dc := w.dataCenter(e.Workspace); dc != nil {
-		user, _ := w.dataCenterUser(e)
-		remove = func() error { return dc.RemoveFromGroup(ctx, group, user) }
-	}
-	if err := remove(); err != nil {
+	if err := w.removeFrom(ctx, e, group); err != nil {
 		log.Error().Err(err).Msg("remove from group failed")
 		return err
 	}
@@ -166,4 +174,30 @@ func (w *Worker) applyHeld(ctx context.Context, ref ledger.Ref, actor string) (i
 		return removed, w.failAs(ctx, e, errors.Join(errs...), actor)
 	}
 	return removed, w.o.Ledger.Put(ctx, e)
+}
+
+// removeFrom removes the person from one group on the workspace's Bitbucket:
+// Data Center, the Admin API, or the 1.0 API (switching to the Admin API
+// when Bitbucket refuses the write).
+func (w *Worker) removeFrom(ctx context.Context, e *ledger.Entry, group string) error {
+	if dc := w.dataCenter(e.Workspace); dc != nil {
+		user, _ := w.dataCenterUser(e)
+		return dc.RemoveFromGroup(ctx, group, user)
+	}
+	atl, err := w.atlassianAdministered(ctx, e.Workspace)
+	if err != nil {
+		return err
+	}
+	if atl {
+		return w.removeThroughOrg(ctx, e, group)
+	}
+	err = w.o.Bitbucket.RemoveFromGroup(ctx, e.Workspace, group, e.AccountID)
+	if !isRefusedWrite(err) {
+		return err
+	}
+	carryOn, err := w.refused(ctx, e.Workspace, err)
+	if !carryOn {
+		return err
+	}
+	return w.removeThroughOrg(ctx, e, group)
 }

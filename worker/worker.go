@@ -66,8 +66,9 @@ type Options struct {
 	// DataCenter returns the client of a workspace on Bitbucket Data Center
 	// (nil: the workspace is on Cloud).
 	DataCenter func(workspace string) DataCenter
-	// Organization returns the organization client of a workspace (nil: none).
-	Organization func(workspace string) Organization
+	// Organization returns the Admin API client of a workspace's
+	// organization (nil: none configured).
+	Organization func(workspace string) OrgAdmin
 }
 
 // Validate reports missing dependencies.
@@ -103,9 +104,10 @@ func (o *Options) Validate() error {
 // Worker handles user events.
 type Worker struct {
 	o Options
-	// orgSeen remembers when each workspace answered that an organization
-	// manages it, so its invitations skip the 1.0 call for a day.
-	orgSeen sync.Map
+	// adminSeen memoizes which workspaces are administered in Atlassian
+	// Administration (adminMemo by workspace); Redis is the shared truth.
+	adminSeen sync.Map
+	orgs      orgCache
 }
 
 // New returns a worker.
@@ -113,7 +115,7 @@ func New(o Options) (*Worker, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	return &Worker{o: o}, nil
+	return &Worker{o: o, orgs: orgCache{groups: map[string]cachedGroup{}, resources: map[string]cachedValue{}, dirs: map[string]cachedValue{}}}, nil
 }
 
 // Register installs the worker's handlers on an Asynq mux.
@@ -387,6 +389,18 @@ func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decisio
 	if w.dataCenter(d.Workspace) != nil {
 		return w.queueDataCenter(ctx, entry, want, actorWebhook)
 	}
+	atl, err := w.atlassianAdministered(ctx, d.Workspace)
+	if err != nil {
+		return w.fail(ctx, entry, err)
+	}
+	if atl {
+		if len(entry.Granted) == 0 {
+			if held, err := w.seatLimitReached(ctx, entry, want, actorWebhook); held || err != nil {
+				return err
+			}
+		}
+		return w.queueAtlassian(ctx, entry, want, actorWebhook)
+	}
 
 	member := false
 	if s.user.AccountID != "" {
@@ -468,8 +482,20 @@ func (w *Worker) grantAll(ctx context.Context, entry *ledger.Entry, groups []str
 	entry.SetPendingInvitations(ledger.InvitationAccepted)
 	entry.NextCheckAt = time.Time{}
 	var errs []error
-	for _, g := range groups {
+	for i, g := range groups {
 		already, err := w.o.Bitbucket.AddToGroup(ctx, entry.Workspace, g, entry.AccountID)
+		if isRefusedWrite(err) {
+			carryOn, rerr := w.refused(ctx, entry.Workspace, err)
+			if carryOn {
+				return w.queueAtlassian(ctx, entry, groups[i:], actor)
+			}
+			for _, rest := range groups[i:] {
+				entry.Wait(rest)
+			}
+			errs = append(errs, rerr)
+			log.Error().Err(rerr).Msg("add to group refused")
+			break
+		}
 		if err != nil {
 			entry.Wait(g)
 			errs = append(errs, err)
@@ -546,19 +572,15 @@ func (w *Worker) invite(ctx context.Context, entry *ledger.Entry, groups []strin
 		log.Info().Str("group", g).Strs("rules", entry.RulesByGroup[g]).Bool("already_invited", already).Msg("invitation sent")
 	}
 	if toOrg {
-		// One organization invitation carries every group at once.
+		// The workspace turned out to be administered in Atlassian
+		// Administration: the Admin API takes over every group at once.
 		var orgGroups []string
 		for _, g := range groups {
 			if entry.PendingInvitation(g) == nil {
 				orgGroups = append(orgGroups, g)
 			}
 		}
-		if err := w.queueOrgInvite(ctx, entry, orgGroups, actor); err != nil {
-			errs = append(errs, err)
-		}
-		if !entry.AnyPendingInvitation() {
-			return w.settle(ctx, entry, ledger.StatusBatched, errs, actor)
-		}
+		return w.queueAtlassian(ctx, entry, orgGroups, actor)
 	}
 	return w.settle(ctx, entry, ledger.StatusInvited, errs, actor)
 }
@@ -574,13 +596,16 @@ func (w *Worker) seatLimitReached(ctx context.Context, entry *ledger.Entry, grou
 	if err != nil {
 		return false, w.failAs(ctx, entry, err, actor)
 	}
-	pending, err := w.o.Bitbucket.ListInvitations(ctx, entry.Workspace)
-	if err != nil {
-		return false, w.failAs(ctx, entry, err, actor)
-	}
 	emails := map[string]bool{}
-	for _, inv := range pending {
-		emails[strings.ToLower(inv.Email)] = true
+	if atl, err := w.atlassianAdministered(ctx, entry.Workspace); err != nil || !atl {
+		// Atlassian Administration has no invitation list: members only there.
+		pending, err := w.o.Bitbucket.ListInvitations(ctx, entry.Workspace)
+		if err != nil {
+			return false, w.failAs(ctx, entry, err, actor)
+		}
+		for _, inv := range pending {
+			emails[strings.ToLower(inv.Email)] = true
+		}
 	}
 	seats := members + len(emails)
 	if seats < ws.MaxMembers {
@@ -638,6 +663,13 @@ func (w *Worker) failAs(ctx context.Context, entry *ledger.Entry, err error, act
 		return errors.Join(err, perr)
 	}
 	return err
+}
+
+// isTemporaryOrWait reports an error that a later try may not have: a
+// transport error, a 429 or 5xx, or a wait for the rate budget.
+func isTemporaryOrWait(err error) bool {
+	_, waiting := ratelimit.AsWait(err)
+	return waiting || atlassian.IsTemporary(err)
 }
 
 func describe(d rules.Decision) string {

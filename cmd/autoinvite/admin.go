@@ -355,11 +355,20 @@ func (c *cli) plan(args []string) int {
 		for _, g := range d.Groups {
 			fmt.Fprintf(out, "  %-14s <- %s\n", g, strings.Join(d.RulesByGroup[g], ", "))
 		}
-		p := worker.PlanFor(d, *accountID, *email, lookup, cfg.Jira.Deployment == config.DeploymentDataCenter, targetOf(cfg, d.Workspace))
+		p := worker.PlanFor(d, *accountID, *email, lookup, cfg.Jira.Deployment == config.DeploymentDataCenter, workspaceOf(cfg, d.Workspace))
 		printCalls(out, "first", p.Lookup)
-		printCalls(out, "if already a workspace member", p.IfMember)
+		ws := workspaceOf(cfg, d.Workspace)
+		atlassian := ws.Administration == config.AdministrationAtlassian && ws.Organization != nil
+		if atlassian {
+			fmt.Fprintln(out, "  administered in Atlassian Administration: through the Organization Admin API")
+			printCalls(out, "if in the organization's directory", p.IfMember)
+		} else {
+			printCalls(out, "if already a workspace member", p.IfMember)
+		}
 		label := "otherwise"
-		if targetOf(cfg, d.Workspace).DataCenter() {
+		if atlassian {
+			label = "otherwise (one invitation with every group)"
+		} else if ws.Bitbucket.DataCenter() {
 			label = "Bitbucket Data Center"
 		} else if *accountID == "" {
 			label = "invitations (no account id: one per group)"
@@ -372,12 +381,12 @@ func (c *cli) plan(args []string) int {
 	return 0
 }
 
-// targetOf is the Bitbucket of a workspace in cfg (Cloud when unknown).
-func targetOf(cfg *config.Config, workspace string) config.Target {
+// workspaceOf is the config of a workspace in cfg (Cloud when unknown).
+func workspaceOf(cfg *config.Config, workspace string) config.Workspace {
 	if ws := cfg.Workspace(workspace); ws != nil {
-		return ws.Bitbucket
+		return *ws
 	}
-	return config.Target{Deployment: config.BitbucketCloud}
+	return config.Workspace{Workspace: workspace, Bitbucket: config.Target{Deployment: config.BitbucketCloud}}
 }
 
 func printCalls(out io.Writer, label string, calls []string) {

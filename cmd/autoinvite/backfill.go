@@ -78,14 +78,14 @@ func (c *cli) backfillPlan(ctx context.Context, lister *jira.Client, engine *rul
 				if workspace != "" && d.Workspace != workspace {
 					continue
 				}
-				p := worker.PlanFor(d, u.AccountID, u.Email, false, cfg.Jira.Deployment == config.DeploymentDataCenter, targetOf(cfg, d.Workspace))
+				p := worker.PlanFor(d, u.AccountID, u.Email, false, cfg.Jira.Deployment == config.DeploymentDataCenter, workspaceOf(cfg, d.Workspace))
 				desc := fmt.Sprintf("  %s: %s", d.Workspace, strings.Join(d.Groups, ", "))
 				if d.Excluded {
 					desc = fmt.Sprintf("  %s: excluded", d.Workspace)
 				}
 				if len(p.IfMember) > 0 {
 					desc += fmt.Sprintf(" (member: %d adds; otherwise: invite into %s)", len(p.IfMember)-1, d.Groups[0])
-				} else if targetOf(cfg, d.Workspace).DataCenter() {
+				} else if workspaceOf(cfg, d.Workspace).Bitbucket.DataCenter() {
 					desc += fmt.Sprintf(" (%d Data Center group adds)", len(p.Otherwise))
 				} else if len(p.Otherwise) > 0 {
 					desc += fmt.Sprintf(" (%d invitations)", len(p.Otherwise))

@@ -2,6 +2,7 @@
 //
 //	autoinvite serve --config FILE          run the webhook intake and the workers
 //	autoinvite check-config --config FILE   validate a config file and exit
+//	autoinvite doctor --config FILE         check credentials, workspaces and groups live
 package main
 
 import (
@@ -26,6 +27,8 @@ const usage = `autoinvite gives new Jira users their Bitbucket access.
 Usage:
   autoinvite serve        --config FILE   run the webhook intake, the workers and the sweep
   autoinvite check-config --config FILE   report every problem in a config file
+  autoinvite doctor       --config FILE   live preflight: credentials, workspaces, groups,
+                                          administration; read-only, exit 1 on a failure
   autoinvite plan --email E [--jira-groups a,b] [--account-type T] [--account-id ID]
                                           dry run: which rules match, which calls would be made
   autoinvite invites list [--workspace W] [--status S] [--email E] [--json]
@@ -73,6 +76,8 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		return serve(ctx, args[1:], stderr, env)
 	case "check-config":
 		return checkConfig(args[1:], stdout, stderr, env)
+	case "doctor":
+		return c.doctor(ctx, args[1:])
 	case "plan":
 		return c.plan(args[1:])
 	case "invites":

@@ -165,18 +165,37 @@ func Check(api, op string, resp *resty.Response, err error, ok ...int) error {
 	return &APIError{API: api, Op: op, Method: method, Path: path, Status: status, Body: body, RetryAfter: RetryAfter(resp.Header())}
 }
 
-// RetryAfter parses a Retry-After header, in seconds or as a date (0 when absent).
+// RetryAfter is how long an answer asked us to wait (0 when it did not say):
+// Retry-After in seconds or as an HTTP date, else X-RateLimit-Reset as an ISO
+// 8601 instant (the Admin API sends no Retry-After, only the reset time).
 func RetryAfter(h http.Header) time.Duration {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if secs, err := strconv.Atoi(v); err == nil && secs > 0 {
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := time.Until(t); d > 0 {
-			return d
+	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
+		if secs, err := strconv.Atoi(v); err == nil && secs > 0 {
+			return time.Duration(secs) * time.Second
+		}
+		if t, err := http.ParseTime(v); err == nil {
+			return max(time.Until(t), 0)
 		}
 	}
+	if t, ok := parseReset(h.Get("X-RateLimit-Reset")); ok {
+		return max(time.Until(t), 0)
+	}
 	return 0
+}
+
+// parseReset reads an ISO 8601 instant: RFC 3339 (with or without fractional
+// seconds, Z or an offset), or without a zone, which the Admin API documents as UTC.
+func parseReset(v string) (time.Time, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return time.Time{}, false
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02T15:04:05.999999999Z0700"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // AsAPIError returns the APIError in err, if any.

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/go-resty/resty/v2"
@@ -34,6 +35,19 @@ type errorBody struct {
 		Message       string `json:"message"`
 		ExceptionName string `json:"exceptionName"`
 	} `json:"errors"`
+}
+
+// explain adds what Data Center means by a 401 or 403 on its admin
+// resources (statuses that are permanent: retrying will not help). The
+// *atlassian.APIError stays wrapped.
+func explain(err error) error {
+	switch atlassian.StatusOf(err) {
+	case http.StatusUnauthorized:
+		return fmt.Errorf("the HTTP access token lacks ADMIN permission (or is invalid): %w", err)
+	case http.StatusForbidden:
+		return fmt.Errorf("the licence's user limit would be exceeded, or the group outranks the token's permission: %w", err)
+	}
+	return err
 }
 
 func exceptionOf(body []byte) string {
@@ -89,17 +103,68 @@ func (c *Client) addUsers(ctx context.Context, group string, users []string) ([]
 			return append(left, right...), err
 		}
 	}
-	return nil, fmt.Errorf("add %s to Data Center group %q: %w", strings.Join(users, ","), group, err)
+	return nil, fmt.Errorf("add %s to Data Center group %q: %w", strings.Join(users, ","), group, explain(err))
 }
 
-// RemoveFromGroup removes a user from a group.
+// groupsPageLimit is how many groups one lookup page asks for.
+const groupsPageLimit = 100
+
+// GroupExists reports whether a group of this name exists (ADMIN permission).
+// The filter matches parts of names, so the names answered are compared,
+// page by page; Data Center group names are case-insensitive.
+func (c *Client) GroupExists(ctx context.Context, group string) (bool, error) {
+	start := 0
+	for range 1000 {
+		resp, err := c.rc.R().SetContext(ctx).
+			SetQueryParams(map[string]string{"filter": group, "start": strconv.Itoa(start), "limit": strconv.Itoa(groupsPageLimit)}).
+			Get("/rest/api/latest/admin/groups")
+		if err := atlassian.Check("bitbucket-dc", "find group", resp, err); err != nil {
+			if atlassian.StatusOf(err) == http.StatusUnauthorized {
+				err = fmt.Errorf("the HTTP access token lacks ADMIN permission (or is invalid): %w", err)
+			}
+			return false, fmt.Errorf("look up Data Center group %q: %w", group, err)
+		}
+		var page struct {
+			Values []struct {
+				Name string `json:"name"`
+			} `json:"values"`
+			IsLastPage    bool `json:"isLastPage"`
+			NextPageStart *int `json:"nextPageStart"`
+		}
+		if err := json.Unmarshal(resp.Body(), &page); err != nil {
+			return false, fmt.Errorf("look up Data Center group %q: decode: %w", group, err)
+		}
+		for _, g := range page.Values {
+			if strings.EqualFold(g.Name, group) {
+				return true, nil
+			}
+		}
+		if page.IsLastPage || page.NextPageStart == nil || *page.NextPageStart <= start {
+			return false, nil
+		}
+		start = *page.NextPageStart
+	}
+	return false, fmt.Errorf("look up Data Center group %q: more than 1000 pages of groups match", group)
+}
+
+// RemoveFromGroup removes a user from a group. A user who no longer exists
+// is already removed: that 404 is success. A missing group is an error.
 func (c *Client) RemoveFromGroup(ctx context.Context, group, user string) error {
 	resp, err := c.rc.R().SetContext(ctx).
 		SetHeader("Content-Type", "application/json").
 		SetBody(map[string]string{"context": user, "itemName": group}).
 		Post("/rest/api/latest/admin/users/remove-group")
-	if err := atlassian.Check("bitbucket-dc", "remove user from group", resp, err); err != nil {
-		return fmt.Errorf("remove %s from Data Center group %q: %w", user, group, err)
+	err = atlassian.Check("bitbucket-dc", "remove user from group", resp, err)
+	if err == nil {
+		return nil
 	}
-	return nil
+	if atlassian.StatusOf(err) == http.StatusNotFound {
+		switch ex := exceptionOf(resp.Body()); {
+		case strings.HasSuffix(ex, "NoSuchUserException"):
+			return nil
+		case strings.HasSuffix(ex, "NoSuchGroupException"):
+			return fmt.Errorf("remove %s from Data Center group %q: the group does not exist: %w", user, group, err)
+		}
+	}
+	return fmt.Errorf("remove %s from Data Center group %q: %w", user, group, explain(err))
 }

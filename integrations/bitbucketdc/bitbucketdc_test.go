@@ -79,3 +79,107 @@ func TestAddUsersChunksAndReportsMissingGroup(t *testing.T) {
 		t.Fatalf("unknown group: %v", err)
 	}
 }
+
+// 401 and 403 say what they mean on Data Center's admin resources, stay
+// permanent, and keep the APIError for the operator.
+func TestUnauthorizedAndForbiddenAreExplained(t *testing.T) {
+	const (
+		lacksAdmin = "the HTTP access token lacks ADMIN permission (or is invalid)"
+		refused    = "the licence's user limit would be exceeded, or the group outranks the token's permission"
+	)
+	f := fake.New()
+	f.AddDataCenterGroups("developers", "admins")
+	f.AddDataCenterUsers("ann")
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+
+	// Basic credentials: the fake, like Data Center, wants an HTTP access token.
+	basic := bitbucketdc.New(atlassian.Options{BaseURL: srv.URL, Auth: atlassian.Auth{Email: "bot", Token: "pw"}, Timeout: 5 * time.Second})
+	_, addErr := basic.AddUsers(ctx, "developers", []string{"ann"})
+	removeErr := basic.RemoveFromGroup(ctx, "developers", "ann")
+	for _, err := range []error{addErr, removeErr} {
+		if !strings.Contains(err.Error(), lacksAdmin) || atlassian.StatusOf(err) != 401 || atlassian.IsTemporary(err) {
+			t.Errorf("401: %v", err)
+		}
+	}
+
+	c := client(t, f)
+	f.InjectFault(fake.Fault{Method: "POST", PathPrefix: "/rest/api/latest/admin/", Status: 403, Times: 2,
+		Body: `{"errors":[{"message":"You are not permitted to access this resource"}]}`})
+	_, addErr = c.AddUsers(ctx, "admins", []string{"ann"})
+	removeErr = c.RemoveFromGroup(ctx, "admins", "ann")
+	for _, err := range []error{addErr, removeErr} {
+		if !strings.Contains(err.Error(), refused) || !strings.Contains(err.Error(), `group "admins"`) || atlassian.StatusOf(err) != 403 || atlassian.IsTemporary(err) {
+			t.Errorf("403: %v", err)
+		}
+	}
+	if got := f.DataCenterGroupMembers("admins"); len(got) != 0 {
+		t.Fatalf("admins = %v", got)
+	}
+}
+
+// A user who no longer exists is already out of every group; a missing group
+// is an error that names it.
+func TestRemoveFromGroupMissingUserIsDoneMissingGroupIsNot(t *testing.T) {
+	f := fake.New()
+	f.AddDataCenterGroups("developers")
+	f.AddDataCenterUsers("ann")
+	c := client(t, f)
+	ctx := context.Background()
+	if _, err := c.AddUsers(ctx, "developers", []string{"ann"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RemoveFromGroup(ctx, "developers", "ann"); err != nil || len(f.DataCenterGroupMembers("developers")) != 0 {
+		t.Fatalf("remove = %v, members %v", err, f.DataCenterGroupMembers("developers"))
+	}
+
+	f.InjectFault(fake.Fault{Method: "POST", PathPrefix: "/rest/api/latest/admin/users/remove-group", Status: 404, Times: 1,
+		Body: `{"errors":[{"context":null,"message":"User gone does not exist.","exceptionName":"com.atlassian.bitbucket.user.NoSuchUserException"}]}`})
+	if err := c.RemoveFromGroup(ctx, "developers", "gone"); err != nil {
+		t.Fatalf("removing a user who no longer exists: %v", err)
+	}
+
+	err := c.RemoveFromGroup(ctx, "nope", "ann") // the fake answers NoSuchGroupException
+	if err == nil || !strings.Contains(err.Error(), `Data Center group "nope": the group does not exist`) || atlassian.StatusOf(err) != 404 || atlassian.IsTemporary(err) {
+		t.Fatalf("missing group: %v", err)
+	}
+
+	f.InjectFault(fake.Fault{Method: "POST", PathPrefix: "/rest/api/latest/admin/users/remove-group", Status: 404, Times: 1, Body: "Not Found"})
+	if err := c.RemoveFromGroup(ctx, "developers", "ann"); atlassian.StatusOf(err) != 404 || !strings.Contains(err.Error(), `group "developers"`) {
+		t.Fatalf("an unexplained 404 stays an error: %v", err)
+	}
+}
+
+// The filter matches parts of names: only an exact (case-insensitive) name
+// counts, looked for across pages.
+func TestGroupExists(t *testing.T) {
+	f := fake.New()
+	c := client(t, f)
+	ctx := context.Background()
+	page := func(body string) {
+		f.InjectFault(fake.Fault{Method: "GET", PathPrefix: "/rest/api/latest/admin/groups", Status: 200, Times: 1, Body: body})
+	}
+	page(`{"size":1,"limit":100,"start":0,"isLastPage":false,"nextPageStart":100,"values":[{"name":"developers-old","deletable":true}]}`)
+	page(`{"size":1,"limit":100,"start":100,"isLastPage":true,"values":[{"name":"Developers","deletable":true}]}`)
+	if ok, err := c.GroupExists(ctx, "developers"); !ok || err != nil {
+		t.Fatalf("GroupExists = %v, %v", ok, err)
+	}
+	var queries []string
+	for _, call := range f.Calls() {
+		queries = append(queries, call.Method+" "+call.Path+"?"+call.Query)
+	}
+	want := []string{"GET /rest/api/latest/admin/groups?filter=developers&limit=100&start=0", "GET /rest/api/latest/admin/groups?filter=developers&limit=100&start=100"}
+	if !slices.Equal(queries, want) {
+		t.Fatalf("calls:\n got  %q\n want %q", queries, want)
+	}
+
+	page(`{"size":1,"limit":100,"start":0,"isLastPage":true,"values":[{"name":"developers-old"}]}`)
+	if ok, err := c.GroupExists(ctx, "developers"); ok || err != nil {
+		t.Fatalf("only a longer name: %v, %v", ok, err)
+	}
+	f.InjectFault(fake.Fault{Method: "GET", PathPrefix: "/rest/api/latest/admin/groups", Status: 401, Times: 1})
+	if _, err := c.GroupExists(ctx, "developers"); atlassian.StatusOf(err) != 401 || !strings.Contains(err.Error(), "lacks ADMIN permission") {
+		t.Fatalf("401: %v", err)
+	}
+}

@@ -5,11 +5,13 @@ package dryrun
 
 import (
 	"context"
+	"strings"
 
 	"github.com/rs/zerolog"
 
 	"github.com/autoinvite/autoinvite/integrations/bitbucket"
 	"github.com/autoinvite/autoinvite/integrations/jira"
+	"github.com/autoinvite/autoinvite/integrations/organization"
 )
 
 // Jira answers lookups with nothing: rules decide on what the webhook carried.
@@ -71,11 +73,58 @@ func (DataCenter) RemoveFromGroup(ctx context.Context, group, user string) error
 	return nil
 }
 
-// Organization pretends to invite.
-type Organization struct{}
+// Organization stands in for the Organization Admin API: groups and the
+// workspace resolve to placeholders, nobody is in the directory (the plan
+// shows the invitation path), and every write pretends to succeed.
+type Organization struct{ ID string }
+
+const dryDirectory = "dry-run-directory"
+
+// OrgID returns the configured organization id.
+func (o Organization) OrgID() string { return o.ID }
+
+// Directories answers one placeholder directory.
+func (Organization) Directories(ctx context.Context) ([]organization.Directory, error) {
+	return []organization.Directory{{ID: dryDirectory, Name: "dry run"}}, nil
+}
+
+// FindGroups answers a placeholder for every name.
+func (Organization) FindGroups(ctx context.Context, names []string) (map[string]organization.Group, error) {
+	out := map[string]organization.Group{}
+	for _, n := range names {
+		out[strings.ToLower(n)] = organization.Group{ID: "dry-run:" + n, Name: n, DirectoryID: dryDirectory}
+	}
+	return out, nil
+}
+
+// FindWorkspace answers a placeholder resource id.
+func (Organization) FindWorkspace(ctx context.Context, slug string) (organization.Workspace, error) {
+	return organization.Workspace{ID: "dry-run:" + slug, Name: slug}, nil
+}
+
+// FindUsers finds nobody.
+func (Organization) FindUsers(ctx context.Context, directoryID string, accountIDs []string) (map[string]organization.User, error) {
+	return nil, nil
+}
+
+// AddToGroup pretends to add.
+func (Organization) AddToGroup(ctx context.Context, directoryID, groupID, accountID string) (bool, error) {
+	zerolog.Ctx(ctx).Info().Str("group_id", groupID).Msg("dry run: would add to the organization group")
+	return false, nil
+}
+
+// RemoveFromGroup pretends to remove.
+func (Organization) RemoveFromGroup(ctx context.Context, directoryID, groupID, accountID string) error {
+	zerolog.Ctx(ctx).Info().Str("group_id", groupID).Msg("dry run: would remove from the organization group")
+	return nil
+}
 
 // Invite pretends every email was invited.
-func (Organization) Invite(ctx context.Context, emails, groupIDs []string) (int, error) {
-	zerolog.Ctx(ctx).Info().Int("emails", len(emails)).Strs("group_ids", groupIDs).Msg("dry run: would invite through the organization")
-	return len(emails), nil
+func (Organization) Invite(ctx context.Context, inv organization.Invitation) ([]organization.InviteResult, int, error) {
+	zerolog.Ctx(ctx).Info().Int("emails", len(inv.Emails)).Strs("group_ids", inv.GroupIDs).Msg("dry run: would invite through the organization")
+	out := make([]organization.InviteResult, len(inv.Emails))
+	for i, e := range inv.Emails {
+		out[i] = organization.InviteResult{Email: e}
+	}
+	return out, len(inv.Emails), nil
 }

@@ -3,8 +3,6 @@ package fake
 import (
 	"encoding/json"
 	"net/http"
-	"regexp"
-	"sort"
 	"strings"
 )
 
@@ -14,22 +12,10 @@ type dataCenter struct {
 	groups map[string]map[string]bool
 }
 
-// OrgInvite is one call the fake organization API accepted.
-type OrgInvite struct {
-	OrgID            string
-	Emails           []string
-	AdditionalGroups []string
-	SendNotification bool
-}
-
-// MaxOrgEmails is the organization API's limit of emails per invitation call.
-const MaxOrgEmails = 25
-
 func (f *Fake) registerDataCenter(m *http.ServeMux) {
 	f.dc = &dataCenter{users: map[string]bool{}, groups: map[string]map[string]bool{}}
 	m.HandleFunc("POST /rest/api/latest/admin/groups/add-users", f.dcAddUsers)
 	m.HandleFunc("POST /rest/api/latest/admin/users/remove-group", f.dcRemoveGroup)
-	m.HandleFunc("POST /admin/v2/orgs/{orgId}/users/invite", f.orgInvite)
 }
 
 // AddDataCenterUsers creates users in the fake Bitbucket Data Center.
@@ -59,19 +45,10 @@ func (f *Fake) DataCenterGroupMembers(group string) []string {
 	return sortedKeys(f.dc.groups[group])
 }
 
-// ManageByOrganization makes a workspace organization-managed: its 1.0
-// invitations resource answers 404, as Bitbucket does for such workspaces.
+// ManageByOrganization makes a workspace administered in Atlassian
+// Administration whose 1.0 writes answer 404 (see AdministerInAtlassian).
 func (f *Fake) ManageByOrganization(slug string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.workspaces[slug].orgManaged = true
-}
-
-// OrgInvites returns the organization invitation calls accepted so far.
-func (f *Fake) OrgInvites() []OrgInvite {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]OrgInvite(nil), f.orgInvites...)
+	f.AdministerInAtlassian(slug, http.StatusNotFound)
 }
 
 // dcError answers the way Data Center does: {"errors":[{message, exceptionName}]}.
@@ -143,38 +120,4 @@ func (f *Fake) dcRemoveGroup(w http.ResponseWriter, r *http.Request) {
 		delete(members, body.Context)
 		w.WriteHeader(http.StatusNoContent)
 	})
-}
-
-var orgEmail = regexp.MustCompile(`^[^@\s,]+@[^@\s,]+\.[^@\s,]+$`)
-
-func (f *Fake) orgInvite(w http.ResponseWriter, r *http.Request) {
-	if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
-		errorJSON(w, http.StatusUnauthorized, "an organization API key (Authorization: Bearer) is required")
-		return
-	}
-	var body struct {
-		Emails           []string `json:"emails"`
-		AdditionalGroups []string `json:"additionalGroups"`
-		SendNotification bool     `json:"sendNotification"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || len(body.Emails) == 0 {
-		errorJSON(w, http.StatusBadRequest, "emails is required")
-		return
-	}
-	if len(body.Emails) > MaxOrgEmails {
-		errorJSON(w, http.StatusBadRequest, "at most 25 emails per invitation")
-		return
-	}
-	for _, e := range body.Emails {
-		if !orgEmail.MatchString(e) {
-			errorJSON(w, http.StatusBadRequest, "invalid email: "+e)
-			return
-		}
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	emails := append([]string(nil), body.Emails...)
-	sort.Strings(emails)
-	f.orgInvites = append(f.orgInvites, OrgInvite{OrgID: r.PathValue("orgId"), Emails: emails, AdditionalGroups: body.AdditionalGroups, SendNotification: body.SendNotification})
-	writeJSON(w, http.StatusOK, map[string]any{"data": []any{}})
 }

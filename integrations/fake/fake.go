@@ -8,6 +8,8 @@ package fake
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -75,7 +77,7 @@ type workspace struct {
 	groups      map[string]map[string]bool // group slug -> members
 	invitations []Invitation               // oldest first
 	invited     map[string]bool            // email (lower case) + "\x00" + group of pending invitations
-	orgManaged  bool                       // the 1.0 invitations resource answers 404
+	refuse      int                        // administered in Atlassian Administration: the status its 1.0 writes answer (0: administered in Bitbucket)
 }
 
 func invitationKey(email, group string) string { return strings.ToLower(email) + "\x00" + group }
@@ -94,6 +96,7 @@ type Fake struct {
 	mux        *http.ServeMux
 	dc         *dataCenter
 	orgInvites []OrgInvite
+	org        *orgState
 }
 
 // InvitationTTL is how long the fake Bitbucket keeps a pending invitation
@@ -130,7 +133,11 @@ func New(opts ...Option) *Fake {
 	m.HandleFunc("DELETE /1.0/groups/{workspace}/{group}/members/{member}", f.removeFromGroup)
 	m.HandleFunc("PUT /1.0/users/{workspace}/invitations", f.invite)
 	m.HandleFunc("GET /1.0/users/{workspace}/invitations", f.listInvitations)
+	m.HandleFunc("GET /1.0/groups/{workspace}/{group}/members", f.listGroupMembers)
+	m.HandleFunc("GET /2.0/workspaces/{workspace}", f.getWorkspace)
+	m.HandleFunc("GET /2.0/user", f.getCurrentUser)
 	f.registerDataCenter(m)
+	f.registerAdmin(m)
 	f.mux = m
 	return f
 }
@@ -536,6 +543,9 @@ func (f *Fake) listGroups(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *Fake) addToGroup(w http.ResponseWriter, r *http.Request) {
+	if f.refused(w, r) {
+		return
+	}
 	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
 		errorJSON(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 		return
@@ -562,6 +572,9 @@ func (f *Fake) addToGroup(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *Fake) removeFromGroup(w http.ResponseWriter, r *http.Request) {
+	if f.refused(w, r) {
+		return
+	}
 	f.inWorkspace(w, r, func(ws *workspace) {
 		group, member := ws.groups[r.PathValue("group")], r.PathValue("member")
 		if group == nil || !group[member] {
@@ -574,6 +587,9 @@ func (f *Fake) removeFromGroup(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *Fake) invite(w http.ResponseWriter, r *http.Request) {
+	if f.refused(w, r) {
+		return
+	}
 	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
 		errorJSON(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 		return
@@ -587,10 +603,6 @@ func (f *Fake) invite(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.inWorkspace(w, r, func(ws *workspace) {
-		if ws.orgManaged {
-			errorJSON(w, http.StatusNotFound, "No such resource: this workspace is managed by an Atlassian organization")
-			return
-		}
 		if ws.groups[body.GroupSlug] == nil {
 			errorJSON(w, http.StatusBadRequest, "group not found: "+body.GroupSlug)
 			return
@@ -613,12 +625,106 @@ func (f *Fake) listInvitations(w http.ResponseWriter, r *http.Request) {
 		for _, inv := range ws.invitations {
 			out = append(out, map[string]any{
 				"email":       inv.Email,
-				"group":       map[string]string{"slug": inv.Group, "name": inv.Group},
-				"utc_sent_on": inv.SentOn.Format(time.RFC3339),
+				"groups":      []map[string]string{{"slug": inv.Group, "name": inv.Group}},
+				"invited_by":  map[string]string{"display_name": "autoinvite", "uuid": fakeUUID("inviter")},
+				"utc_sent_on": inv.SentOn.UTC().Format(SentOnLayout),
 			})
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
+}
+
+// SentOnLayout is how the 1.0 API writes timestamps ("2012-09-23 03:00:05+00:00").
+const SentOnLayout = "2006-01-02 15:04:05-07:00"
+
+// AdministerInAtlassian makes a workspace one administered in Atlassian
+// Administration: its 1.0 writes (group members PUT/DELETE, invitations PUT)
+// answer refuse (403, 404, 405 or 410: Atlassian does not document which),
+// while its 1.0 and 2.0 GETs keep working. 0 makes it Bitbucket-administered again.
+func (f *Fake) AdministerInAtlassian(slug string, refuse int) {
+	switch refuse {
+	case 0, http.StatusForbidden, http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusGone:
+	default:
+		panic(fmt.Sprintf("fake: AdministerInAtlassian(%q, %d): refuse must be 403, 404, 405 or 410", slug, refuse))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.workspaces[slug].refuse = refuse
+}
+
+// Administration returns the status the workspace's 1.0 writes answer when it
+// is administered in Atlassian Administration, 0 when administered in Bitbucket.
+func (f *Fake) Administration(slug string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.workspaces[slug].refuse
+}
+
+// refused answers a 1.0 write of a workspace administered in Atlassian
+// Administration, and reports whether it did.
+func (f *Fake) refused(w http.ResponseWriter, r *http.Request) bool {
+	f.mu.Lock()
+	refuse := 0
+	if ws := f.workspaces[r.PathValue("workspace")]; ws != nil {
+		refuse = ws.refuse
+	}
+	f.mu.Unlock()
+	if refuse == 0 {
+		return false
+	}
+	errorJSON(w, refuse, "This resource is not available for workspaces administered in Atlassian Administration")
+	return true
+}
+
+func (f *Fake) listGroupMembers(w http.ResponseWriter, r *http.Request) {
+	f.inWorkspace(w, r, func(ws *workspace) {
+		group := ws.groups[r.PathValue("group")]
+		if group == nil {
+			errorJSON(w, http.StatusNotFound, "group not found")
+			return
+		}
+		out := []map[string]string{}
+		for _, m := range sortedKeys(group) {
+			if strings.HasPrefix(m, "{") { // added by UUID
+				out = append(out, map[string]string{"uuid": m})
+			} else {
+				out = append(out, map[string]string{"account_id": m, "uuid": fakeUUID(m)})
+			}
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}
+
+func (f *Fake) getWorkspace(w http.ResponseWriter, r *http.Request) {
+	f.inWorkspace(w, r, func(*workspace) {
+		slug := r.PathValue("workspace")
+		writeJSON(w, http.StatusOK, map[string]any{
+			"type": "workspace", "uuid": fakeUUID("workspace:" + slug), "name": slug, "slug": slug, "is_private": true,
+			"links": map[string]any{
+				"self": map[string]string{"href": "http://" + r.Host + "/2.0/workspaces/" + slug},
+				"html": map[string]string{"href": "https://bitbucket.org/" + slug + "/"},
+			},
+		})
+	})
+}
+
+// getCurrentUser answers the account of the credentials: the Basic user, or
+// one account for any bearer token.
+func (f *Fake) getCurrentUser(w http.ResponseWriter, r *http.Request) {
+	name, _, ok := r.BasicAuth()
+	if !ok {
+		name = "access token"
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"type": "user", "display_name": name, "uuid": fakeUUID("user:" + name), "account_id": "557058:" + fakeUUID("account:" + name)[1:9],
+	})
+}
+
+// fakeUUID is a stable, UUID-shaped id in braces derived from s.
+func fakeUUID(s string) string {
+	h := sha256.Sum256([]byte(s))
+	x := hex.EncodeToString(h[:16])
+	return "{" + x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32] + "}"
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -27,3 +27,18 @@ func Email(s string) bool {
 	at := strings.LastIndexByte(s, '@')
 	return at > 0 && strings.Contains(s[at+1:], ".")
 }
+
+// GroupName reports whether s can be an Atlassian organization group name:
+// 1-255 printable characters, not blank at either end. Such names only ever
+// travel in JSON bodies, never in a URL path.
+func GroupName(s string) bool {
+	if s == "" || len(s) > 255 || strings.TrimSpace(s) != s {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}

@@ -21,12 +21,14 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 )
 
-// Validator checks requests for the Bitbucket 2.0 and Jira Cloud v3 APIs.
+// Validator checks requests for the Bitbucket 2.0, Jira Cloud v3 and
+// Organization Admin (/admin/) APIs, and the fake's Admin API answers.
 // Requests to other paths (Bitbucket 1.0, Jira Data Center) have no official
 // spec and pass through; the fake checks those itself.
 type Validator struct {
 	bitbucket routers.Router
 	jira      routers.Router
+	admin     routers.Router
 }
 
 const fakeHost = "contract.invalid"
@@ -54,6 +56,12 @@ func Load(dir string) (*Validator, error) {
 	}
 	jira.Servers = openapi3.Servers{{URL: "http://" + fakeHost}}
 
+	admin, err := openapi3.NewLoader().LoadFromFile(filepath.Join(dir, "atlassian-admin-v2.subset.json"))
+	if err != nil {
+		return nil, fmt.Errorf("load admin spec: %w", err)
+	}
+	admin.Servers = openapi3.Servers{{URL: "http://" + fakeHost}}
+
 	v := &Validator{}
 	if v.bitbucket, err = gorillamux.NewRouter(bb); err != nil {
 		return nil, fmt.Errorf("route bitbucket spec: %w", err)
@@ -61,30 +69,63 @@ func Load(dir string) (*Validator, error) {
 	if v.jira, err = gorillamux.NewRouter(jira); err != nil {
 		return nil, fmt.Errorf("route jira spec: %w", err)
 	}
+	if v.admin, err = gorillamux.NewRouter(admin); err != nil {
+		return nil, fmt.Errorf("route admin spec: %w", err)
+	}
 	return v, nil
 }
 
 // Validate returns an error when r does not conform to its spec.
 func (v *Validator) Validate(r *http.Request) error {
+	in, err := v.route(r)
+	if in == nil || err != nil {
+		return err
+	}
+	return openapi3filter.ValidateRequest(context.Background(), in)
+}
+
+// ValidateResponse returns an error when the answer to r (an Admin API
+// request) does not conform to the spec: an undocumented status, a body that
+// does not match its schema. Other APIs' answers are not checked.
+func (v *Validator) ValidateResponse(r *http.Request, status int, header http.Header, body []byte) error {
+	if !strings.HasPrefix(r.URL.Path, "/admin/") {
+		return nil
+	}
+	in, err := v.route(r)
+	if in == nil || err != nil {
+		return err
+	}
+	out := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: in, Status: status, Header: header,
+		Options: &openapi3filter.Options{IncludeResponseStatus: true},
+	}
+	out.SetBodyBytes(body)
+	return openapi3filter.ValidateResponse(context.Background(), out)
+}
+
+// route finds r's operation; nil when r's API has no spec.
+func (v *Validator) route(r *http.Request) (*openapi3filter.RequestValidationInput, error) {
 	var router routers.Router
 	switch {
 	case strings.HasPrefix(r.URL.Path, "/2.0/"):
 		router = v.bitbucket
 	case strings.HasPrefix(r.URL.Path, "/rest/api/3/"):
 		router = v.jira
+	case strings.HasPrefix(r.URL.Path, "/admin/"):
+		router = v.admin
 	default:
-		return nil
+		return nil, nil
 	}
 	req := r.Clone(r.Context())
 	req.URL.Scheme, req.URL.Host, req.Host = "http", fakeHost, fakeHost
 	route, params, err := router.FindRoute(req)
 	if err != nil {
-		return fmt.Errorf("no such operation in the official spec: %w", err)
+		return nil, fmt.Errorf("no such operation in the official spec: %w", err)
 	}
-	return openapi3filter.ValidateRequest(context.Background(), &openapi3filter.RequestValidationInput{
+	return &openapi3filter.RequestValidationInput{
 		Request: req, PathParams: params, Route: route,
 		Options: &openapi3filter.Options{AuthenticationFunc: requireAuthorization},
-	})
+	}, nil
 }
 
 // requireAuthorization accepts any of the spec's schemes when the matching
@@ -94,8 +135,10 @@ func requireAuthorization(_ context.Context, in *openapi3filter.AuthenticationIn
 	switch {
 	case h == "":
 		return errors.New("no Authorization header")
-	case in.SecurityScheme.Type == "http" && in.SecurityScheme.Scheme == "basic" && !strings.HasPrefix(h, "Basic "):
+	case in.SecurityScheme.Type == "http" && strings.EqualFold(in.SecurityScheme.Scheme, "basic") && !strings.HasPrefix(h, "Basic "):
 		return errors.New("not Basic auth")
+	case in.SecurityScheme.Type == "http" && strings.EqualFold(in.SecurityScheme.Scheme, "bearer") && !strings.HasPrefix(h, "Bearer "):
+		return errors.New("not Bearer auth")
 	}
 	return nil
 }
