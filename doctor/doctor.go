@@ -275,7 +275,7 @@ func (r *run) organization(ctx context.Context, i int, ws *config.Workspace) Org
 	for j, d := range dirs {
 		names[j] = d.Name
 	}
-	r.add(name, OK, fmt.Sprintf("API key accepted; %d directories (%s)", len(dirs), strings.Join(names, ", ")))
+	r.add(name, OK, fmt.Sprintf("API key accepted; directories: %s", strings.Join(names, ", ")))
 	return org
 }
 

@@ -16,6 +16,24 @@ func (f *Fake) registerDataCenter(m *http.ServeMux) {
 	f.dc = &dataCenter{users: map[string]bool{}, groups: map[string]map[string]bool{}}
 	m.HandleFunc("POST /rest/api/latest/admin/groups/add-users", f.dcAddUsers)
 	m.HandleFunc("POST /rest/api/latest/admin/users/remove-group", f.dcRemoveGroup)
+	m.HandleFunc("GET /rest/api/latest/admin/groups", f.dcGroups)
+}
+
+// dcGroups lists the groups whose names contain ?filter=, in one page.
+func (f *Fake) dcGroups(w http.ResponseWriter, r *http.Request) {
+	if !bearer(w, r) {
+		return
+	}
+	filter := strings.ToLower(r.URL.Query().Get("filter"))
+	f.mu.Lock()
+	var values []map[string]any
+	for _, g := range sortedKeys(f.dc.groups) {
+		if strings.Contains(strings.ToLower(g), filter) {
+			values = append(values, map[string]any{"name": g, "deletable": true})
+		}
+	}
+	f.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"size": len(values), "limit": 25, "start": 0, "isLastPage": true, "values": values})
 }
 
 // AddDataCenterUsers creates users in the fake Bitbucket Data Center.
