@@ -12,8 +12,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/autoinvite/autoinvite/config"
-	"github.com/autoinvite/autoinvite/integrations/atlassian"
 	"github.com/autoinvite/autoinvite/integrations/ratelimit"
+	"github.com/autoinvite/autoinvite/internal/transient"
 	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/ledger"
 )
@@ -238,7 +238,7 @@ func (w *Worker) batchFailed(ctx context.Context, items []jobs.BatchItem, err er
 	if _, waiting := ratelimit.AsWait(err); waiting {
 		return err
 	}
-	temporary := atlassian.IsTemporary(err)
+	temporary := transient.Is(err)
 	now := w.o.Now()
 	if serr := w.settleEach(ctx, items, taskID, func(e *ledger.Entry, it jobs.BatchItem) {
 		e.LastError = err.Error()

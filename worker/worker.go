@@ -14,10 +14,10 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
 
-	"github.com/autoinvite/autoinvite/integrations/atlassian"
 	"github.com/autoinvite/autoinvite/integrations/bitbucket"
 	"github.com/autoinvite/autoinvite/integrations/jira"
 	"github.com/autoinvite/autoinvite/integrations/ratelimit"
+	"github.com/autoinvite/autoinvite/internal/transient"
 	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/ledger"
 	"github.com/autoinvite/autoinvite/rules"
@@ -272,7 +272,7 @@ func (w *Worker) finish(ctx context.Context, errs []error) error {
 		return err
 	}
 	for _, e := range errs {
-		if atlassian.IsTemporary(e) {
+		if transient.Is(e) {
 			zerolog.Ctx(ctx).Warn().Err(err).Msg("temporary failure: task will be retried")
 			return err
 		}
@@ -655,7 +655,7 @@ func (w *Worker) failAs(ctx context.Context, entry *ledger.Entry, err error, act
 	}
 	entry.LastError = err.Error()
 	// A temporary error keeps the status: the retry will finish the job.
-	if !atlassian.IsTemporary(err) || entry.Status == "" {
+	if !transient.Is(err) || entry.Status == "" {
 		entry.Status = ledger.StatusFailed
 	}
 	entry.Record(w.o.Now(), actor, ledger.ActionError, "", err.Error())
@@ -669,7 +669,7 @@ func (w *Worker) failAs(ctx context.Context, entry *ledger.Entry, err error, act
 // transport error, a 429 or 5xx, or a wait for the rate budget.
 func isTemporaryOrWait(err error) bool {
 	_, waiting := ratelimit.AsWait(err)
-	return waiting || atlassian.IsTemporary(err)
+	return waiting || transient.Is(err)
 }
 
 func describe(d rules.Decision) string {
