@@ -62,6 +62,10 @@ type Options struct {
 	// AtlassianTransport replaces the HTTP transport of every Atlassian client
 	// (benchmarks use the fake in process).
 	AtlassianTransport http.RoundTripper
+	// Sandbox runs the built-in fake Atlassian whatever the credentials and
+	// the Redis (serve --sandbox). Without it the sandbox starts only with the
+	// embedded Redis and no credentials: an external Redis holds a real ledger.
+	Sandbox bool
 }
 
 // Roles are the parts of autoinvite one process runs. Intake and workers
@@ -154,7 +158,7 @@ type App struct {
 }
 
 // New builds an App; Run starts it.
-func New(o Options) (a *App, err error) {
+func New(o Options) (*App, error) {
 	if o.Config == nil {
 		return nil, errors.New("app: Config is required")
 	}
@@ -171,32 +175,53 @@ func New(o Options) (a *App, err error) {
 	if o.Roles != AllRoles && cfg.Redis.Embedded() {
 		return nil, fmt.Errorf("--role %s: separate roles meet in Redis; set redis.url (or AUTOINVITE_REDIS_URL), the embedded Redis lives in one process", o.Roles)
 	}
-	a = &App{opts: o, cfg: cfg, log: o.Logger, queue: jobs.EventsQueue(cfg.Redis.KeyPrefix), now: o.Now, recent: map[string]*runtime{}}
-	defer func() {
-		if err != nil {
-			a.Close()
-		}
-	}()
-
-	if err := a.connectRedis(); err != nil {
+	a := newApp(o)
+	if err := a.serveParts(); err != nil {
+		// a is whatever was built before the failure (Redis, the sandbox…).
+		a.Close()
 		return nil, err
 	}
-	if a.jiraOpts, a.bbOpts, err = a.atlassianOptions(o.Secrets); err != nil {
-		return nil, err
+	return a, nil
+}
+
+func newApp(o Options) *App {
+	return &App{opts: o, cfg: o.Config, log: o.Logger, queue: jobs.EventsQueue(o.Config.Redis.KeyPrefix), now: o.Now, recent: map[string]*runtime{}}
+}
+
+// core builds what serving and an in-process admin command share, over a.rdb:
+// the Atlassian clients' options, metrics, the queue client and the runtime.
+func (a *App) core() error {
+	var err error
+	if a.jiraOpts, a.bbOpts, err = a.atlassianOptions(a.opts.Secrets); err != nil {
+		return err
 	}
 	a.metrics = metrics.New(asynq.NewInspectorFromRedisClient(a.rdb))
 
+	cfg := a.cfg
 	a.client = asynq.NewClientFromRedisClient(a.rdb)
 	a.enqueuer = jobs.NewEnqueuer(a.client, jobs.EnqueueOptions{
 		Queue: a.queue, MaxRetry: cfg.Worker.MaxRetry, Timeout: cfg.Worker.TaskTimeout.D(), Retention: cfg.Intake.DedupWindow.D(),
 	})
 	rt, err := a.buildRuntime(cfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	a.install(rt)
-	a.metrics.ConfigLoaded([]byte(cfg.Hash), o.Now())
+	a.metrics.ConfigLoaded([]byte(cfg.Hash), a.now())
 	a.metrics.Reloads.WithLabelValues("success")
+	return nil
+}
+
+// serveParts connects Redis and builds the core, the intake, the task
+// handlers, the Asynq server and the HTTP API.
+func (a *App) serveParts() error {
+	o, cfg := a.opts, a.cfg
+	if err := a.connectRedis(); err != nil {
+		return err
+	}
+	if err := a.core(); err != nil {
+		return err
+	}
 
 	hook, err := intake.New(intake.Options{
 		Secret: []byte(o.Secrets.WebhookSecret), MaxBodyBytes: cfg.Intake.MaxBodyBytes, Enqueuer: a.enqueuer,
@@ -208,7 +233,7 @@ func New(o Options) (a *App, err error) {
 		},
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	a.unsigned = o.Secrets.WebhookSecret == ""
 
@@ -228,6 +253,10 @@ func New(o Options) (a *App, err error) {
 	})
 	a.mux.HandleFunc(jobs.TypeBatch, func(ctx context.Context, t *asynq.Task) error {
 		return a.current.Load().worker.HandleBatch(ctx, t)
+	})
+	// The admin CLI's actions, carried out with this process's credentials.
+	a.mux.HandleFunc(jobs.TypeAdminAction, func(ctx context.Context, t *asynq.Task) error {
+		return a.current.Load().worker.HandleAdminAction(ctx, t)
 	})
 	a.server = asynq.NewServerFromRedisClient(a.rdb, a.serverConfig(o))
 
@@ -251,7 +280,7 @@ func New(o Options) (a *App, err error) {
 	mux.Handle("/monitoring/", admin.wrap(dashboard))
 	mux.Handle("/-/reload", admin.wrap(http.HandlerFunc(a.serveReload)))
 	a.handler = mux
-	return a, nil
+	return nil
 }
 
 // buildRuntime compiles a config into rules, clients and a worker.
@@ -443,14 +472,14 @@ func (a *App) serverConfig(o Options) asynq.Config {
 // (it does not spend the task's retries).
 func isFailure(err error) bool {
 	_, waiting := ratelimit.AsWait(err)
-	return !waiting && !errors.Is(err, ledger.ErrBusy)
+	return !waiting && !errors.Is(err, ledger.ErrBusy) && !errors.Is(err, ledger.ErrLockLost)
 }
 
 // defaultRetryDelay waits briefly when another task holds the person, until the
 // budget refills when it is spent, as long as a 429 or 503 asked, and otherwise
 // backs off exponentially with jitter (asynq's default).
 func defaultRetryDelay(n int, err error, t *asynq.Task) time.Duration {
-	if errors.Is(err, ledger.ErrBusy) || errors.Is(err, asynq.ErrLeaseExpired) {
+	if errors.Is(err, ledger.ErrBusy) || errors.Is(err, ledger.ErrLockLost) || errors.Is(err, asynq.ErrLeaseExpired) {
 		// Another task holds the person, or a worker died mid-task: resume soon
 		// (the ledger makes the re-run skip what was done).
 		return 2 * time.Second
@@ -542,14 +571,27 @@ func (a *App) checkEviction() {
 	}
 }
 
+// ErrNoCredentials: no Atlassian credential is set and the sandbox may not
+// stand in for them.
+var ErrNoCredentials = errors.New("no Atlassian credentials in the environment")
+
 // atlassianOptions returns the clients' identity and credentials, starting the
-// sandbox (and pointing at it) when no credential is set at all.
+// sandbox (and pointing at it) when asked to (Options.Sandbox), or when no
+// credential is set at all and Redis is the embedded one: a sandbox writing
+// to an external Redis would record invitations that never happened in a
+// real ledger.
 func (a *App) atlassianOptions(s config.Secrets) (jiraOpts, bbOpts atlassian.Options, err error) {
 	ua := "autoinvite/" + Version
 	// Base URLs and timeouts come from the config in force (buildRuntime).
 	jiraOpts = atlassian.Options{UserAgent: ua, Transport: a.opts.AtlassianTransport}
 	bbOpts = atlassian.Options{UserAgent: ua, Transport: a.opts.AtlassianTransport}
-	if !s.HasAtlassianCredentials() {
+	if a.opts.Sandbox || !s.HasAtlassianCredentials() {
+		if !a.opts.Sandbox && !a.cfg.Redis.Embedded() {
+			return jiraOpts, bbOpts, fmt.Errorf("%w and Redis is external (redis.url, redis.sentinel or redis.cluster): "+
+				"set AUTOINVITE_JIRA_EMAIL + AUTOINVITE_JIRA_API_TOKEN (Jira Cloud) or AUTOINVITE_JIRA_BEARER_TOKEN (Data Center), "+
+				"and AUTOINVITE_BITBUCKET_EMAIL + AUTOINVITE_BITBUCKET_API_TOKEN or AUTOINVITE_BITBUCKET_ACCESS_TOKEN; "+
+				"or run `autoinvite serve --sandbox` to use the built-in fake Jira and Bitbucket against this Redis", ErrNoCredentials)
+		}
 		url, err := a.startSandbox()
 		if err != nil {
 			return jiraOpts, bbOpts, err
@@ -588,12 +630,16 @@ func (a *App) startSandbox() (string, error) {
 	a.sandbox = f
 	a.closers = append(a.closers, func() { srv.Close() })
 	url := "http://" + ln.Addr().String()
+	why := "no Atlassian credentials in the environment and the embedded Redis"
+	if a.opts.Sandbox {
+		why = "--sandbox"
+	}
 	a.log.Warn().Str("sandbox_url", url).
-		Msg("SANDBOX MODE: no Atlassian credentials in the environment, so Jira and Bitbucket are the built-in fake. Nothing real is invited. Set AUTOINVITE_JIRA_* and AUTOINVITE_BITBUCKET_* to go live.")
+		Msg("SANDBOX MODE (" + why + "): Jira and Bitbucket are the built-in fake. Nothing real is invited. Set AUTOINVITE_JIRA_* and AUTOINVITE_BITBUCKET_* (and drop --sandbox) to go live.")
 	return url, nil
 }
 
-// Worker returns the worker of the config in force (the CLI runs admin actions through it).
+// Worker returns the worker of the config in force (tests, benchmarks and the CLI's backfill).
 func (a *App) Worker() *worker.Worker { return a.current.Load().worker }
 
 // StartScheduler fires the invitation sweep on invitations.sweep_schedule. Every
@@ -665,6 +711,16 @@ func (a *App) StartWorkers() error {
 	return nil
 }
 
+// StopWorkers stops processing tasks: in-flight ones finish (or go back to
+// the queue after the shutdown timeout), and this process leaves Asynq's list
+// of servers.
+func (a *App) StopWorkers() {
+	if a.serverUp {
+		a.server.Shutdown()
+		a.serverUp = false
+	}
+}
+
 // Run serves HTTP on the configured address and processes tasks until ctx is
 // done, then shuts down gracefully: stop accepting, finish in-flight tasks.
 func (a *App) Run(ctx context.Context) error {
@@ -708,12 +764,13 @@ func (a *App) Run(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the workers and releases everything.
+// Close stops the workers and releases everything; it is safe on an App
+// that was only partly built, or nil.
 func (a *App) Close() {
-	if a.serverUp {
-		a.server.Shutdown()
-		a.serverUp = false
+	if a == nil {
+		return
 	}
+	a.StopWorkers()
 	if a.client != nil {
 		a.client.Close()
 	}

@@ -95,8 +95,8 @@ func TestInvitationIsResentUntilMaxResendsThenGivenUp(t *testing.T) {
 		t.Fatalf("last history = %+v", last)
 	}
 
-	// Signing up again resets a finished invitation.
-	assertAccepted(t, e.Webhook("user_created", "d2", cloudUser(noah, "noah@acme.com")), "accepted")
+	// Signing up again (a newer user_created) resets a finished invitation.
+	assertAccepted(t, e.WebhookAt("user_created", "d2", 1763800000000+1000, cloudUser(noah, "noah@acme.com")), "accepted")
 	e.WaitIdle()
 	got = e.Entry("acme", "acct:"+noah)
 	if n := len(invitationPuts(e.Fake.Fake)); n != 4 || got.Status != ledger.StatusInvited || len(got.PendingGroups()) != 1 {
@@ -257,10 +257,10 @@ func TestDeactivationRevokesOnlyWhatAutoinviteGranted(t *testing.T) {
 	clock.Advance(200 * time.Hour)
 	assertSummary(t, sweep(t, e), worker.SweepSummary{}) // cancelled: never re-sent
 
-	// Reactivation starts over: a new invitation.
+	// Reactivation (newer than the deactivation) starts over: a new invitation.
 	e.Fake.ResetCalls()
 	inactive["active"] = true
-	assertAccepted(t, e.Webhook("user_updated", "d-noah-on", inactive), "accepted")
+	assertAccepted(t, e.WebhookAt("user_updated", "d-noah-on", 1763800000000+1000, inactive), "accepted")
 	e.WaitIdle()
 	if n := len(invitationPuts(e.Fake.Fake)); n != 1 {
 		t.Fatalf("invitations after reactivation = %d", n)
@@ -365,7 +365,7 @@ workspaces:
       - {name: everyone, match: {}, groups: [readers]}
 `))
 	entry := &ledger.Entry{Workspace: "acme", PersonID: "acct:" + mia, AccountID: mia, Status: ledger.StatusGranted, Granted: []string{"readers"}}
-	if err := e.App.Ledger().Put(context.Background(), entry); err != nil {
+	if err := e.App.Ledger().PutUnlocked(context.Background(), entry); err != nil {
 		t.Fatal(err)
 	}
 	e.Fake.AddMember("acme", mia, "readers")

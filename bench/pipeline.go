@@ -210,11 +210,12 @@ func ledgerOnly(store *ledger.Store) asynq.HandlerFunc {
 			return err
 		}
 		taskID, _ := asynq.GetTaskID(ctx)
-		unlock, entries, err := store.LockAndGet(ctx, account, taskID, 30*time.Second, []string{"acme"})
+		lock, entries, err := store.LockAndGet(ctx, account, taskID, 30*time.Second, []string{"acme"})
 		if err != nil {
 			return err
 		}
-		defer unlock()
+		defer lock.Unlock()
+		ctx = lock.Context(ctx)
 		now := time.Now()
 		e := entries["acme"]
 		if e == nil {

@@ -27,6 +27,9 @@ const (
 const (
 	ReasonDue   = "due"   // an invitation expired
 	ReasonCheck = "check" // look whether the person joined early
+	// ReasonRecheckRemoval removes again, later, groups whose add was in
+	// doubt at revocation (a timed-out add that Bitbucket may apply late).
+	ReasonRecheckRemoval = "recheck-removal"
 )
 
 // FollowUp is the payload of TypeFollowUp.
@@ -35,6 +38,10 @@ type FollowUp struct {
 	PersonID  string    `json:"person_id"`
 	Reason    string    `json:"reason"`
 	Tick      time.Time `json:"tick"`
+	// Groups a removal re-check is about.
+	Groups []string `json:"groups,omitempty"`
+	// NotBefore delays the follow-up (zero: now).
+	NotBefore time.Time `json:"not_before,omitzero"`
 }
 
 // Sweep is the payload of TypeSweep.
@@ -165,10 +172,13 @@ func (q *Enqueuer) EnqueueFollowUp(ctx context.Context, f FollowUp) error {
 	if err != nil {
 		return fmt.Errorf("encode follow-up: %w", err)
 	}
-	id := fmt.Sprintf("followup:%s:%s:%s:%d", f.Reason, f.Workspace, f.PersonID, f.Tick.Unix())
-	_, err = q.client.EnqueueContext(ctx, asynq.NewTask(TypeFollowUp, payload),
-		asynq.TaskID(id), asynq.Queue(q.opts.Queue), asynq.MaxRetry(q.opts.MaxRetry),
-		asynq.Timeout(q.opts.Timeout), asynq.Retention(time.Hour))
+	id := fmt.Sprintf("followup:%s:%s:%s:%d", f.Reason, f.Workspace, f.PersonID, f.Tick.UnixNano())
+	opts := []asynq.Option{asynq.TaskID(id), asynq.Queue(q.opts.Queue), asynq.MaxRetry(q.opts.MaxRetry),
+		asynq.Timeout(q.opts.Timeout), asynq.Retention(time.Hour)}
+	if !f.NotBefore.IsZero() {
+		opts = append(opts, asynq.ProcessAt(f.NotBefore))
+	}
+	_, err = q.client.EnqueueContext(ctx, asynq.NewTask(TypeFollowUp, payload), opts...)
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return fmt.Errorf("enqueue follow-up of %s in %s: %w", f.PersonID, f.Workspace, err)
 	}

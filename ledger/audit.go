@@ -49,6 +49,8 @@ const (
 	ActionRevocationHeld       = "revocation-held"
 	ActionRevocationReported   = "revocation-reported"
 	ActionSeatLimit            = "seat-limit"
+	ActionStaleEvent           = "stale-event"
+	ActionRemovalRecheck       = "removal-recheck"
 	ActionUserMissing          = "user-missing"
 	ActionWaitingForEmail      = "waiting-for-email"
 )
@@ -83,6 +85,8 @@ func outcomeOf(action string) string {
 		return OutcomeHeld
 	case ActionRevocationReported:
 		return OutcomeReported
+	case ActionStaleEvent:
+		return "ignored"
 	}
 	return OutcomeOK
 }
@@ -108,12 +112,18 @@ func (s *Store) recordsOf(e *Entry) []AuditRecord {
 func (s *Store) xadd(ctx context.Context, p redis.Pipeliner, rec AuditRecord) {
 	p.XAdd(ctx, &redis.XAddArgs{
 		Stream: s.AuditKey(), MaxLen: s.opts.AuditMaxLen, Approx: true,
-		Values: []any{
-			"time", rec.Time.UTC().Format(time.RFC3339Nano), "person", rec.PersonID, "email", rec.Email,
-			"workspace", rec.Workspace, "group", rec.Group, "rules", strings.Join(rec.Rules, ","),
-			"actor", rec.Actor, "action", rec.Action, "outcome", rec.Outcome, "detail", rec.Detail,
-		},
+		Values: auditValues(rec),
 	})
+}
+
+// auditValues are a record's stream fields and values (Put's script writes
+// them too).
+func auditValues(rec AuditRecord) []any {
+	return []any{
+		"time", rec.Time.UTC().Format(time.RFC3339Nano), "person", rec.PersonID, "email", rec.Email,
+		"workspace", rec.Workspace, "group", rec.Group, "rules", strings.Join(rec.Rules, ","),
+		"actor", rec.Actor, "action", rec.Action, "outcome", rec.Outcome, "detail", rec.Detail,
+	}
 }
 
 // Audit appends a decision that has no ledger entry (an ignored account, no

@@ -2,6 +2,8 @@ package ledger
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -10,27 +12,39 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-func (s *Store) breakerKey(ws string) string { return s.prefix + ":breaker:" + ws }
-func (s *Store) heldKey(ws string) string    { return s.prefix + ":held:" + ws }
-func (s *Store) removalsKey(ws string, now time.Time) string {
-	return s.prefix + ":removals:" + ws + ":" + now.UTC().Format("2006010215")
-}
+func (s *Store) breakerKey(ws string) string  { return s.prefix + ":breaker:" + ws }
+func (s *Store) heldKey(ws string) string     { return s.prefix + ":held:" + ws }
+func (s *Store) removalsKey(ws string) string { return s.prefix + ":removals:" + ws }
 
-// allowRemoval counts one removal in the workspace's current hour. Over the
-// limit it trips the breaker; a tripped breaker refuses every removal until Resume.
+// removalWindow is the span the removal limit counts over: a rolling hour,
+// so no clock-hour boundary lets twice the limit through.
+const removalWindow = time.Hour
+
+// allowRemoval counts one removal in the workspace's rolling window
+// (KEYS[2]: a sorted set of removal times in ms, ARGV[3] now, ARGV[4] the
+// window, ARGV[5] a unique member). At the limit it trips the breaker
+// (KEYS[1]); a tripped breaker refuses every removal until Resume.
 var allowRemoval = redis.NewScript(`
 if redis.call("EXISTS", KEYS[1]) == 1 then return 0 end
-local n = redis.call("INCR", KEYS[2])
-redis.call("EXPIRE", KEYS[2], 7200)
-if n > tonumber(ARGV[1]) then
+local now, window = tonumber(ARGV[3]), tonumber(ARGV[4])
+redis.call("ZREMRANGEBYSCORE", KEYS[2], "-inf", "(" .. (now - window + 1))
+if redis.call("ZCARD", KEYS[2]) >= tonumber(ARGV[1]) then
   redis.call("SET", KEYS[1], ARGV[2])
   return 0
 end
+redis.call("ZADD", KEYS[2], now, ARGV[5])
+redis.call("PEXPIRE", KEYS[2], window)
 return 1`)
 
-// AllowRemoval reports whether one more group removal may happen now in ws.
+// AllowRemoval reports whether one more group removal may happen at now in
+// ws: at most limit in any hour.
 func (s *Store) AllowRemoval(ctx context.Context, ws string, limit int, now time.Time) (bool, error) {
-	n, err := allowRemoval.Run(ctx, s.rdb, []string{s.breakerKey(ws), s.removalsKey(ws, now)}, limit, now.Unix()).Int()
+	var b [6]byte
+	rand.Read(b[:])
+	ms := now.UnixMilli()
+	member := strconv.FormatInt(ms, 10) + "-" + hex.EncodeToString(b[:])
+	n, err := allowRemoval.Run(ctx, s.rdb, []string{s.breakerKey(ws), s.removalsKey(ws)},
+		limit, now.Unix(), ms, removalWindow.Milliseconds(), member).Int()
 	if err != nil {
 		return false, fmt.Errorf("revocation breaker of %s: %w", ws, err)
 	}
@@ -41,6 +55,14 @@ func (s *Store) AllowRemoval(ctx context.Context, ws string, limit int, now time
 func (s *Store) Hold(ctx context.Context, ws, personID string) error {
 	if err := s.rdb.SAdd(ctx, s.heldKey(ws), personID).Err(); err != nil {
 		return fmt.Errorf("hold removal of %s in %s: %w", personID, ws, err)
+	}
+	return nil
+}
+
+// Unhold forgets a held person once their held removals are done.
+func (s *Store) Unhold(ctx context.Context, ws, personID string) error {
+	if err := s.rdb.SRem(ctx, s.heldKey(ws), personID).Err(); err != nil {
+		return fmt.Errorf("release held removal of %s in %s: %w", personID, ws, err)
 	}
 	return nil
 }
@@ -65,12 +87,14 @@ func (s *Store) Breaker(ctx context.Context, ws string) (tripped bool, since tim
 	return tripped, since, held, nil
 }
 
-// Resume closes the breaker, restarts the hour's count and returns the held people.
-func (s *Store) Resume(ctx context.Context, ws string, now time.Time) ([]string, error) {
+// Resume closes the breaker, restarts the window's count and returns the held
+// people. They stay held until Unhold: a removal that fails keeps its person
+// held for the next resume.
+func (s *Store) Resume(ctx context.Context, ws string) ([]string, error) {
 	var members *redis.StringSliceCmd
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		members = p.SMembers(ctx, s.heldKey(ws))
-		p.Del(ctx, s.breakerKey(ws), s.heldKey(ws), s.removalsKey(ws, now))
+		p.Del(ctx, s.breakerKey(ws), s.removalsKey(ws))
 		return nil
 	})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -84,7 +85,10 @@ type Entry struct {
 	RulesByGroup map[string][]string `json:"rules_by_group,omitempty"`
 	// Batched are the groups waiting in a batched call, with when they were
 	// queued: a replay within the hour does not queue them again.
-	Batched     map[string]time.Time `json:"batched,omitempty"`
+	Batched map[string]time.Time `json:"batched,omitempty"`
+	// Intents are the groups autoinvite is about to add, recorded before the
+	// call: a retry that finds the person already there knows it was ours.
+	Intents     map[string]time.Time `json:"intents,omitempty"`
 	Invitations []Invitation         `json:"invitations,omitempty"`
 	LastError   string               `json:"last_error,omitempty"`
 	CreatedAt   time.Time            `json:"created_at"`
@@ -114,8 +118,25 @@ func (e *Entry) HasGranted(group string) bool {
 	return slices.Contains(e.Granted, group) || slices.Contains(e.HandGiven, group)
 }
 
+// Intend records that autoinvite is about to add the person to group.
+func (e *Entry) Intend(group string, at time.Time) {
+	if e.Intents == nil {
+		e.Intents = map[string]time.Time{}
+	}
+	if _, ok := e.Intents[group]; !ok {
+		e.Intents[group] = at
+	}
+}
+
+// Intended reports whether an add to group was recorded as about to happen.
+func (e *Entry) Intended(group string) bool {
+	_, ok := e.Intents[group]
+	return ok
+}
+
 // GrantedByHand records that the person already had group before autoinvite.
 func (e *Entry) GrantedByHand(group string) {
+	delete(e.Intents, group)
 	e.Waiting = slices.DeleteFunc(e.Waiting, func(g string) bool { return g == group })
 	if !e.HasGranted(group) {
 		e.HandGiven = append(e.HandGiven, group)
@@ -149,6 +170,7 @@ func (e *Entry) AnyPendingInvitation() bool {
 
 // Grant moves group from waiting to granted.
 func (e *Entry) Grant(group string) {
+	delete(e.Intents, group)
 	e.Waiting = slices.DeleteFunc(e.Waiting, func(g string) bool { return g == group })
 	if !e.HasGranted(group) {
 		e.Granted = append(e.Granted, group)
@@ -234,9 +256,9 @@ func New(rdb redis.UniversalClient, prefix string, opts Options) *Store {
 	if opts.AuditMaxLen <= 0 {
 		opts.AuditMaxLen = 100000
 	}
-	// One Redis Cluster hash tag for every ledger key: an entry, its indexes
-	// and its audit record are written in one MULTI, which a cluster only
-	// allows within one slot.
+	// One Redis Cluster hash tag for every ledger key: an entry, its indexes,
+	// its audit records and the person's lock are in one script, which a
+	// cluster only allows within one slot.
 	return &Store{rdb: rdb, prefix: "{" + prefix + "}", opts: opts}
 }
 
@@ -275,42 +297,95 @@ func (s *Store) Get(ctx context.Context, workspace, personID string) (*Entry, er
 	return &e, nil
 }
 
-// Put writes the entry, its indexes and its new audit records atomically. In
-// dry-run mode only the audit records are written.
+// Put writes the entry, its indexes and its new audit records atomically,
+// under the person's lock that ctx carries (see Lock.Context): it fails with
+// ErrNotLocked when ctx carries none and ErrLockLost when the lock is no
+// longer the caller's. In dry-run mode only the audit records are written.
 func (s *Store) Put(ctx context.Context, e *Entry) error {
+	return s.PutLocked(ctx, LockFrom(ctx), e)
+}
+
+// PutLocked is Put under an explicit lock.
+func (s *Store) PutLocked(ctx context.Context, lock *Lock, e *Entry) error {
+	if lock == nil {
+		return fmt.Errorf("write ledger %s/%s: %w", e.Workspace, e.PersonID, ErrNotLocked)
+	}
+	if lock.personID != e.PersonID {
+		return fmt.Errorf("write ledger %s/%s under the lock of %s: %w", e.Workspace, e.PersonID, lock.personID, ErrNotLocked)
+	}
+	if err := lock.Err(); err != nil {
+		return fmt.Errorf("write ledger %s/%s: %w", e.Workspace, e.PersonID, err)
+	}
+	return s.put(ctx, lock, e)
+}
+
+// PutUnlocked writes an entry without the person's lock: only for writers
+// that cannot race a worker (seeding a ledger in tests and benchmarks).
+func (s *Store) PutUnlocked(ctx context.Context, e *Entry) error {
+	return s.put(ctx, nil, e)
+}
+
+// putScript writes an entry, its indexes and its audit records, only while
+// KEYS[1] (the person's lock) holds ARGV[1] (ARGV[1] "" = no lock). Returns 0
+// when the lock is not the caller's: nothing is written.
+// KEYS: lock, entry, person's workspaces, workspace's people, workspaces,
+// email index, due index, check index, audit stream.
+// ARGV: token, dry run ("1"), entry, workspace, person, email ("" = none),
+// due score ("" = none), check score ("" = none), index member, audit max
+// length, values per audit record, then the records' values.
+var putScript = redis.NewScript(`
+if ARGV[1] ~= "" and redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
+local n = tonumber(ARGV[11])
+for i = 12, #ARGV, n do
+  redis.call("XADD", KEYS[9], "MAXLEN", "~", ARGV[10], "*", unpack(ARGV, i, i + n - 1))
+end
+if ARGV[2] == "1" then return 1 end
+redis.call("SET", KEYS[2], ARGV[3])
+redis.call("SADD", KEYS[3], ARGV[4])
+redis.call("SADD", KEYS[4], ARGV[5])
+redis.call("SADD", KEYS[5], ARGV[4])
+if ARGV[6] ~= "" then redis.call("SET", KEYS[6], ARGV[5]) end
+if ARGV[7] ~= "" then redis.call("ZADD", KEYS[7], ARGV[7], ARGV[9]) else redis.call("ZREM", KEYS[7], ARGV[9]) end
+if ARGV[8] ~= "" then redis.call("ZADD", KEYS[8], ARGV[8], ARGV[9]) else redis.call("ZREM", KEYS[8], ARGV[9]) end
+return 1`)
+
+func (s *Store) put(ctx context.Context, lock *Lock, e *Entry) error {
 	raw, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("encode ledger %s/%s: %w", e.Workspace, e.PersonID, err)
 	}
 	records := s.recordsOf(e)
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for _, rec := range records {
-			s.xadd(ctx, p, rec)
-		}
-		if s.opts.DryRun {
-			return nil
-		}
-		p.Set(ctx, s.entryKey(e.Workspace, e.PersonID), raw, 0)
-		p.SAdd(ctx, s.personKey(e.PersonID), e.Workspace)
-		p.SAdd(ctx, s.workspaceKey(e.Workspace), e.PersonID)
-		p.SAdd(ctx, s.workspacesKey(), e.Workspace)
-		if e.Email != "" {
-			p.Set(ctx, s.emailKey(e.Email), e.PersonID, 0)
-		}
-		if next := e.nextExpiry(); !next.IsZero() {
-			p.ZAdd(ctx, s.DueKey(), redis.Z{Score: float64(next.Unix()), Member: dueMember(e.Workspace, e.PersonID)})
-		} else {
-			p.ZRem(ctx, s.DueKey(), dueMember(e.Workspace, e.PersonID))
-		}
-		if e.AnyPendingInvitation() && e.AccountID != "" && !e.NextCheckAt.IsZero() {
-			p.ZAdd(ctx, s.CheckKey(), redis.Z{Score: float64(e.NextCheckAt.Unix()), Member: dueMember(e.Workspace, e.PersonID)})
-		} else {
-			p.ZRem(ctx, s.CheckKey(), dueMember(e.Workspace, e.PersonID))
-		}
-		return nil
-	})
+	token, dry, due, check := "", "0", "", ""
+	if lock != nil {
+		token = lock.token
+	}
+	if s.opts.DryRun {
+		dry = "1"
+	}
+	if next := e.nextExpiry(); !next.IsZero() {
+		due = strconv.FormatInt(next.Unix(), 10)
+	}
+	if e.AnyPendingInvitation() && e.AccountID != "" && !e.NextCheckAt.IsZero() {
+		check = strconv.FormatInt(e.NextCheckAt.Unix(), 10)
+	}
+	keys := []string{
+		s.lockKey(e.PersonID), s.entryKey(e.Workspace, e.PersonID), s.personKey(e.PersonID), s.workspaceKey(e.Workspace),
+		s.workspacesKey(), s.emailKey(e.Email), s.DueKey(), s.CheckKey(), s.AuditKey(),
+	}
+	perRecord := len(auditValues(AuditRecord{}))
+	args := make([]any, 0, 11+perRecord*len(records))
+	args = append(args, token, dry, raw, e.Workspace, e.PersonID, strings.ToLower(e.Email), due, check,
+		dueMember(e.Workspace, e.PersonID), s.opts.AuditMaxLen, perRecord)
+	for _, rec := range records {
+		args = append(args, auditValues(rec)...)
+	}
+	ok, err := putScript.Run(ctx, s.rdb, keys, args...).Int()
 	if err != nil {
 		return fmt.Errorf("write ledger %s/%s: %w", e.Workspace, e.PersonID, err)
+	}
+	if ok != 1 {
+		lock.markLost()
+		return fmt.Errorf("write ledger %s/%s: %w", e.Workspace, e.PersonID, ErrLockLost)
 	}
 	e.unsaved = nil
 	s.observe(records)
@@ -434,91 +509,4 @@ func (s *Store) SetCursor(ctx context.Context, name string, pos int) error {
 		return fmt.Errorf("write cursor %s: %w", name, err)
 	}
 	return nil
-}
-
-// ErrBusy means another task holds the person's lock.
-var ErrBusy = errors.New("another task is working on this person")
-
-var (
-	unlockScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
-	// KEYS[1] the lock, KEYS[2..] entries; nil when the lock is taken.
-	lockAndGetScript = redis.NewScript(`if not redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return false end
-local out = {}
-for i = 2, #KEYS do out[i - 1] = redis.call("GET", KEYS[i]) or "" end
-return out`)
-	renewScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`)
-)
-
-// Lock serialises work on one person across every worker process. The holder
-// renews a short lease while it works, so a crashed worker blocks the person
-// for one lease at most.
-func (s *Store) Lock(ctx context.Context, personID, owner string, lease time.Duration) (unlock func(), err error) {
-	key := s.lockKey(personID)
-	ok, err := s.rdb.SetNX(ctx, key, owner, lease).Result()
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", personID, err)
-	}
-	if !ok {
-		return nil, fmt.Errorf("lock %s: %w", personID, ErrBusy)
-	}
-	return s.hold(key, owner, lease), nil
-}
-
-// LockAndGet takes the person's lock and reads their entries in workspaces,
-// in one round trip. Every workspace asked is in the map, nil when the person
-// has no entry there.
-func (s *Store) LockAndGet(ctx context.Context, personID, owner string, lease time.Duration, workspaces []string) (unlock func(), entries map[string]*Entry, err error) {
-	keys := []string{s.lockKey(personID)}
-	for _, ws := range workspaces {
-		keys = append(keys, s.entryKey(ws, personID))
-	}
-	res, err := lockAndGetScript.Run(ctx, s.rdb, keys, owner, lease.Milliseconds()).StringSlice()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil, fmt.Errorf("lock %s: %w", personID, ErrBusy)
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("lock %s: %w", personID, err)
-	}
-	unlock = s.hold(keys[0], owner, lease)
-	entries = make(map[string]*Entry, len(workspaces))
-	for i, raw := range res {
-		if raw == "" {
-			entries[workspaces[i]] = nil
-			continue
-		}
-		var e Entry
-		if err := json.Unmarshal([]byte(raw), &e); err != nil {
-			unlock()
-			return nil, nil, fmt.Errorf("decode ledger %s/%s: %w", workspaces[i], personID, err)
-		}
-		entries[workspaces[i]] = &e
-	}
-	return unlock, entries, nil
-}
-
-// hold renews a lock while its holder works and returns its release.
-func (s *Store) hold(key, owner string, lease time.Duration) (unlock func()) {
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(lease / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				renewScript.Run(context.Background(), s.rdb, []string{key}, owner, lease.Milliseconds())
-			}
-		}
-	}()
-	return func() {
-		close(stop)
-		<-done
-		// A fresh context: the task's may be cancelled, the lock must still go.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		unlockScript.Run(ctx, s.rdb, []string{key}, owner)
-	}
 }

@@ -435,6 +435,12 @@ func (w *Worker) runOrgBatch(ctx context.Context, first jobs.BatchItem, items []
 		i := slices.IndexFunc(items, func(x jobs.BatchItem) bool { return x.PersonID == it.PersonID })
 		w.settleOrgPerson(e, people[i], detail)
 	})
+	for i, it := range items {
+		// The seat reserved at signup: taken if invited, freed if added or failed.
+		if p := people[i]; p.invited || len(p.done) > 0 {
+			w.settleSeat(ctx, it.Workspace, it.PersonID, p.invited)
+		}
+	}
 	if stop != nil {
 		if len(unsent) > 0 && !isTemporaryOrWait(stop) {
 			return errors.Join(w.batchFailed(ctx, unsent, stop, taskID), settleErr)

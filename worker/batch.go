@@ -270,11 +270,12 @@ func (w *Worker) settleEach(ctx context.Context, items []jobs.BatchItem, taskID 
 }
 
 func (w *Worker) settleOne(ctx context.Context, it jobs.BatchItem, taskID string, fn func(*ledger.Entry, jobs.BatchItem)) error {
-	unlock, err := w.lockPatiently(ctx, it.PersonID, taskID)
+	lock, err := w.lockPatiently(ctx, it.PersonID, taskID)
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer lock.Unlock()
+	ctx = lock.Context(ctx)
 	e, err := w.o.Ledger.Get(ctx, it.Workspace, it.PersonID)
 	if err != nil {
 		return err
@@ -294,11 +295,11 @@ func (w *Worker) settleOne(ctx context.Context, it jobs.BatchItem, taskID string
 
 // lockPatiently waits a little for a person another task holds: the batch's
 // call is already made, so giving up would only repeat it.
-func (w *Worker) lockPatiently(ctx context.Context, personID, owner string) (func(), error) {
+func (w *Worker) lockPatiently(ctx context.Context, personID, owner string) (*ledger.Lock, error) {
 	for i := 0; ; i++ {
-		unlock, err := w.o.Ledger.Lock(ctx, personID, owner, w.o.LockLease)
+		lock, err := w.o.Ledger.Lock(ctx, personID, owner, w.o.LockLease)
 		if !errors.Is(err, ledger.ErrBusy) || i == 20 {
-			return unlock, err
+			return lock, err
 		}
 		select {
 		case <-ctx.Done():

@@ -39,9 +39,16 @@ func (w *Worker) HandleFollowUp(ctx context.Context, t *asynq.Task) error {
 	}
 	taskID, _ := asynq.GetTaskID(ctx)
 	log := w.o.Logger.With().Str("task_id", taskID).Str("workspace", f.Workspace).Str("person", f.PersonID).Str("reason", f.Reason).Logger()
+	if f.Reason == jobs.ReasonRecheckRemoval {
+		err := w.RecheckRemoval(log.WithContext(ctx), ledger.Ref{Workspace: f.Workspace, PersonID: f.PersonID}, f.Groups, actorSweep)
+		if err != nil && !errors.Is(err, ledger.ErrBusy) {
+			return w.finish(log.WithContext(ctx), []error{err})
+		}
+		return err
+	}
 	_, err := w.FollowUp(log.WithContext(ctx), ledger.Ref{Workspace: f.Workspace, PersonID: f.PersonID}, false, actorSweep)
 	err = w.deadline(err, f.Tick)
-	if errors.Is(err, ledger.ErrBusy) {
+	if errors.Is(err, ledger.ErrBusy) || errors.Is(err, ledger.ErrLockLost) {
 		return err // retried shortly, not a failure
 	}
 	if err != nil {
@@ -57,14 +64,15 @@ func (w *Worker) HandleFollowUp(ctx context.Context, t *asynq.Task) error {
 // re-sent once per expiry period. force re-sends pending invitations even if
 // not expired (an admin's `invites resend`).
 func (w *Worker) FollowUp(ctx context.Context, ref ledger.Ref, force bool, actor string) (Outcome, error) {
-	unlock, err := w.o.Ledger.Lock(ctx, ref.PersonID, "followup", w.o.LockLease)
+	lock, err := w.o.Ledger.Lock(ctx, ref.PersonID, "followup", w.o.LockLease)
 	if err != nil {
 		if errors.Is(err, ledger.ErrBusy) {
 			return OutcomeBusy, err
 		}
 		return OutcomeNothing, err
 	}
-	defer unlock()
+	defer lock.Unlock()
+	ctx = lock.Context(ctx)
 	return w.followUpLocked(ctx, ref, force, actor)
 }
 
@@ -257,11 +265,12 @@ const resendGuard = time.Minute
 // given up after max_resends. Idempotent: an invitation sent less than a minute
 // ago is not sent again. It returns how many were sent.
 func (w *Worker) Resend(ctx context.Context, ref ledger.Ref, actor string) (int, error) {
-	unlock, err := w.o.Ledger.Lock(ctx, ref.PersonID, actor, w.o.LockLease)
+	lock, err := w.o.Ledger.Lock(ctx, ref.PersonID, actor, w.o.LockLease)
 	if err != nil {
 		return 0, err
 	}
-	defer unlock()
+	defer lock.Unlock()
+	ctx = lock.Context(ctx)
 	entry, err := w.o.Ledger.Get(ctx, ref.Workspace, ref.PersonID)
 	if err != nil {
 		return 0, err
@@ -319,11 +328,12 @@ func resendCount(e *ledger.Entry) int {
 // Bitbucket has no documented API to withdraw a 1.0 invitation, so an email
 // already sent stays usable until Bitbucket itself expires it. Idempotent.
 func (w *Worker) Cancel(ctx context.Context, ref ledger.Ref, actor string) (int, error) {
-	unlock, err := w.o.Ledger.Lock(ctx, ref.PersonID, actor, w.o.LockLease)
+	lock, err := w.o.Ledger.Lock(ctx, ref.PersonID, actor, w.o.LockLease)
 	if err != nil {
 		return 0, err
 	}
-	defer unlock()
+	defer lock.Unlock()
+	ctx = lock.Context(ctx)
 	entry, err := w.o.Ledger.Get(ctx, ref.Workspace, ref.PersonID)
 	if err != nil || entry == nil {
 		return 0, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/autoinvite/autoinvite/config"
+	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/ledger"
 )
 
@@ -18,11 +20,17 @@ import (
 // cancels pending invitations and removes the groups autoinvite granted (never
 // those given by hand), within the workspace's hourly removal limit.
 func (w *Worker) revoke(ctx context.Context, s *subject, owner string) []error {
-	unlock, err := w.o.Ledger.Lock(ctx, s.personID, owner, w.o.LockLease)
+	lock, err := w.o.Ledger.Lock(ctx, s.personID, owner, w.o.LockLease)
 	if err != nil {
 		return []error{err}
 	}
-	defer unlock()
+	defer lock.Unlock()
+	ctx = lock.Context(ctx)
+	if fresh, err := w.inOrder(ctx, s, true); err != nil {
+		return []error{err}
+	} else if !fresh {
+		return nil
+	}
 	entries, err := w.o.Ledger.Person(ctx, s.personID)
 	if err != nil {
 		return []error{err}
@@ -76,9 +84,26 @@ func (w *Worker) revokeEntry(ctx context.Context, e *ledger.Entry, actor string)
 			}
 		}
 	}
+	// An add whose answer never came may still land: remove it too, and once
+	// more later (removing a non-member is harmless).
+	var doubtful []string
+	for _, g := range slices.Sorted(maps.Keys(e.Intents)) {
+		if !slices.Contains(remove, g) && !slices.Contains(e.HandGiven, g) {
+			remove = append(remove, g)
+			doubtful = append(doubtful, g)
+		}
+	}
 	var errs []error
 	for _, g := range remove {
 		if err := w.removeGroup(ctx, e, g, actor); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(doubtful) > 0 {
+		for _, g := range doubtful {
+			delete(e.Intents, g)
+		}
+		if err := w.recheckLater(ctx, e, doubtful); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -128,9 +153,11 @@ func (w *Worker) removeGroup(ctx context.Context, e *ledger.Entry, group, actor 
 	return nil
 }
 
-// ResumeRevocations closes a workspace's breaker and applies the held removals.
+// ResumeRevocations closes a workspace's breaker and applies the held
+// removals. A person leaves the held set only once their removals are done:
+// one whose removal fails stays held for the next resume.
 func (w *Worker) ResumeRevocations(ctx context.Context, workspace, actor string) (removed int, err error) {
-	held, err := w.o.Ledger.Resume(ctx, workspace, w.o.Now())
+	held, err := w.o.Ledger.Resume(ctx, workspace)
 	if err != nil {
 		return 0, err
 	}
@@ -146,14 +173,20 @@ func (w *Worker) ResumeRevocations(ctx context.Context, workspace, actor string)
 }
 
 func (w *Worker) applyHeld(ctx context.Context, ref ledger.Ref, actor string) (int, error) {
-	unlock, err := w.o.Ledger.Lock(ctx, ref.PersonID, actor, w.o.LockLease)
+	lock, err := w.o.Ledger.Lock(ctx, ref.PersonID, actor, w.o.LockLease)
 	if err != nil {
 		return 0, err
 	}
-	defer unlock()
+	defer lock.Unlock()
+	ctx = lock.Context(ctx)
 	e, err := w.o.Ledger.Get(ctx, ref.Workspace, ref.PersonID)
-	if err != nil || e == nil || len(e.HeldRemovals) == 0 {
+	if err != nil {
 		return 0, err
+	}
+	if e == nil || len(e.HeldRemovals) == 0 {
+		// Nothing held any more (reactivated meanwhile, or done by an
+		// earlier resume whose release was lost).
+		return 0, w.o.Ledger.Unhold(ctx, ref.Workspace, ref.PersonID)
 	}
 	removed := 0
 	var errs []error
@@ -173,7 +206,13 @@ func (w *Worker) applyHeld(ctx context.Context, ref ledger.Ref, actor string) (i
 	if len(errs) > 0 {
 		return removed, w.failAs(ctx, e, errors.Join(errs...), actor)
 	}
-	return removed, w.o.Ledger.Put(ctx, e)
+	if err := w.o.Ledger.Put(ctx, e); err != nil {
+		return removed, err
+	}
+	if len(e.HeldRemovals) > 0 {
+		return removed, nil // held again: the breaker tripped anew
+	}
+	return removed, w.o.Ledger.Unhold(ctx, ref.Workspace, ref.PersonID)
 }
 
 // removeFrom removes the person from one group on the workspace's Bitbucket:
@@ -200,4 +239,51 @@ func (w *Worker) removeFrom(ctx context.Context, e *ledger.Entry, group string) 
 		return err
 	}
 	return w.removeThroughOrg(ctx, e, group)
+}
+
+// recheckLater queues a second removal of groups whose add was in doubt, a
+// few client timeouts from now, when a late add has landed if it ever will.
+func (w *Worker) recheckLater(ctx context.Context, e *ledger.Entry, groups []string) error {
+	if w.o.FollowUps == nil {
+		return nil
+	}
+	now := w.o.Now()
+	delay := 3 * w.o.Rules().Config().Bitbucket.Timeout.D()
+	e.Record(now, actorWebhook, ledger.ActionRemovalRecheck, strings.Join(groups, ","), fmt.Sprintf("an add was in doubt: removing again after %s", delay))
+	return w.o.FollowUps.EnqueueFollowUp(ctx, jobs.FollowUp{
+		Workspace: e.Workspace, PersonID: e.PersonID, Reason: jobs.ReasonRecheckRemoval, Groups: groups, Tick: now, NotBefore: time.Now().Add(delay),
+	})
+}
+
+// RecheckRemoval removes again groups whose add was in doubt at revocation,
+// unless the person has been given access again since.
+func (w *Worker) RecheckRemoval(ctx context.Context, ref ledger.Ref, groups []string, actor string) error {
+	lock, err := w.o.Ledger.Lock(ctx, ref.PersonID, actor, w.o.LockLease)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	ctx = lock.Context(ctx)
+	e, err := w.o.Ledger.Get(ctx, ref.Workspace, ref.PersonID)
+	if err != nil || e == nil {
+		return err
+	}
+	if e.Status != ledger.StatusRevoked && e.Status != ledger.StatusCancelled && e.Status != ledger.StatusRevocationHeld {
+		return nil // access was given again meanwhile
+	}
+	var errs []error
+	for _, g := range groups {
+		if e.HasGranted(g) || slices.Contains(e.HandGiven, g) {
+			continue
+		}
+		if err := w.removeFrom(ctx, e, g); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	e.Record(w.o.Now(), actor, ledger.ActionRemovalRecheck, strings.Join(groups, ","), "removed again")
+	e.UpdatedAt = w.o.Now()
+	return w.o.Ledger.Put(ctx, e)
 }

@@ -138,6 +138,9 @@ type subject struct {
 	personID string
 	// onlyWorkspace limits the work to one workspace ("" = all).
 	onlyWorkspace string
+	// reactivate: the event may start over what was cancelled, revoked or
+	// given up (a newer signup, or an inactive person active again).
+	reactivate bool
 	// prefetched are entries read with the lock, each used once.
 	prefetched map[string]*ledger.Entry
 }
@@ -224,13 +227,18 @@ func (w *Worker) signup(ctx context.Context, s *subject, taskID string) error {
 		workspaces = append(workspaces, d.Workspace)
 	}
 	// The lock and the person's entries in one round trip.
-	unlock, entries, err := w.o.Ledger.LockAndGet(ctx, s.personID, taskID, w.o.LockLease, workspaces)
+	lock, entries, err := w.o.Ledger.LockAndGet(ctx, s.personID, taskID, w.o.LockLease, workspaces)
 	if err != nil {
 		log.Debug().Err(err).Msg("person busy: retrying shortly")
 		return err
 	}
-	defer unlock()
+	defer lock.Unlock()
+	// Cancelled if the lock is lost; the ledger writes under it.
+	ctx = lock.Context(ctx)
 	s.prefetched = entries
+	if fresh, err := w.inOrder(ctx, s, false); err != nil || !fresh {
+		return err
+	}
 
 	if len(decisions) == 0 {
 		log.Info().Str("email", s.user.Email).Msg("no rule matches: nothing to do")
@@ -250,6 +258,37 @@ func (w *Worker) signup(ctx context.Context, s *subject, taskID string) error {
 	return w.finish(ctx, errs)
 }
 
+// inOrder applies Jira's ordering of one person's events, under their lock:
+// an event older than the newest applied is recorded as stale and changes
+// nothing (a retried update after a deletion, a signed replay under a new
+// delivery id); a deletion is a tombstone that only a newer event lifts.
+func (w *Worker) inOrder(ctx context.Context, s *subject, deactivation bool) (bool, error) {
+	ts := s.ev.Timestamp
+	if ts == 0 { // no timestamp to order by: only a signup starts over
+		s.reactivate = s.ev.Event == jobs.EventUserCreated
+		return true, nil
+	}
+	wm, err := w.o.Ledger.GetWatermark(ctx, s.personID)
+	if err != nil {
+		return false, err
+	}
+	if ts < wm.At || (ts == wm.At && wm.Deleted && !deactivation) {
+		detail := fmt.Sprintf("%s of %s is older than the newest event applied (%s%s): ignored",
+			s.ev.Event, time.UnixMilli(ts).UTC().Format(time.RFC3339Nano), time.UnixMilli(wm.At).UTC().Format(time.RFC3339Nano), map[bool]string{true: ", a deletion"}[wm.Deleted])
+		zerolog.Ctx(ctx).Info().Int64("event_timestamp", ts).Int64("newest_applied", wm.At).Msg("stale event: " + detail)
+		return false, w.o.Ledger.Audit(ctx, ledger.AuditRecord{
+			Time: w.o.Now(), PersonID: s.personID, Email: s.user.Email, Actor: actorWebhook, Action: ledger.ActionStaleEvent, Detail: detail,
+		})
+	}
+	s.reactivate = (s.ev.Event == jobs.EventUserCreated && ts > wm.At) || (wm.Deleted && !deactivation)
+	if wm.At != ts || wm.Deleted != deactivation {
+		if err := w.o.Ledger.SetWatermark(ctx, s.personID, ledger.Watermark{At: ts, Deleted: deactivation}); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
 // ignore records that an app or customer account was left alone.
 func (w *Worker) ignore(ctx context.Context, s *subject) error {
 	zerolog.Ctx(ctx).Info().Str("account_type", s.user.AccountType).Msg("ignored: app and customer accounts never get Bitbucket access")
@@ -267,6 +306,16 @@ func (w *Worker) finish(ctx context.Context, errs []error) error {
 		return nil
 	}
 	err := errors.Join(errs...)
+	if errors.Is(err, ledger.ErrLockLost) {
+		// Another task has the person now: the retry reads what it did.
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("person lock lost mid-task: task will be retried")
+		return err
+	}
+	if errors.Is(err, ledger.ErrBusy) {
+		// Another task holds the person (a deactivation waits for the signup).
+		zerolog.Ctx(ctx).Debug().Err(err).Msg("person busy: retrying shortly")
+		return err
+	}
 	if wait, ok := ratelimit.AsWait(err); ok {
 		zerolog.Ctx(ctx).Debug().Str("budget", wait.Budget).Dur("retry_after", wait.RetryAfter).Msg("waiting for the Atlassian rate budget")
 		return err
@@ -335,13 +384,21 @@ func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decisio
 	entry.UpdatedAt = now
 	switch entry.Status {
 	case ledger.StatusExpired:
-		if s.ev.Event != jobs.EventUserCreated {
+		if !s.reactivate || s.ev.Event != jobs.EventUserCreated {
 			log.Info().Msg("invitation expired for good after max_resends: a new signup or `autoinvite invites resend` starts again")
 			return nil
 		}
+		entry.Status = ""
 		entry.Record(now, actorWebhook, ledger.ActionReset, "", "signed up again after the invitation expired")
 	case ledger.StatusCancelled, ledger.StatusRevoked, ledger.StatusRevocationHeld:
-		entry.HeldRemovals = nil
+		if !s.reactivate {
+			// An admin's cancel or a revocation stands until a newer signup
+			// or a reactivation: a profile edit is neither.
+			log.Info().Str("status", string(entry.Status)).Msg("cancelled or revoked: only a newer signup or a reactivation starts over")
+			return nil
+		}
+		// No longer terminal: a retry of this task must carry on with it.
+		entry.HeldRemovals, entry.Status = nil, ""
 		entry.Record(now, actorWebhook, ledger.ActionReactivated, "", "starting over")
 	}
 
@@ -481,6 +538,20 @@ func (w *Worker) grantAll(ctx context.Context, entry *ledger.Entry, groups []str
 	}
 	entry.SetPendingInvitations(ledger.InvitationAccepted)
 	entry.NextCheckAt = time.Time{}
+	// The intent goes on record before the writes: a retry after a timeout or
+	// a crash that finds the person already in a group knows the add was ours.
+	ours := map[string]bool{}
+	fresh := false
+	for _, g := range groups {
+		ours[g] = entry.Intended(g) || entry.Invited(g)
+		fresh = fresh || !entry.Intended(g)
+		entry.Intend(g, now)
+	}
+	if fresh {
+		if err := w.putBookkeeping(ctx, entry); err != nil {
+			return err
+		}
+	}
 	var errs []error
 	for i, g := range groups {
 		already, err := w.o.Bitbucket.AddToGroup(ctx, entry.Workspace, g, entry.AccountID)
@@ -498,11 +569,14 @@ func (w *Worker) grantAll(ctx context.Context, entry *ledger.Entry, groups []str
 		}
 		if err != nil {
 			entry.Wait(g)
+			if !transient.Is(err) {
+				delete(entry.Intents, g) // refused: nothing was added
+			}
 			errs = append(errs, err)
 			log.Error().Err(err).Str("group", g).Strs("rules", entry.RulesByGroup[g]).Msg("add to group failed")
 			continue
 		}
-		if already && !entry.Invited(g) {
+		if already && !ours[g] {
 			// An admin put them there: revocation must leave it alone.
 			entry.GrantedByHand(g)
 			entry.Record(now, actor, ledger.ActionGroupAlreadyGiven, g, "")
@@ -538,10 +612,12 @@ func (w *Worker) invite(ctx context.Context, entry *ledger.Entry, groups []strin
 			entry.NextCheckAt = now.Add(inv.EarlyCheckInterval.D())
 		}
 	}
+	reserved := false
 	if len(toInvite) > 0 && !entry.AnyPendingInvitation() {
 		if held, err := w.seatLimitReached(ctx, entry, toInvite, actor); held || err != nil {
 			return err
 		}
+		reserved = true
 	}
 	var errs []error
 	toOrg := false
@@ -580,17 +656,27 @@ func (w *Worker) invite(ctx context.Context, entry *ledger.Entry, groups []strin
 				orgGroups = append(orgGroups, g)
 			}
 		}
-		return w.queueAtlassian(ctx, entry, orgGroups, actor)
+		return w.queueAtlassian(ctx, entry, orgGroups, actor) // the seat stays reserved for the batch
+	}
+	if reserved {
+		w.settleSeat(ctx, entry.Workspace, entry.PersonID, entry.AnyPendingInvitation())
 	}
 	return w.settle(ctx, entry, ledger.StatusInvited, errs, actor)
 }
 
 // seatLimitReached holds the invitation when members plus pending invitations
-// already fill the workspace's max_members: seats cost money.
+// already fill the workspace's max_members: seats cost money. Otherwise it
+// reserves the seat in Redis, so workers counting at the same time cannot
+// both take the last one; the caller settles it (settleSeat) once the
+// invitation is sent or failed.
 func (w *Worker) seatLimitReached(ctx context.Context, entry *ledger.Entry, groups []string, actor string) (bool, error) {
 	ws := w.o.Rules().Config().Workspace(entry.Workspace)
 	if ws == nil || ws.MaxMembers <= 0 {
 		return false, nil
+	}
+	count, err := w.o.Ledger.BeginSeatCount(ctx)
+	if err != nil {
+		return false, w.failAs(ctx, entry, err, actor)
 	}
 	members, err := w.o.Bitbucket.CountMembers(ctx, entry.Workspace)
 	if err != nil {
@@ -608,18 +694,36 @@ func (w *Worker) seatLimitReached(ctx context.Context, entry *ledger.Entry, grou
 		}
 	}
 	seats := members + len(emails)
-	if seats < ws.MaxMembers {
+	admitted, reserved, err := w.o.Ledger.ReserveSeat(ctx, entry.Workspace, entry.PersonID, count, seats, ws.MaxMembers)
+	if err != nil {
+		return false, w.failAs(ctx, entry, err, actor)
+	}
+	if admitted {
 		return false, nil
 	}
 	detail := fmt.Sprintf("%d members + %d pending invitations reach max_members %d", members, len(emails), ws.MaxMembers)
+	if reserved > 0 {
+		detail = fmt.Sprintf("%d members + %d pending invitations + %d being sent reach max_members %d", members, len(emails), reserved, ws.MaxMembers)
+	}
 	for _, g := range groups {
 		entry.Wait(g)
 	}
 	entry.Status = ledger.StatusSeatLimit
 	entry.Record(w.o.Now(), actor, ledger.ActionSeatLimit, "", detail)
-	zerolog.Ctx(ctx).Warn().Str("workspace", entry.Workspace).Str("email", entry.Email).Int("seats", seats).Int("max_members", ws.MaxMembers).
+	zerolog.Ctx(ctx).Warn().Str("workspace", entry.Workspace).Str("email", entry.Email).Int("seats", seats+reserved).Int("max_members", ws.MaxMembers).
 		Msg("seat limit reached: invitation held, not sent; raise max_members or free seats, then `autoinvite invites resend`")
 	return true, w.o.Ledger.Put(ctx, entry)
+}
+
+// settleSeat ends a seat reservation: used when the invitation went out.
+// A failure only logs: the reservation expires by itself.
+func (w *Worker) settleSeat(ctx context.Context, workspace, personID string, used bool) {
+	if ws := w.o.Rules().Config().Workspace(workspace); ws == nil || ws.MaxMembers <= 0 {
+		return
+	}
+	if err := w.o.Ledger.SettleSeat(ctx, workspace, personID, used); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Str("workspace", workspace).Msg("seat reservation not settled: it expires by itself")
+	}
 }
 
 // without returns groups less g.
@@ -637,7 +741,7 @@ func without(groups []string, g string) []string {
 func (w *Worker) settle(ctx context.Context, entry *ledger.Entry, ok ledger.Status, errs []error, actor string) error {
 	if len(errs) == 0 {
 		entry.Status, entry.LastError = ok, ""
-		return w.o.Ledger.Put(ctx, entry)
+		return w.putBookkeeping(ctx, entry)
 	}
 	return w.failAs(ctx, entry, errors.Join(errs...), actor)
 }
@@ -651,7 +755,7 @@ func (w *Worker) failAs(ctx context.Context, entry *ledger.Entry, err error, act
 	if _, waiting := ratelimit.AsWait(err); waiting {
 		// Not an error: the task comes back when the budget refills. What
 		// succeeded so far is saved so the retry does not repeat it.
-		return errors.Join(err, w.o.Ledger.Put(ctx, entry))
+		return errors.Join(err, w.putBookkeeping(ctx, entry))
 	}
 	entry.LastError = err.Error()
 	// A temporary error keeps the status: the retry will finish the job.
@@ -659,10 +763,22 @@ func (w *Worker) failAs(ctx context.Context, entry *ledger.Entry, err error, act
 		entry.Status = ledger.StatusFailed
 	}
 	entry.Record(w.o.Now(), actor, ledger.ActionError, "", err.Error())
-	if perr := w.o.Ledger.Put(ctx, entry); perr != nil {
+	if perr := w.putBookkeeping(ctx, entry); perr != nil {
 		return errors.Join(err, perr)
 	}
 	return err
+}
+
+// bookkeepingTimeout bounds a ledger write that outlives its task.
+const bookkeepingTimeout = 10 * time.Second
+
+// putBookkeeping saves an entry after Atlassian calls even when the task's
+// own context has just timed out or been cancelled: what Atlassian applied
+// must be on record. The write is still fenced by the person's lock.
+func (w *Worker) putBookkeeping(ctx context.Context, entry *ledger.Entry) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	return w.o.Ledger.Put(ctx, entry)
 }
 
 // isTemporaryOrWait reports an error that a later try may not have: a

@@ -17,6 +17,7 @@ import (
 
 	"github.com/autoinvite/autoinvite/app"
 	"github.com/autoinvite/autoinvite/config"
+	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/ledger"
 	"github.com/autoinvite/autoinvite/rules"
 	"github.com/autoinvite/autoinvite/worker"
@@ -39,26 +40,31 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// connect loads the config and builds the app for an admin command: it must
-// reach the service's Redis, so the embedded one is refused.
-func (c *cli) connect(path string) (*app.App, *config.Config, error) {
+// connect loads the config and connects an admin command to the service's
+// Redis (the embedded one is refused). It needs no Atlassian credentials:
+// actions are carried out by the service's workers (app.Admin.Do).
+func (c *cli) connect(path string) (*app.Admin, *config.Config, error) {
 	cfg, err := config.LoadFile(path, c.env)
 	if err != nil {
 		return nil, nil, err
-	}
-	if cfg.Redis.Embedded() {
-		return nil, nil, errors.New("admin commands read the service's ledger: set redis.url (or AUTOINVITE_REDIS_URL), redis.sentinel or redis.cluster (the embedded Redis lives inside `serve`)")
 	}
 	secrets, err := config.SecretsFromEnv(c.env)
 	if err != nil {
 		return nil, nil, err
 	}
 	log := zerolog.New(c.stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
-	a, err := app.New(app.Options{Config: cfg, Secrets: secrets, Logger: log, Now: c.now})
+	a, err := app.NewAdmin(cfg, secrets, log)
 	if err != nil {
 		return nil, nil, err
 	}
 	return a, cfg, nil
+}
+
+// defaultActionTimeout is how long an action waits for a worker to take it.
+const defaultActionTimeout = 30 * time.Second
+
+func timeoutFlag(fs *flag.FlagSet) *time.Duration {
+	return fs.Duration("timeout", defaultActionTimeout, "how long to wait for the service's workers to take the action")
 }
 
 func (c *cli) actor() string {
@@ -88,6 +94,7 @@ func (c *cli) invites(ctx context.Context, args []string) int {
 	status := fs.String("status", "", "only this status (list)")
 	email := fs.String("email", "", "only this email (list)")
 	asJSON := fs.Bool("json", false, "JSON output (list, show)")
+	timeout := timeoutFlag(fs)
 	positional, err := parseInterspersed(fs, args[1:])
 	if err != nil {
 		return 2
@@ -136,31 +143,29 @@ func (c *cli) invites(ctx context.Context, args []string) int {
 		printShow(c.stdout, entries)
 		return 0
 	case "resend", "cancel":
-		return c.act(ctx, a.Worker(), args[0], entries)
+		return c.act(ctx, a, args[0], entries, *timeout)
 	default:
 		fmt.Fprintf(c.stderr, "unknown invites command %q\n", args[0])
 		return 2
 	}
 }
 
-func (c *cli) act(ctx context.Context, w *worker.Worker, action string, entries []*ledger.Entry) int {
+// act has the service's workers re-send or cancel each entry's invitations,
+// one task per workspace, and prints what they did.
+func (c *cli) act(ctx context.Context, a *app.Admin, action string, entries []*ledger.Entry, timeout time.Duration) int {
 	code := 0
 	for _, e := range entries {
-		ref := ledger.Ref{Workspace: e.Workspace, PersonID: e.PersonID}
-		var n int
-		var err error
-		if action == "resend" {
-			n, err = w.Resend(ctx, ref, c.actor())
-		} else {
-			n, err = w.Cancel(ctx, ref, c.actor())
-		}
+		res, err := a.Do(ctx, jobs.AdminAction{Action: action, Workspace: e.Workspace, PersonID: e.PersonID, Actor: c.actor()}, timeout)
 		if err != nil {
-			fmt.Fprintf(c.stderr, "%s %s in %s: %v\n", action, personLabel(e), e.Workspace, err)
+			return c.fail(err) // the service is unreachable: the next entry would wait as long
+		}
+		if res.Error != "" {
+			fmt.Fprintf(c.stderr, "%s %s in %s: %s\n", action, personLabel(e), e.Workspace, res.Error)
 			code = 1
 			continue
 		}
 		verb := map[string]string{"resend": "re-sent", "cancel": "cancelled"}[action]
-		fmt.Fprintf(c.stdout, "%s: %s %d invitation(s) in %s\n", personLabel(e), verb, n, e.Workspace)
+		fmt.Fprintf(c.stdout, "%s: %s %d invitation(s) in %s\n", personLabel(e), verb, res.Count, e.Workspace)
 	}
 	return code
 }
@@ -404,6 +409,7 @@ func (c *cli) sweep(ctx context.Context, args []string) int {
 	fs.SetOutput(c.stderr)
 	path := configFlag(fs, c.env)
 	once := fs.Bool("once", false, "run one sweep now and exit")
+	timeout := timeoutFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -416,11 +422,18 @@ func (c *cli) sweep(ctx context.Context, args []string) int {
 		return c.fail(err)
 	}
 	defer a.Close()
-	sum, err := a.Worker().SweepOnce(ctx, c.actor())
-	fmt.Fprintf(c.stdout, "sweep: %d re-sent, %d accepted, %d expired for good, %d checked (not joined yet), %d busy\n",
-		sum[worker.OutcomeResent], sum[worker.OutcomeAccepted], sum[worker.OutcomeExpired], sum[worker.OutcomeChecked], sum[worker.OutcomeBusy])
+	// Run by a worker of the service (worker.SweepOnce) rather than queued as
+	// the scheduled sweep task, which only queues follow-ups: the admin sees
+	// what this sweep did, and the ledger records them as the actor.
+	res, err := a.Do(ctx, jobs.AdminAction{Action: jobs.AdminSweep, Actor: c.actor()}, *timeout)
 	if err != nil {
 		return c.fail(err)
+	}
+	sum := func(o worker.Outcome) int { return res.Sweep[string(o)] }
+	fmt.Fprintf(c.stdout, "sweep: %d re-sent, %d accepted, %d expired for good, %d checked (not joined yet), %d busy\n",
+		sum(worker.OutcomeResent), sum(worker.OutcomeAccepted), sum(worker.OutcomeExpired), sum(worker.OutcomeChecked), sum(worker.OutcomeBusy))
+	if res.Error != "" {
+		return c.fail(errors.New(res.Error))
 	}
 	return 0
 }
@@ -434,6 +447,7 @@ func (c *cli) revocations(ctx context.Context, args []string) int {
 	fs.SetOutput(c.stderr)
 	path := configFlag(fs, c.env)
 	workspace := fs.String("workspace", "", "the workspace")
+	timeout := timeoutFlag(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -447,10 +461,13 @@ func (c *cli) revocations(ctx context.Context, args []string) int {
 	}
 	defer a.Close()
 	if args[0] == "resume" {
-		removed, err := a.Worker().ResumeRevocations(ctx, *workspace, c.actor())
-		fmt.Fprintf(c.stdout, "%s: removals resumed; %d held removal(s) applied\n", *workspace, removed)
+		res, err := a.Do(ctx, jobs.AdminAction{Action: jobs.AdminResumeRevocations, Workspace: *workspace, Actor: c.actor()}, *timeout)
 		if err != nil {
 			return c.fail(err)
+		}
+		fmt.Fprintf(c.stdout, "%s: removals resumed; %d held removal(s) applied\n", *workspace, res.Count)
+		if res.Error != "" {
+			return c.fail(errors.New(res.Error))
 		}
 		return 0
 	}
@@ -460,6 +477,9 @@ func (c *cli) revocations(ctx context.Context, args []string) int {
 	}
 	if tripped {
 		fmt.Fprintf(c.stdout, "%s: removals PAUSED since %s; %d person(s) held. Resume with: autoinvite revocations resume --workspace %s\n", *workspace, formatTime(since), held, *workspace)
+	} else if held > 0 {
+		// A resume whose removals failed keeps those people held.
+		fmt.Fprintf(c.stdout, "%s: removals flowing; %d person(s) still held (a removal failed): autoinvite revocations resume --workspace %s\n", *workspace, held, *workspace)
 	} else {
 		fmt.Fprintf(c.stdout, "%s: removals flowing\n", *workspace)
 	}

@@ -110,7 +110,8 @@ func TestSweepOnceCommand(t *testing.T) {
 	c.e.Fake.ResetCalls()
 	c.clock.Advance(169 * time.Hour)
 	golden(t, "sweep-once", c.ok("sweep", "--once")+c.ok("sweep", "--once"))
-	if got := c.e.Fake.CallStrings(); strings.Join(got, "\n") != "GET /2.0/workspaces/acme/members/"+fake.DemoNewcomerAccountID+"\nGET /2.0/workspaces/acme\nPUT /1.0/users/acme/invitations" {
+	// The service's worker runs it: it already knows how acme is administered.
+	if got := c.e.Fake.CallStrings(); strings.Join(got, "\n") != "GET /2.0/workspaces/acme/members/"+fake.DemoNewcomerAccountID+"\nPUT /1.0/users/acme/invitations" {
 		t.Fatalf("calls = %q", got)
 	}
 }

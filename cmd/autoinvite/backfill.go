@@ -27,7 +27,14 @@ func (c *cli) backfill(ctx context.Context, args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	a, cfg, err := c.connect(*path)
+	ad, cfg, err := c.connect(*path)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer ad.Close()
+	// Unlike the other admin actions, a backfill runs here: it lists Jira's
+	// users page by page and reports progress as it goes.
+	a, err := ad.Backfiller(c.env, c.now)
 	if err != nil {
 		return c.fail(err)
 	}

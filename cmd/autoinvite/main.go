@@ -26,6 +26,8 @@ const usage = `autoinvite gives new Jira users their Bitbucket access.
 
 Usage:
   autoinvite serve        --config FILE   run the webhook intake, the workers and the sweep
+                          [--sandbox]     with the built-in fake Jira and Bitbucket (automatic
+                                          only with the embedded Redis and no credentials)
   autoinvite check-config --config FILE   report every problem in a config file
   autoinvite doctor       --config FILE   live preflight: credentials, workspaces, groups,
                                           administration; read-only, exit 1 on a failure
@@ -33,10 +35,10 @@ Usage:
                                           dry run: which rules match, which calls would be made
   autoinvite invites list [--workspace W] [--status S] [--email E] [--json]
   autoinvite invites show   EMAIL|ACCOUNT [--json]
-  autoinvite invites resend EMAIL|ACCOUNT [--workspace W]
-  autoinvite invites cancel EMAIL|ACCOUNT [--workspace W]
-  autoinvite sweep --once                 run one invitation sweep now
-  autoinvite revocations status|resume --workspace W
+  autoinvite invites resend EMAIL|ACCOUNT [--workspace W] [--timeout 30s]
+  autoinvite invites cancel EMAIL|ACCOUNT [--workspace W] [--timeout 30s]
+  autoinvite sweep --once [--timeout 30s] run one invitation sweep now
+  autoinvite revocations status|resume --workspace W [--timeout 30s]
   autoinvite backfill [--workspace W] [--jira-group G] [--dry-run] [--limit N]
                                           run existing Jira users through the rules
   autoinvite audit [--since 24h] [--email E] [--follow] [--json]
@@ -44,7 +46,10 @@ Usage:
   autoinvite version
 
 Every command takes --config FILE (default $AUTOINVITE_CONFIG or autoinvite.yaml).
-The admin commands talk to the service's Redis (redis.url or AUTOINVITE_REDIS_URL).
+The admin commands talk to the service's Redis (redis.url or AUTOINVITE_REDIS_URL) and need
+no Atlassian credentials: resend, cancel, sweep and revocations resume are queued for the
+running service's workers, and wait --timeout for one to take them. backfill runs in the
+command itself and needs the same credentials as serve.
 Secrets come from the environment; see README.md.
 `
 
@@ -136,6 +141,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 	path := configFlag(fs, env)
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	roleFlag := fs.String("role", "all", "what this process runs: intake, worker, scheduler or all (comma-separated)")
+	sandbox := fs.Bool("sandbox", false, "use the built-in fake Jira and Bitbucket, even against an external Redis (nothing real is invited)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -166,7 +172,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 	}
 	log.Info().Str("config", *path).Int("workspaces", len(cfg.Workspaces)).Str("secrets", secrets.String()).Msg("config loaded")
 
-	a, err := app.New(app.Options{Config: cfg, ConfigPath: *path, Env: env, Secrets: secrets, Logger: log, Roles: roles})
+	a, err := app.New(app.Options{Config: cfg, ConfigPath: *path, Env: env, Secrets: secrets, Logger: log, Roles: roles, Sandbox: *sandbox})
 	if err != nil {
 		log.Error().Err(err).Msg("start")
 		return 1

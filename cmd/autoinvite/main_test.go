@@ -34,7 +34,7 @@ workspaces:
 func TestCheckConfigAcceptsTheExample(t *testing.T) {
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), []string{"check-config", "--config", "../../examples/autoinvite.yaml"}, &out, &errOut, func(string) string { return "" })
-	if code != 0 || out.String() != "../../examples/autoinvite.yaml: OK (1 workspaces, 2 rules)\n" {
+	if code != 0 || out.String() != "../../examples/autoinvite.yaml: OK (2 workspaces, 3 rules)\n" {
 		t.Fatalf("exit %d, out %q, err %q", code, out.String(), errOut.String())
 	}
 }

@@ -259,6 +259,14 @@ func (e *Env) Webhook(event, deliveryID string, user map[string]any) Response {
 	return e.Post(http.MethodPost, body, h)
 }
 
+// WebhookAt sends a signed webhook whose body carries Jira's timestamp ts (ms).
+func (e *Env) WebhookAt(event, deliveryID string, ts int64, user map[string]any) Response {
+	e.t.Helper()
+	body, _ := json.Marshal(map[string]any{"timestamp": ts, "webhookEvent": event, "user": user})
+	h := map[string]string{intake.HeaderSignature: intake.Sign([]byte(WebhookSecret), body), "Content-Type": "application/json", intake.HeaderDeliveryID: deliveryID}
+	return e.Post(http.MethodPost, body, h)
+}
+
 // Payload is a Jira webhook body.
 func Payload(event string, user map[string]any) []byte {
 	b, _ := json.Marshal(map[string]any{"timestamp": 1763800000000, "webhookEvent": event, "user": user})

@@ -1,0 +1,229 @@
+package ledger
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrBusy means another task holds the person's lock.
+var ErrBusy = errors.New("another task is working on this person")
+
+// ErrLockLost means the person's lock expired or passed to another holder
+// while its holder still worked: the holder's writes are refused.
+var ErrLockLost = errors.New("person lock lost: another task may be working on this person")
+
+// ErrNotLocked means an entry write came without the person's lock.
+var ErrNotLocked = errors.New("ledger write without the person's lock")
+
+var (
+	unlockScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+	// KEYS[1] the lock, KEYS[2..] entries; nil when the lock is taken.
+	lockAndGetScript = redis.NewScript(`if not redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return false end
+local out = {}
+for i = 2, #KEYS do out[i - 1] = redis.call("GET", KEYS[i]) or "" end
+return out`)
+	renewScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`)
+)
+
+// Lock is one holder's hold on a person's lock. Its token is unique to the
+// holder, so a late unlock or write by a holder whose lease ran out cannot
+// touch a later holder's lock or entries.
+type Lock struct {
+	s        *Store
+	key      string
+	personID string
+	token    string
+	lease    time.Duration
+
+	lost     chan struct{} // closed when the lock is lost
+	stop     chan struct{} // closed by Unlock
+	renewing chan struct{} // closed when the renewal goroutine ends
+	once     sync.Once     // Unlock
+	lostOnce sync.Once
+
+	mu       sync.Mutex
+	cancels  []context.CancelCauseFunc
+	released bool
+}
+
+type lockCtxKey struct{}
+
+// LockFrom returns the lock a context carries (see Lock.Context), or nil.
+func LockFrom(ctx context.Context) *Lock {
+	l, _ := ctx.Value(lockCtxKey{}).(*Lock)
+	return l
+}
+
+// Token is the holder's unique token, as stored in the lock key.
+func (l *Lock) Token() string { return l.token }
+
+// Done is closed when the lock is lost (its renewal found it gone or taken).
+func (l *Lock) Done() <-chan struct{} { return l.lost }
+
+// Err is ErrLockLost once the lock is lost, else nil.
+func (l *Lock) Err() error {
+	select {
+	case <-l.lost:
+		return ErrLockLost
+	default:
+		return nil
+	}
+}
+
+// Context derives from parent a context that carries the lock (Put writes
+// under it) and is cancelled, with cause ErrLockLost, when the lock is lost,
+// so the holder stops calling Atlassian for a person it no longer owns. It
+// is also cancelled by Unlock.
+func (l *Lock) Context(parent context.Context) context.Context {
+	ctx, cancel := context.WithCancelCause(context.WithValue(parent, lockCtxKey{}, l))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.released:
+		cancel(context.Canceled)
+	case l.Err() != nil:
+		cancel(ErrLockLost)
+	default:
+		l.cancels = append(l.cancels, cancel)
+	}
+	return ctx
+}
+
+// Unlock stops the renewal and deletes the lock key if it still holds this
+// holder's token. Safe to call more than once.
+func (l *Lock) Unlock() {
+	l.once.Do(func() {
+		close(l.stop)
+		<-l.renewing
+		// A fresh context: the task's may be cancelled, the lock must still go.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		unlockScript.Run(ctx, l.s.rdb, []string{l.key}, l.token)
+		l.mu.Lock()
+		l.released = true
+		for _, c := range l.cancels {
+			c(context.Canceled)
+		}
+		l.cancels = nil
+		l.mu.Unlock()
+	})
+}
+
+// markLost records that the lock is gone and cancels the holder's contexts.
+func (l *Lock) markLost() {
+	l.lostOnce.Do(func() {
+		close(l.lost)
+		l.mu.Lock()
+		for _, c := range l.cancels {
+			c(ErrLockLost)
+		}
+		l.cancels = nil
+		l.mu.Unlock()
+	})
+}
+
+// renew extends the lease while the holder works. The lock is lost when the
+// key is gone or holds another token, or when Redis has not confirmed the
+// lease for a whole lease (it may have expired meanwhile).
+func (l *Lock) renew() {
+	defer close(l.renewing)
+	t := time.NewTicker(l.lease / 3)
+	defer t.Stop()
+	confirmed := time.Now()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), l.lease/3)
+		n, err := renewScript.Run(ctx, l.s.rdb, []string{l.key}, l.token, l.lease.Milliseconds()).Int()
+		cancel()
+		switch {
+		case err == nil && n == 1:
+			confirmed = time.Now()
+			continue
+		case err == nil || time.Since(confirmed) >= l.lease:
+			l.markLost()
+			return
+		}
+	}
+}
+
+// newToken makes a holder's token: the owner's name, for people reading
+// Redis, and a random suffix, so no two holders share one.
+func newToken(owner string) string {
+	var b [8]byte
+	rand.Read(b[:])
+	if owner == "" {
+		owner = "anonymous"
+	}
+	return owner + ":" + hex.EncodeToString(b[:])
+}
+
+func (s *Store) newLock(personID, token string, lease time.Duration) *Lock {
+	l := &Lock{
+		s: s, key: s.lockKey(personID), personID: personID, token: token, lease: lease,
+		lost: make(chan struct{}), stop: make(chan struct{}), renewing: make(chan struct{}),
+	}
+	go l.renew()
+	return l
+}
+
+// Lock serialises work on one person across every worker process. The holder
+// renews a short lease while it works, so a crashed worker blocks the person
+// for one lease at most; owner names the holder (a task id, "cli:alice") and
+// gets a unique suffix. The caller must Unlock, and should work under
+// lock.Context(ctx).
+func (s *Store) Lock(ctx context.Context, personID, owner string, lease time.Duration) (*Lock, error) {
+	token := newToken(owner)
+	ok, err := s.rdb.SetNX(ctx, s.lockKey(personID), token, lease).Result()
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", personID, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("lock %s: %w", personID, ErrBusy)
+	}
+	return s.newLock(personID, token, lease), nil
+}
+
+// LockAndGet takes the person's lock and reads their entries in workspaces,
+// in one round trip. Every workspace asked is in the map, nil when the person
+// has no entry there.
+func (s *Store) LockAndGet(ctx context.Context, personID, owner string, lease time.Duration, workspaces []string) (*Lock, map[string]*Entry, error) {
+	token := newToken(owner)
+	keys := []string{s.lockKey(personID)}
+	for _, ws := range workspaces {
+		keys = append(keys, s.entryKey(ws, personID))
+	}
+	res, err := lockAndGetScript.Run(ctx, s.rdb, keys, token, lease.Milliseconds()).StringSlice()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil, fmt.Errorf("lock %s: %w", personID, ErrBusy)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("lock %s: %w", personID, err)
+	}
+	lock := s.newLock(personID, token, lease)
+	entries := make(map[string]*Entry, len(workspaces))
+	for i, raw := range res {
+		if raw == "" {
+			entries[workspaces[i]] = nil
+			continue
+		}
+		var e Entry
+		if err := json.Unmarshal([]byte(raw), &e); err != nil {
+			lock.Unlock()
+			return nil, nil, fmt.Errorf("decode ledger %s/%s: %w", workspaces[i], personID, err)
+		}
+		entries[workspaces[i]] = &e
+	}
+	return lock, entries, nil
+}

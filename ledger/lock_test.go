@@ -1,0 +1,241 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/autoinvite/autoinvite/internal/redistest"
+)
+
+// testStore is a ledger on a Redis of the test's own.
+func testStore(t *testing.T, opts Options) (*Store, *redistest.Redis, redis.UniversalClient) {
+	t.Helper()
+	r := redistest.New(t)
+	o, err := redis.ParseURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(o)
+	t.Cleanup(func() { rdb.Close() })
+	return New(rdb, r.Prefix, opts), r, rdb
+}
+
+// expire makes a key's TTL run out now, on miniredis or a real server.
+func expire(t *testing.T, r *redistest.Redis, rdb redis.UniversalClient, key string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := rdb.PExpire(ctx, key, time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if r.Mini != nil {
+		r.Mini.FastForward(10 * time.Millisecond)
+	} else {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n, _ := rdb.Exists(ctx, key).Result(); n != 0 {
+		t.Fatalf("%s did not expire", key)
+	}
+}
+
+func TestLockLostToLaterHolderRefusesWritesAndKeepsTheirLock(t *testing.T) {
+	s, r, rdb := testStore(t, Options{})
+	ctx := context.Background()
+	const person = "acct:557058:anna"
+	// Both holders give the same owner name, as follow-ups used to ("followup"):
+	// their tokens must still differ.
+	a, err := s.Lock(ctx, person, "followup", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx := a.Context(ctx)
+
+	// A stalls past its lease (a GC pause, a partition): the key expires and B takes it.
+	expire(t, r, rdb, s.lockKey(person))
+	b, err := s.Lock(ctx, person, "followup", time.Minute)
+	if err != nil {
+		t.Fatalf("second holder after the lease ran out: %v", err)
+	}
+	defer b.Unlock()
+	if a.Token() == b.Token() {
+		t.Fatalf("two holders share the token %q", a.Token())
+	}
+
+	// A wakes up and writes what it decided: refused, nothing written.
+	stale := &Entry{Workspace: "acme", PersonID: person, Email: "anna@acme.com", Status: StatusInvited}
+	stale.Record(time.Now(), "sweep", ActionInvitationResent, "readers", "")
+	err = s.Put(actx, stale)
+	if !errors.Is(err, ErrLockLost) {
+		t.Fatalf("stale holder's Put = %v, want ErrLockLost", err)
+	}
+	if got, _ := s.Get(ctx, "acme", person); got != nil {
+		t.Fatalf("stale holder's entry was written: %+v", got)
+	}
+	if n, _ := rdb.XLen(ctx, s.AuditKey()).Result(); n != 0 {
+		t.Fatalf("stale holder's audit records were written: %d", n)
+	}
+	if !errors.Is(a.Err(), ErrLockLost) || !errors.Is(context.Cause(actx), ErrLockLost) {
+		t.Fatalf("stale holder not told: lock err %v, ctx cause %v", a.Err(), context.Cause(actx))
+	}
+
+	// A's late unlock must not free B's lock.
+	a.Unlock()
+	if got, _ := rdb.Get(ctx, s.lockKey(person)).Result(); got != b.Token() {
+		t.Fatalf("after the stale unlock the lock holds %q, want B's %q", got, b.Token())
+	}
+	if _, err := s.Lock(ctx, person, "third", time.Minute); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a third holder got in while B holds the lock: %v", err)
+	}
+	fresh := &Entry{Workspace: "acme", PersonID: person, Status: StatusGranted}
+	if err := s.Put(b.Context(ctx), fresh); err != nil {
+		t.Fatalf("the holder's Put: %v", err)
+	}
+	if got, _ := s.Get(ctx, "acme", person); got == nil || got.Status != StatusGranted {
+		t.Fatalf("entry = %+v", got)
+	}
+	b.Unlock()
+	if n, _ := rdb.Exists(ctx, s.lockKey(person)).Result(); n != 0 {
+		t.Fatal("the holder's unlock left the key")
+	}
+}
+
+func TestRenewalFindingTheLockTakenCancelsTheHolder(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		steal func(ctx context.Context, rdb redis.UniversalClient, key string) error
+	}{
+		{"expired", func(ctx context.Context, rdb redis.UniversalClient, key string) error { return rdb.Del(ctx, key).Err() }},
+		{"taken by another", func(ctx context.Context, rdb redis.UniversalClient, key string) error {
+			return rdb.Set(ctx, key, "task-b:0123456789abcdef", time.Minute).Err()
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, _, rdb := testStore(t, Options{})
+			ctx := context.Background()
+			l, err := s.Lock(ctx, "acct:ben", "task-a", 150*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Unlock()
+			hctx := l.Context(ctx)
+			// Renewals keep the lock well past its lease.
+			time.Sleep(400 * time.Millisecond)
+			if err := hctx.Err(); err != nil || l.Err() != nil {
+				t.Fatalf("renewed lock reported lost: %v %v", err, l.Err())
+			}
+			if err := c.steal(ctx, rdb, s.lockKey("acct:ben")); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-hctx.Done():
+			case <-time.After(2 * time.Second):
+				t.Fatal("holder's context not cancelled after the renewal failed")
+			}
+			if !errors.Is(context.Cause(hctx), ErrLockLost) || !errors.Is(l.Err(), ErrLockLost) {
+				t.Fatalf("cause %v, lock err %v: want ErrLockLost", context.Cause(hctx), l.Err())
+			}
+			select {
+			case <-l.Done():
+			default:
+				t.Fatal("Done not closed")
+			}
+			// A context asked for after the loss starts cancelled.
+			if late := l.Context(ctx); !errors.Is(context.Cause(late), ErrLockLost) {
+				t.Fatalf("late context cause = %v", context.Cause(late))
+			}
+			if err := s.Put(hctx, &Entry{Workspace: "acme", PersonID: "acct:ben"}); !errors.Is(err, ErrLockLost) {
+				t.Fatalf("Put after the loss = %v", err)
+			}
+		})
+	}
+}
+
+func TestPutNeedsTheLock(t *testing.T) {
+	s, _, _ := testStore(t, Options{})
+	ctx := context.Background()
+	e := &Entry{Workspace: "acme", PersonID: "acct:cleo"}
+	if err := s.Put(ctx, e); !errors.Is(err, ErrNotLocked) {
+		t.Fatalf("Put without a lock = %v, want ErrNotLocked", err)
+	}
+	other, err := s.Lock(ctx, "acct:dan", "t", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Unlock()
+	if err := s.Put(other.Context(ctx), e); !errors.Is(err, ErrNotLocked) {
+		t.Fatalf("Put under another person's lock = %v, want ErrNotLocked", err)
+	}
+	if err := s.PutUnlocked(ctx, e); err != nil {
+		t.Fatalf("explicit unlocked Put: %v", err)
+	}
+}
+
+// The script writes what the MULTI did: entry, indexes, audit records.
+func TestLockedPutWritesEntryIndexesAndAudit(t *testing.T) {
+	for _, dry := range []bool{false, true} {
+		s, _, rdb := testStore(t, Options{DryRun: dry})
+		ctx := context.Background()
+		l, entries, err := s.LockAndGet(ctx, "acct:eve", "task-1", time.Minute, []string{"acme"})
+		if err != nil || entries["acme"] != nil {
+			t.Fatalf("LockAndGet = %v, %v", entries, err)
+		}
+		lctx := l.Context(ctx)
+		now := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
+		e := &Entry{Workspace: "acme", PersonID: "acct:eve", AccountID: "557058:eve", Email: "Eve@Acme.com", Status: StatusInvited,
+			NextCheckAt: now.Add(time.Hour), RulesByGroup: map[string][]string{"readers": {"everyone"}},
+			Invitations: []Invitation{{Group: "readers", SentAt: now, ExpiresAt: now.Add(48 * time.Hour), State: InvitationPending}}}
+		e.Record(now, "webhook", ActionDecided, "", "readers<-everyone")
+		e.Record(now, "webhook", ActionInvitationSent, "readers", "")
+		if err := s.Put(lctx, e); err != nil {
+			t.Fatal(err)
+		}
+		audit, err := s.ReadAudit(ctx, time.Time{}, "", 10)
+		if err != nil || len(audit) != 2 || audit[1].Action != ActionInvitationSent || audit[1].Rules[0] != "everyone" || audit[1].Email != "Eve@Acme.com" {
+			t.Fatalf("dry=%v audit = %+v, %v", dry, audit, err)
+		}
+		if dry {
+			if audit[0].Outcome != OutcomeDryRun {
+				t.Fatalf("dry run outcome = %q", audit[0].Outcome)
+			}
+			if n, _ := rdb.Exists(ctx, s.entryKey("acme", "acct:eve")).Result(); n != 0 {
+				t.Fatal("dry run wrote the entry")
+			}
+			l.Unlock()
+			continue
+		}
+		if got, _ := s.Get(ctx, "acme", "acct:eve"); got == nil || got.Email != "Eve@Acme.com" {
+			t.Fatalf("entry = %+v", got)
+		}
+		if id, _ := s.PersonByEmail(ctx, "eve@acme.com"); id != "acct:eve" {
+			t.Fatalf("email index = %q", id)
+		}
+		if list, _ := s.List(ctx, ""); len(list) != 1 {
+			t.Fatalf("list = %d", len(list))
+		}
+		if p, _ := s.Person(ctx, "acct:eve"); len(p) != 1 {
+			t.Fatalf("person = %d", len(p))
+		}
+		due, _ := s.DueAt(ctx, s.DueKey(), now.Add(48*time.Hour), 10)
+		check, _ := s.DueAt(ctx, s.CheckKey(), now.Add(time.Hour), 10)
+		if len(due) != 1 || len(check) != 1 {
+			t.Fatalf("due %v check %v", due, check)
+		}
+		// Settled: out of both indexes.
+		e.SetPendingInvitations(InvitationAccepted)
+		if err := s.Put(lctx, e); err != nil {
+			t.Fatal(err)
+		}
+		due, _ = s.DueAt(ctx, s.DueKey(), now.Add(480*time.Hour), 10)
+		check, _ = s.DueAt(ctx, s.CheckKey(), now.Add(480*time.Hour), 10)
+		if len(due) != 0 || len(check) != 0 {
+			t.Fatalf("after acceptance: due %v check %v", due, check)
+		}
+		if n, _ := rdb.XLen(ctx, s.AuditKey()).Result(); n != 2 {
+			t.Fatalf("a Put without new events added audit records: %d", n)
+		}
+		l.Unlock()
+	}
+}
