@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/autoinvite/autoinvite/internal/testenv"
@@ -104,4 +105,28 @@ func hasAction(e *ledger.Entry, action string) bool {
 		}
 	}
 	return false
+}
+
+// Permanent failures before any decision are on record: in the ledger (every
+// workspace the signup could concern) and in the audit trail, with a reason.
+func TestUndecidableSignupsAreOnRecord(t *testing.T) {
+	e := testenv.New(t)
+	// Jira (Cloud) does not know this account: the rules need its groups.
+	assertAccepted(t, e.Webhook("user_created", "u-ghost", cloudUser("557058:ghost", "ghost@acme.com")), "accepted")
+	// A Data Center payload sent to a Cloud config.
+	assertAccepted(t, e.Webhook("user_created", "u-dc", map[string]any{"name": "dave", "key": "JIRAUSER10100", "emailAddress": "dave@acme.com", "active": true}), "accepted")
+	e.WaitIdle()
+	for person, want := range map[string]string{
+		"acct:557058:ghost": "Jira does not know this user",
+		"dc:JIRAUSER10100":  "jira.deployment is cloud but the payload is a Jira Data Center user",
+	} {
+		got := e.Entry("acme", person)
+		if got == nil || got.Status != ledger.StatusFailed || !strings.Contains(got.LastError, want) {
+			t.Fatalf("%s: ledger = %+v; want failed with %q", person, got, want)
+		}
+		assertAudited(t, e, person, ledger.ActionError, want)
+	}
+	if info := e.QueueInfo(); info.Archived != 2 {
+		t.Fatalf("archived %d, want 2 (permanent)", info.Archived)
+	}
 }

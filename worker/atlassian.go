@@ -301,6 +301,13 @@ func (w *Worker) queueAtlassian(ctx context.Context, entry *ledger.Entry, groups
 	return w.settle(ctx, entry, ledger.StatusBatched, nil, actor)
 }
 
+// orgBatchProgress is what the calls of one org batch did so far, stored
+// under its task id: adds attempted (person|group) and invitations sent.
+type orgBatchProgress struct {
+	Attempted map[string]bool                      `json:"attempted,omitempty"`
+	Invited   map[string]organization.InviteResult `json:"invited,omitempty"`
+}
+
 // orgPerson is what the batched Admin API call did for one person.
 type orgPerson struct {
 	added, already []string
@@ -386,6 +393,21 @@ func (w *Worker) runOrgBatch(ctx context.Context, first jobs.BatchItem, items []
 		}
 	}
 
+	// What earlier runs of this batch did (a crash between a call and the
+	// settling must not repeat an invitation).
+	progress := orgBatchProgress{Attempted: map[string]bool{}, Invited: map[string]organization.InviteResult{}}
+	if taskID != "" {
+		if _, err := w.o.Ledger.BatchOutcome(ctx, taskID, &progress); err != nil {
+			return err
+		}
+	}
+	save := func() error {
+		if taskID == "" {
+			return nil
+		}
+		return w.o.Ledger.SaveBatchOutcome(context.WithoutCancel(ctx), taskID, progress)
+	}
+
 	var stop error // a temporary failure: what is left waits for the retry
 	var invitees []int
 	for i, it := range items {
@@ -410,8 +432,20 @@ func (w *Worker) runOrgBatch(ctx context.Context, first jobs.BatchItem, items []
 			if stop != nil {
 				break
 			}
+			key := it.PersonID + "|" + g
+			tried := progress.Attempted[key]
+			if !tried {
+				progress.Attempted[key] = true
+				if err := save(); err != nil {
+					stop = err
+					break
+				}
+			}
 			already, err := w.orgAdd(ctx, org, first.Workspace, groups, g, it.AccountID)
 			switch {
+			case err == nil && already && tried: // an earlier run's add landed
+				p.added = append(p.added, g)
+				p.done = append(p.done, g)
 			case err == nil && already:
 				p.already = append(p.already, g)
 				p.done = append(p.done, g)
@@ -428,7 +462,7 @@ func (w *Worker) runOrgBatch(ctx context.Context, first jobs.BatchItem, items []
 
 	var unsent []jobs.BatchItem
 	if len(invitees) > 0 && stop == nil {
-		unsent, stop = w.orgInvite(ctx, org, oc, first.Workspace, groups, usable, items, invitees, people)
+		unsent, stop = w.orgInvite(ctx, org, oc, first.Workspace, groups, usable, items, invitees, people, &progress, save)
 	}
 	detail := fmt.Sprintf("through Atlassian organization %s, %d in one batch", org.OrgID(), len(items))
 	settleErr := w.settleEach(ctx, items, taskID, func(e *ledger.Entry, it jobs.BatchItem) {
@@ -478,7 +512,7 @@ func (w *Worker) orgAdd(ctx context.Context, org OrgAdmin, workspace string, gro
 // one call per set of groups. unsent are the people whose emails did not go
 // out; stop is the failure that stopped the calls.
 func (w *Worker) orgInvite(ctx context.Context, org OrgAdmin, oc *config.Organization, workspace string, groups map[string]organization.Group,
-	usable [][]string, items []jobs.BatchItem, invitees []int, people []*orgPerson) (unsent []jobs.BatchItem, stop error) {
+	usable [][]string, items []jobs.BatchItem, invitees []int, people []*orgPerson, progress *orgBatchProgress, save func() error) (unsent []jobs.BatchItem, stop error) {
 	resource, err := w.resource(ctx, workspace)
 	if err != nil {
 		if isTemporaryOrWait(err) {
@@ -510,7 +544,7 @@ func (w *Worker) orgInvite(ctx context.Context, org OrgAdmin, oc *config.Organiz
 		}
 		var emails, ids []string
 		for _, i := range members {
-			if !slices.Contains(emails, items[i].Who) {
+			if _, sent := progress.Invited[strings.ToLower(items[i].Who)]; !sent && !slices.Contains(emails, items[i].Who) {
 				emails = append(emails, items[i].Who)
 			}
 		}
@@ -519,20 +553,31 @@ func (w *Worker) orgInvite(ctx context.Context, org OrgAdmin, oc *config.Organiz
 		}
 		var results []organization.InviteResult
 		var sent int
-		results, sent, stop = org.Invite(ctx, organization.Invitation{
-			Emails: emails, Resource: resource, Role: oc.Role, GroupIDs: ids, NotificationText: oc.NotificationText, PerCall: oc.InvitesPerCall,
-		})
-		byEmail := map[string]organization.InviteResult{}
+		if len(emails) > 0 {
+			results, sent, stop = org.Invite(ctx, organization.Invitation{
+				Emails: emails, Resource: resource, Role: oc.Role, GroupIDs: ids, NotificationText: oc.NotificationText, PerCall: oc.InvitesPerCall,
+			})
+		}
 		for _, r := range results {
-			byEmail[strings.ToLower(r.Email)] = r
+			progress.Invited[strings.ToLower(r.Email)] = r
+		}
+		for _, e := range emails[:sent] { // sent, with or without a per-person result
+			if _, ok := progress.Invited[strings.ToLower(e)]; !ok {
+				progress.Invited[strings.ToLower(e)] = organization.InviteResult{Email: e, Reason: "no per-person result in the answer"}
+			}
+		}
+		if sent > 0 {
+			if err := save(); err != nil && stop == nil {
+				stop = err
+			}
 		}
 		for _, i := range members {
 			p, email := people[i], items[i].Who
-			if slices.Index(emails, email) >= sent {
+			r, done := progress.Invited[strings.ToLower(email)]
+			if !done {
 				unsent = append(unsent, items[i])
 				continue
 			}
-			r := byEmail[strings.ToLower(email)]
 			if r.Failed {
 				for _, g := range usable[i] {
 					p.fail(g, "the organization refused the invitation: "+r.Reason)

@@ -144,6 +144,13 @@ func (w *Worker) HandleBatch(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
 	taskID, _ := asynq.GetTaskID(ctx)
+	return w.RunBatch(ctx, b, taskID)
+}
+
+// RunBatch carries out one batched call. taskID names the batch: the calls'
+// outcomes are stored under it before anyone is settled, so a retry after a
+// crash settles from them instead of calling Atlassian again.
+func (w *Worker) RunBatch(ctx context.Context, b jobs.Batch, taskID string) error {
 	first := b.Items[0]
 	log := w.o.Logger.With().Str("task_id", taskID).Str("kind", first.Kind).Str("workspace", first.Workspace).
 		Strs("groups", first.Groups).Int("people", len(b.Items)).Logger()
@@ -197,6 +204,12 @@ func batchDone(e *ledger.Entry, it jobs.BatchItem) bool {
 	return true
 }
 
+// dcBatchOutcome is what a Data Center add-users batch did.
+type dcBatchOutcome struct {
+	Done    bool     `json:"done"`
+	Missing []string `json:"missing,omitempty"`
+}
+
 func (w *Worker) runDataCenterBatch(ctx context.Context, first jobs.BatchItem, items []jobs.BatchItem, taskID string) error {
 	dc := w.dataCenter(first.Workspace)
 	if dc == nil {
@@ -209,9 +222,25 @@ func (w *Worker) runDataCenterBatch(ctx context.Context, first jobs.BatchItem, i
 			users = append(users, it.Who)
 		}
 	}
-	missing, err := dc.AddUsers(ctx, group, users)
-	if err != nil {
-		return w.batchFailed(ctx, items, err, taskID)
+	var done dcBatchOutcome
+	if taskID != "" {
+		if _, err := w.o.Ledger.BatchOutcome(ctx, taskID, &done); err != nil {
+			return err
+		}
+	}
+	missing := done.Missing
+	if !done.Done {
+		var err error
+		if missing, err = dc.AddUsers(ctx, group, users); err != nil {
+			return w.batchFailed(ctx, items, err, taskID)
+		}
+		if taskID != "" {
+			if err := w.o.Ledger.SaveBatchOutcome(context.WithoutCancel(ctx), taskID, dcBatchOutcome{Done: true, Missing: missing}); err != nil {
+				return err
+			}
+		}
+	} else {
+		zerolog.Ctx(ctx).Info().Msg("batch already called Data Center before a restart: settling from its stored outcome")
 	}
 	now := w.o.Now()
 	detail := fmt.Sprintf("Data Center add-users, %d in one batch", len(users))

@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -31,11 +32,12 @@ type harness struct {
 	logs   *testenv.SyncBuffer
 }
 
-func newHarness(t *testing.T, rulesYAML string, lease time.Duration) *harness {
+func newHarness(t *testing.T, rulesYAML string, lease time.Duration, extra ...func(*worker.Options, *faketest.Server)) *harness {
 	t.Helper()
 	r := redistest.New(t)
 	f := faketest.Start(t)
 	f.SeedDemo()
+	rulesYAML = strings.ReplaceAll(rulesYAML, "$FAKE_URL", f.URL)
 	cfg, err := config.Parse("rules.yaml", []byte("redis: {key_prefix: "+r.Prefix+"}\n"+rulesYAML), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -54,10 +56,14 @@ func newHarness(t *testing.T, rulesYAML string, lease time.Duration) *harness {
 	store := ledger.New(rdb, r.Prefix, ledger.Options{})
 	o := atlassian.Options{BaseURL: f.URL, Auth: atlassian.Auth{Email: "bot@acme.com", Token: testenv.BitbucketToken}, Timeout: 5 * time.Second}
 	logs := &testenv.SyncBuffer{}
-	w, err := worker.New(worker.Options{
+	wo := worker.Options{
 		Jira: jira.New(o, false), Bitbucket: bitbucket.New(o), Ledger: store,
 		Rules: func() *rules.Engine { return engine }, Logger: zerolog.New(logs), LockLease: lease,
-	})
+	}
+	for _, opt := range extra {
+		opt(&wo, f)
+	}
+	w, err := worker.New(wo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +15,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
 
+	"github.com/autoinvite/autoinvite/config"
+	"github.com/autoinvite/autoinvite/integrations/atlassian"
 	"github.com/autoinvite/autoinvite/integrations/bitbucket"
 	"github.com/autoinvite/autoinvite/integrations/jira"
 	"github.com/autoinvite/autoinvite/integrations/ratelimit"
@@ -183,7 +186,10 @@ func (w *Worker) handleEvent(ctx context.Context, ev jobs.UserEvent, taskID stri
 
 	if s.personID == "" {
 		log.Error().Msg("event names no user: dropped")
-		return fmt.Errorf("event %s names no user: %w", ev.DeliveryID, asynq.SkipRetry)
+		err := fmt.Errorf("event %s (%s) names no user: no accountId, name or key in its user object", ev.DeliveryID, ev.Event)
+		return errors.Join(fmt.Errorf("%w: %w", err, asynq.SkipRetry), w.o.Ledger.Audit(ctx, ledger.AuditRecord{
+			Time: w.o.Now(), Actor: actorWebhook, Action: ledger.ActionError, Detail: err.Error(),
+		}))
 	}
 	if ev.Deactivated() {
 		return w.finish(ctx, w.revoke(ctx, s, taskID))
@@ -214,8 +220,11 @@ func (w *Worker) signup(ctx context.Context, s *subject, taskID string) error {
 		return w.ignore(ctx, s)
 	}
 	engine := w.o.Rules()
+	if reason := w.deploymentMismatch(s.user); reason != "" {
+		return w.finish(ctx, []error{w.undecidable(ctx, s, taskID, errors.New(reason))})
+	}
 	if err := w.complete(ctx, s, engine); err != nil {
-		return w.finish(ctx, []error{err})
+		return w.finish(ctx, []error{w.undecidable(ctx, s, taskID, err)})
 	}
 	if !rules.Eligible(s.user.AccountType) {
 		return w.ignore(ctx, s)
@@ -287,6 +296,60 @@ func (w *Worker) inOrder(ctx context.Context, s *subject, deactivation bool) (bo
 		}
 	}
 	return true, nil
+}
+
+// deploymentMismatch explains a payload from the other kind of Jira than the
+// config says: its person cannot be looked up, so nothing can be decided.
+func (w *Worker) deploymentMismatch(u jobs.User) string {
+	dc := w.o.Rules().Config().Jira.Deployment == config.DeploymentDataCenter
+	switch {
+	case !dc && u.AccountID == "" && (u.Name != "" || u.Key != ""):
+		return "jira.deployment is cloud but the payload is a Jira Data Center user (name/key, no accountId): set jira.deployment: datacenter, or send this site's webhooks to its own autoinvite"
+	case dc && u.AccountID != "" && u.Name == "" && u.Key == "":
+		return "jira.deployment is datacenter but the payload is a Jira Cloud user (accountId, no name/key): set jira.deployment: cloud, or send this site's webhooks to its own autoinvite"
+	}
+	return ""
+}
+
+// undecidable records a signup that cannot be decided for good (Jira does not
+// know the person, the payload is from another kind of Jira): an entry in
+// every workspace it might concern and an audit record, each with a reason a
+// person can act on. A temporary failure is only returned: the retry decides.
+func (w *Worker) undecidable(ctx context.Context, s *subject, taskID string, err error) error {
+	if isTemporaryOrWait(err) {
+		return err
+	}
+	if atlassian.StatusOf(err) == http.StatusNotFound {
+		err = fmt.Errorf("Jira does not know this user: the webhook came from another Jira site than jira.base_url, or the user was deleted before autoinvite looked: %w", err)
+	}
+	lock, lerr := w.o.Ledger.Lock(ctx, s.personID, taskID, w.o.LockLease)
+	if lerr != nil {
+		return lerr
+	}
+	defer lock.Unlock()
+	ctx = lock.Context(ctx)
+	now := w.o.Now()
+	var errs []error
+	for _, ws := range w.o.Rules().Config().Workspaces {
+		e, gerr := w.o.Ledger.Get(ctx, ws.Workspace, s.personID)
+		if gerr != nil {
+			errs = append(errs, gerr)
+			continue
+		}
+		if e == nil {
+			e = &ledger.Entry{Workspace: ws.Workspace, PersonID: s.personID, AccountID: s.user.AccountID, JiraUser: s.user.Name, Email: strings.ToLower(s.user.Email), CreatedAt: now}
+		} else if len(e.Granted) > 0 || e.AnyPendingInvitation() {
+			continue // what was granted stands; the audit record tells
+		}
+		e.UpdatedAt = now
+		errs = append(errs, w.failAs(ctx, e, err, actorWebhook))
+	}
+	for _, e := range errs {
+		if e != nil && !errors.Is(e, err) {
+			return errors.Join(err, e)
+		}
+	}
+	return err
 }
 
 // ignore records that an app or customer account was left alone.
