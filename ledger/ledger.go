@@ -88,7 +88,10 @@ type Entry struct {
 	Batched map[string]time.Time `json:"batched,omitempty"`
 	// Intents are the groups autoinvite is about to add, recorded before the
 	// call: a retry that finds the person already there knows it was ours.
-	Intents     map[string]time.Time `json:"intents,omitempty"`
+	Intents map[string]time.Time `json:"intents,omitempty"`
+	// Doubts are adds whose call failed without an answer (a timeout, a 5xx):
+	// Bitbucket may still apply them later, even after a retry succeeded.
+	Doubts      map[string]time.Time `json:"doubts,omitempty"`
 	Invitations []Invitation         `json:"invitations,omitempty"`
 	LastError   string               `json:"last_error,omitempty"`
 	CreatedAt   time.Time            `json:"created_at"`
@@ -126,6 +129,14 @@ func (e *Entry) Intend(group string, at time.Time) {
 	if _, ok := e.Intents[group]; !ok {
 		e.Intents[group] = at
 	}
+}
+
+// Doubt records that an add to group may still be applied later.
+func (e *Entry) Doubt(group string, at time.Time) {
+	if e.Doubts == nil {
+		e.Doubts = map[string]time.Time{}
+	}
+	e.Doubts[group] = at
 }
 
 // Intended reports whether an add to group was recorded as about to happen.

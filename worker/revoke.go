@@ -84,15 +84,27 @@ func (w *Worker) revokeEntry(ctx context.Context, e *ledger.Entry, actor string)
 			}
 		}
 	}
-	// An add whose answer never came may still land: remove it too, and once
-	// more later (removing a non-member is harmless).
+	// An add whose answer never came may still land, even after a retry
+	// succeeded: remove it too, and once more later (removing a non-member
+	// is harmless). Queued batch adds are called off.
 	var doubtful []string
 	for _, g := range slices.Sorted(maps.Keys(e.Intents)) {
-		if !slices.Contains(remove, g) && !slices.Contains(e.HandGiven, g) {
-			remove = append(remove, g)
+		if !slices.Contains(e.HandGiven, g) {
 			doubtful = append(doubtful, g)
 		}
 	}
+	for g, at := range e.Doubts {
+		if now.Sub(at) < doubtWindow && !slices.Contains(e.HandGiven, g) && !slices.Contains(doubtful, g) {
+			doubtful = append(doubtful, g)
+		}
+	}
+	slices.Sort(doubtful)
+	for _, g := range doubtful {
+		if !slices.Contains(remove, g) {
+			remove = append(remove, g)
+		}
+	}
+	e.Batched = nil
 	var errs []error
 	for _, g := range remove {
 		if err := w.removeGroup(ctx, e, g, actor); err != nil {
@@ -102,6 +114,7 @@ func (w *Worker) revokeEntry(ctx context.Context, e *ledger.Entry, actor string)
 	if len(doubtful) > 0 {
 		for _, g := range doubtful {
 			delete(e.Intents, g)
+			delete(e.Doubts, g)
 		}
 		if err := w.recheckLater(ctx, e, doubtful); err != nil {
 			errs = append(errs, err)
@@ -240,6 +253,9 @@ func (w *Worker) removeFrom(ctx context.Context, e *ledger.Entry, group string) 
 	}
 	return w.removeThroughOrg(ctx, e, group)
 }
+
+// doubtWindow is how long an unanswered add is suspected of landing late.
+const doubtWindow = time.Hour
 
 // recheckLater queues a second removal of groups whose add was in doubt, a
 // few client timeouts from now, when a late add has landed if it ever will.

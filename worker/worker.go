@@ -634,6 +634,8 @@ func (w *Worker) grantAll(ctx context.Context, entry *ledger.Entry, groups []str
 			entry.Wait(g)
 			if !transient.Is(err) {
 				delete(entry.Intents, g) // refused: nothing was added
+			} else {
+				entry.Doubt(g, now) // no answer: it may still land
 			}
 			errs = append(errs, err)
 			log.Error().Err(err).Str("group", g).Strs("rules", entry.RulesByGroup[g]).Msg("add to group failed")

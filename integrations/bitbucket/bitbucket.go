@@ -312,7 +312,19 @@ func (c *Client) explainRemove404(ctx context.Context, workspace, group, member 
 	case err != nil:
 		return fmt.Errorf("%w (while confirming: %w)", cause, err)
 	case listed:
-		return administered(cause)
+		// The member may have arrived between the two calls (an earlier
+		// add landing late): one more DELETE tells that race from a refusal.
+		resp, err := c.rc.R().SetContext(ctx).
+			SetPathParams(map[string]string{"workspace": workspace, "group": group, "member": member}).
+			Delete("/1.0/groups/{workspace}/{group}/members/{member}")
+		err = check("remove from group", resp, err, http.StatusOK, http.StatusNoContent)
+		switch s := atlassian.StatusOf(err); {
+		case err == nil:
+			return nil
+		case s == http.StatusNotFound || refusedWrite(s):
+			return administered(cause)
+		}
+		return err
 	}
 	return nil
 }
