@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -11,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/autoinvite/autoinvite/config"
+	"github.com/autoinvite/autoinvite/integrations/ratelimit"
 	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/ledger"
 	"github.com/autoinvite/autoinvite/rules"
@@ -40,20 +42,43 @@ var ErrEmbeddedRedis = errors.New("admin commands read the service's ledger: set
 // ErrNoWorker: no worker took an admin action in time.
 var ErrNoWorker = errors.New("no autoinvite worker took the action")
 
+// ErrEmbeddedRedisDown: the config names no Redis and no `serve` runs the
+// embedded one where the admin commands look.
+var ErrEmbeddedRedisDown = errors.New("no Redis is configured (redis.url or AUTOINVITE_REDIS_URL), and no embedded Redis of `autoinvite serve` answers")
+
+// AdminOption changes how NewAdmin connects.
+type AdminOption func(*adminSettings)
+
+type adminSettings struct{ embeddedAddr string }
+
+// WithEmbeddedRedis lets NewAdmin, when cfg names no Redis, use the embedded
+// Redis of a running `serve` at addr (Options.EmbeddedRedisAddr).
+func WithEmbeddedRedis(addr string) AdminOption {
+	return func(s *adminSettings) { s.embeddedAddr = addr }
+}
+
 // NewAdmin connects to the service's Redis described by cfg.
-func NewAdmin(cfg *config.Config, secrets config.Secrets, logger zerolog.Logger) (*Admin, error) {
+func NewAdmin(cfg *config.Config, secrets config.Secrets, logger zerolog.Logger, opts ...AdminOption) (*Admin, error) {
 	if cfg == nil {
 		return nil, errors.New("app: Config is required")
 	}
-	if cfg.Redis.Embedded() {
+	var set adminSettings
+	for _, o := range opts {
+		o(&set)
+	}
+	if cfg.Redis.Embedded() && set.embeddedAddr == "" {
 		return nil, ErrEmbeddedRedis
 	}
 	engine, err := rules.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("compile rules: %w", err)
 	}
-	rdb, _, err := redisClients(cfg.Redis, secrets)
-	if err != nil {
+	var rdb redis.UniversalClient
+	if cfg.Redis.Embedded() {
+		if rdb, err = connectEmbedded(cfg, set.embeddedAddr); err != nil {
+			return nil, err
+		}
+	} else if rdb, _, err = redisClients(cfg.Redis, secrets); err != nil {
 		return nil, err
 	}
 	return &Admin{
@@ -77,6 +102,11 @@ func (ad *Admin) Queue() string { return ad.queue }
 
 // Inspector returns an Asynq inspector of the service's Redis.
 func (ad *Admin) Inspector() *asynq.Inspector { return ad.inspector }
+
+// Backlog returns the tasks waiting for the Atlassian budgets (read only).
+func (ad *Admin) Backlog() *ratelimit.Backlog {
+	return ratelimit.NewBacklog(ad.rdb, ad.cfg.Redis.KeyPrefix)
+}
 
 // Close releases the connection to Redis.
 func (ad *Admin) Close() {
@@ -188,4 +218,31 @@ func (ad *Admin) Backfiller(env func(string) string, now func() time.Time) (*App
 		return nil, err
 	}
 	return a, nil
+}
+
+// connectEmbedded reaches the embedded Redis of a running `serve` with the
+// same config, and makes sure that is what answers at addr.
+func connectEmbedded(cfg *config.Config, addr string) (redis.UniversalClient, error) {
+	// A plain dial first: go-redis would retry and log each refused attempt.
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("%w at %s: start `autoinvite serve --config %s` first (or set %s to where its embedded Redis listens)", ErrEmbeddedRedisDown, addr, cfg.Source, EmbeddedRedisAddrEnv)
+	}
+	conn.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	n, err := rdb.Exists(ctx, embeddedMarker(cfg.Redis.KeyPrefix)).Result()
+	if err != nil || n == 0 {
+		rdb.Close()
+		return nil, fmt.Errorf("%s answers, but not as the embedded Redis of an `autoinvite serve` with redis.key_prefix %q (%v): set %s (for serve and the admin commands alike) or redis.url", addr, cfg.Redis.KeyPrefix, orNone(err), EmbeddedRedisAddrEnv)
+	}
+	return rdb, nil
+}
+
+func orNone(err error) string {
+	if err == nil {
+		return "no marker key"
+	}
+	return err.Error()
 }

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,12 +37,78 @@ import (
 	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/ledger"
 	"github.com/autoinvite/autoinvite/metrics"
+	"github.com/autoinvite/autoinvite/notify"
 	"github.com/autoinvite/autoinvite/rules"
 	"github.com/autoinvite/autoinvite/worker"
 )
 
-// Version is stamped into the User-Agent of every Atlassian call.
-var Version = "dev"
+// Version names this build in the User-Agent of every Atlassian call; see
+// DescribeBuild.
+var Version, _ = DescribeBuild(buildInfo())
+
+// stampedVersion is set by the linker where the build has no VCS information
+// (the Docker image: its build context leaves .git out):
+// go build -ldflags "-X github.com/autoinvite/autoinvite/app.stampedVersion=v1.2.3".
+var stampedVersion string
+
+func buildInfo() *debug.BuildInfo {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi
+	}
+	return nil
+}
+
+// DescribeBuild reads the module version and VCS revision Go embeds in a
+// binary: short is one token for a User-Agent ("v1.2.3", or
+// "devel+0dfbf38a1b2c.dirty" for a build from a checkout), long the line
+// `autoinvite version` prints.
+func DescribeBuild(bi *debug.BuildInfo) (short, long string) {
+	version, rev, modified, at, goVersion := "", "", false, "", ""
+	if bi != nil {
+		version, goVersion = bi.Main.Version, bi.GoVersion
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			case "vcs.time":
+				at = s.Value
+			}
+		}
+	}
+	if version == "" || version == "(devel)" {
+		version = stampedVersion
+	}
+	if version == "" {
+		version = "devel"
+	}
+	short = version
+	if rev != "" && !strings.Contains(version, shortRevision(rev)) { // a pseudo-version carries it already
+		short += "+" + shortRevision(rev)
+		if modified {
+			short += ".dirty"
+		}
+	}
+	var details []string
+	if rev != "" {
+		details = append(details, "revision "+rev)
+		if modified {
+			details = append(details, "modified (uncommitted changes)")
+		}
+		if at != "" {
+			details = append(details, "committed "+at)
+		}
+	} else {
+		details = append(details, "no VCS revision in this build")
+	}
+	if goVersion != "" {
+		details = append(details, "built with "+goVersion)
+	}
+	return short, "autoinvite " + version + " (" + strings.Join(details, ", ") + ")"
+}
+
+func shortRevision(rev string) string { return rev[:min(12, len(rev))] }
 
 // Options configures an App.
 type Options struct {
@@ -66,7 +133,22 @@ type Options struct {
 	// the Redis (serve --sandbox). Without it the sandbox starts only with the
 	// embedded Redis and no credentials: an external Redis holds a real ledger.
 	Sandbox bool
+	// EmbeddedRedisAddr is where the embedded Redis listens (no redis.url,
+	// sentinel or cluster); "" picks a free loopback port. `serve` passes a
+	// fixed one (DefaultEmbeddedRedisAddr) so that the admin commands find it.
+	EmbeddedRedisAddr string
 }
+
+// DefaultEmbeddedRedisAddr is where `serve` runs the embedded Redis and the
+// admin commands look for it; EmbeddedRedisAddrEnv moves both.
+const (
+	DefaultEmbeddedRedisAddr = "127.0.0.1:6380"
+	EmbeddedRedisAddrEnv     = "AUTOINVITE_EMBEDDED_REDIS_ADDR"
+)
+
+// embeddedMarker is a key the embedded Redis holds, so that the admin
+// commands know they reached it and not another Redis on the same port.
+func embeddedMarker(keyPrefix string) string { return keyPrefix + ":embedded-redis" }
 
 // Roles are the parts of autoinvite one process runs. Intake and workers
 // scale separately; they meet only in Redis.
@@ -137,6 +219,7 @@ type App struct {
 	sandbox  *fake.Fake
 	closers  []func()
 	metrics  *metrics.Metrics
+	backlog  *ratelimit.Backlog // tasks waiting for a budget, oldest first
 
 	jiraOpts, bbOpts atlassian.Options
 
@@ -155,6 +238,8 @@ type App struct {
 	enqueuer *jobs.Enqueuer
 	now      func() time.Time
 	unsigned bool // no webhook secret: intake accepts unsigned requests
+	// notifier sends admin notifications (notify.go); nil outside serve.
+	notifier *notify.Notifier
 }
 
 // New builds an App; Run starts it.
@@ -196,6 +281,8 @@ func (a *App) core() error {
 		return err
 	}
 	a.metrics = metrics.New(asynq.NewInspectorFromRedisClient(a.rdb))
+	a.backlog = ratelimit.NewBacklog(a.rdb, a.cfg.Redis.KeyPrefix)
+	a.metrics.WatchBacklog(a.backlog)
 
 	cfg := a.cfg
 	a.client = asynq.NewClientFromRedisClient(a.rdb)
@@ -207,8 +294,7 @@ func (a *App) core() error {
 		return err
 	}
 	a.install(rt)
-	a.metrics.ConfigLoaded([]byte(cfg.Hash), a.now())
-	a.metrics.Reloads.WithLabelValues("success")
+	a.metrics.ConfigLoaded(cfg.Hash, a.now())
 	return nil
 }
 
@@ -243,7 +329,7 @@ func (a *App) serveParts() error {
 		if err != nil {
 			return a.current.Load().worker.HandleUserEvent(ctx, t) // fails it for good, with the decode error
 		}
-		return a.runtimeFor(ev.ConfigHash).worker.ProcessUserEvent(ctx, ev)
+		return a.runtimeFor(ev.ConfigHash).worker.ProcessUserEvent(trackFirstAction(ctx, ev), ev)
 	})
 	a.mux.HandleFunc(jobs.TypeFollowUp, func(ctx context.Context, t *asynq.Task) error {
 		return a.current.Load().worker.HandleFollowUp(ctx, t)
@@ -258,6 +344,10 @@ func (a *App) serveParts() error {
 	a.mux.HandleFunc(jobs.TypeAdminAction, func(ctx context.Context, t *asynq.Task) error {
 		return a.current.Load().worker.HandleAdminAction(ctx, t)
 	})
+	a.registerReconcile() // reconciliation passes, on their low-priority queue
+	if err := a.setUpNotifications(); err != nil {
+		return err
+	}
 	a.server = asynq.NewServerFromRedisClient(a.rdb, a.serverConfig(o))
 
 	dashboard := asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: a.redisOpt, ReadOnly: cfg.Dashboard.ReadOnly})
@@ -277,7 +367,8 @@ func (a *App) serveParts() error {
 	})
 	mux.HandleFunc("GET /readyz", a.ready)
 	mux.Handle("GET /metrics", a.metrics.Handler())
-	mux.Handle("/monitoring/", admin.wrap(dashboard))
+	mux.Handle("/monitoring/", admin.wrap(withLedgerLink(dashboard)))
+	a.routeLedger(mux, admin)
 	mux.Handle("/-/reload", admin.wrap(http.HandlerFunc(a.serveReload)))
 	a.handler = mux
 	return nil
@@ -289,9 +380,12 @@ func (a *App) buildRuntime(cfg *config.Config) (*runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile rules: %w", err)
 	}
+	if err := a.checkNotifications(cfg); err != nil {
+		return nil, err
+	}
 	rt := &runtime{cfg: cfg, engine: engine}
 	rt.ledger = ledger.New(a.rdb, a.cfg.Redis.KeyPrefix, ledger.Options{
-		AuditMaxLen: cfg.Audit.MaxEntries, Observe: a.metrics.ObserveAudit, DryRun: cfg.DryRun,
+		AuditMaxLen: cfg.Audit.MaxEntries, Observe: a.observeAudit, DryRun: cfg.DryRun,
 	})
 	jo, bo := a.jiraOpts, a.bbOpts
 	if a.sandbox == nil { // the sandbox keeps its own address whatever the config says
@@ -324,6 +418,7 @@ func (a *App) buildRuntime(cfg *config.Config) (*runtime, error) {
 		Logger:       a.log.With().Str("component", "worker").Str("config", cfg.Hash).Logger(),
 		Now:          a.now,
 		SignupDone:   func(received time.Time) { a.metrics.SignupDuration.Observe(a.now().Sub(received).Seconds()) },
+		Backlog:      a.backlog,
 	})
 	if err != nil {
 		return nil, err
@@ -402,6 +497,7 @@ func (a *App) instrument(api string, auth atlassian.Auth, budgets ...ratelimit.B
 	})
 	return func(c *resty.Client) {
 		a.metrics.InstrumentClient(api, c)
+		a.watchCalls(api, c)
 		limiter.Install(c)
 	}
 }
@@ -450,7 +546,7 @@ func (a *App) serverConfig(o Options) asynq.Config {
 	}
 	c := asynq.Config{
 		Concurrency:     a.cfg.Worker.Concurrency,
-		Queues:          map[string]int{a.queue: 1},
+		Queues:          a.queueWeights(),
 		RetryDelayFunc:  retryDelay,
 		IsFailure:       isFailure,
 		ShutdownTimeout: a.cfg.Worker.ShutdownTimeout.D(),
@@ -465,6 +561,7 @@ func (a *App) serverConfig(o Options) asynq.Config {
 	if o.PollInterval > 0 {
 		c.TaskCheckInterval, c.DelayedTaskCheckInterval = o.PollInterval, o.PollInterval
 	}
+	a.notifyServerConfig(&c)
 	return c
 }
 
@@ -475,8 +572,12 @@ func isFailure(err error) bool {
 	return !waiting && !errors.Is(err, ledger.ErrBusy) && !errors.Is(err, ledger.ErrLockLost)
 }
 
-// defaultRetryDelay waits briefly when another task holds the person, until the
-// budget refills when it is spent, as long as a 429 or 503 asked, and otherwise
+// DefaultRetryDelay is the service's delay between a task's tries (benchmarks
+// run it unchanged).
+var DefaultRetryDelay asynq.RetryDelayFunc = defaultRetryDelay
+
+// defaultRetryDelay waits briefly when another task holds the person, until
+// its turn in the backlog when a budget is spent, as long as a 429 or 503 asked, and otherwise
 // backs off exponentially with jitter (asynq's default).
 func defaultRetryDelay(n int, err error, t *asynq.Task) time.Duration {
 	if errors.Is(err, ledger.ErrBusy) || errors.Is(err, ledger.ErrLockLost) || errors.Is(err, asynq.ErrLeaseExpired) {
@@ -485,6 +586,10 @@ func defaultRetryDelay(n int, err error, t *asynq.Task) time.Duration {
 		return 2 * time.Second
 	}
 	if w, ok := ratelimit.AsWait(err); ok {
+		if w.Position >= 0 {
+			// Its turn in the backlog, oldest first: jitter would reorder it.
+			return w.RetryAfter
+		}
 		return w.RetryAfter + time.Duration(rand.Int64N(int64(w.RetryAfter)/10+int64(time.Second)))
 	}
 	if apiErr, ok := atlassian.AsAPIError(err); ok && apiErr.RetryAfter > 0 {
@@ -495,15 +600,20 @@ func defaultRetryDelay(n int, err error, t *asynq.Task) time.Duration {
 
 func (a *App) connectRedis() error {
 	if a.cfg.Redis.Embedded() {
+		addr := a.opts.EmbeddedRedisAddr
+		if addr == "" {
+			addr = "127.0.0.1:0"
+		}
 		m := miniredis.NewMiniRedis()
-		if err := m.StartAddr("127.0.0.1:0"); err != nil {
-			return fmt.Errorf("start embedded redis: %w", err)
+		if err := m.StartAddr(addr); err != nil {
+			return fmt.Errorf("start the embedded Redis on %s: %w: is another `autoinvite serve` running? Stop it, or set %s to another loopback address (for serve and the admin commands alike), or set redis.url", addr, err, EmbeddedRedisAddrEnv)
 		}
 		a.embedded = m
 		a.closers = append(a.closers, m.Close)
 		a.rdb = redis.NewClient(&redis.Options{Addr: m.Addr()})
 		a.redisOpt = asynq.RedisClientOpt{Addr: m.Addr()}
-		a.log.Warn().Str("addr", m.Addr()).Msg("EMBEDDED REDIS: queue and ledger live in memory and vanish on exit; set AUTOINVITE_REDIS_URL for real use")
+		m.Set(embeddedMarker(a.cfg.Redis.KeyPrefix), a.opts.ConfigPath)
+		a.log.Warn().Str("addr", m.Addr()).Msg("EMBEDDED REDIS: queue and ledger live in memory and vanish on exit; the admin commands find it at this address; set AUTOINVITE_REDIS_URL for real use")
 	} else {
 		var err error
 		if a.rdb, a.redisOpt, err = redisClients(a.cfg.Redis, a.opts.Secrets); err != nil {
@@ -649,6 +759,9 @@ func (a *App) StartScheduler() error {
 	if err != nil {
 		return fmt.Errorf("invitations.sweep_schedule: %w", err)
 	}
+	if err := a.scheduleDigest(); err != nil {
+		return err
+	}
 	period := time.Minute
 	if every, ok := sched.(cron.ConstantDelaySchedule); ok {
 		period = every.Delay
@@ -663,6 +776,9 @@ func (a *App) StartScheduler() error {
 		dup, err := a.enqueuer.EnqueueSweep(ctx, tick)
 		a.log.Info().Err(err).Time("tick", tick).Bool("already_queued", dup).Msg("sweep tick")
 	}))
+	if err := a.scheduleReconcile(c); err != nil {
+		return err
+	}
 	c.Start()
 	a.closers = append(a.closers, func() { <-c.Stop().Done() })
 	return nil

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/autoinvite/autoinvite/integrations/fake"
+	"github.com/autoinvite/autoinvite/internal/redistest"
 	"github.com/autoinvite/autoinvite/internal/testenv"
 	"github.com/autoinvite/autoinvite/ledger"
 )
@@ -20,6 +21,7 @@ import (
 const modelRules = `
 bitbucket: {timeout: 250ms}
 revocation: {max_removals_per_hour: 1000000}   # the breaker is tested elsewhere
+rate_limits: {bitbucket: {requests: 0}, bitbucket_invitations: {requests: 0}, jira: {requests: 0}}   # so is the budget
 workspaces:
   - workspace: acme
     rules:
@@ -125,7 +127,9 @@ func runModel(t *testing.T, seed uint64, total int) {
 	}
 	close(work)
 	wg.Wait()
-	e.WaitIdle()
+	if _, idle := redistest.WaitQueueIdle(e.App.Redis(), e.App.Queue(), 30*time.Second+time.Duration(len(deliveries))*20*time.Millisecond); !idle {
+		t.Fatal("the queue did not drain")
+	}
 
 	// Invariants.
 	emailsSent := map[string]int{}

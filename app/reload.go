@@ -12,6 +12,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/autoinvite/autoinvite/config"
+	"github.com/autoinvite/autoinvite/metrics"
 )
 
 // ReloadResult says what a reload did.
@@ -36,15 +37,17 @@ func (a *App) Reload() (ReloadResult, error) {
 	if err == nil {
 		var rt *runtime
 		if cfg.Hash == a.current.Load().cfg.Hash {
-			a.metrics.Reloads.WithLabelValues("unchanged").Inc()
+			a.metrics.Reloads.WithLabelValues(metrics.ReloadUnchanged).Inc()
 			a.metrics.ReloadSuccess.Set(1)
-			return ReloadResult{Hash: cfg.Hash}, nil
+			// Compared with the startup config: what a restart would still
+			// change is reported until the process restarts.
+			return ReloadResult{Hash: cfg.Hash, NeedsRestart: a.cfg.NeedsRestart(cfg)}, nil
 		}
 		if rt, err = a.buildRuntime(cfg); err == nil {
 			a.install(rt)
 			restart := a.cfg.NeedsRestart(cfg)
-			a.metrics.ConfigLoaded([]byte(cfg.Hash), a.now())
-			a.metrics.Reloads.WithLabelValues("success").Inc()
+			a.metrics.ConfigLoaded(cfg.Hash, a.now())
+			a.metrics.Reloads.WithLabelValues(metrics.ReloadSuccess).Inc()
 			ev := a.log.Info()
 			if len(restart) > 0 {
 				ev = a.log.Warn().Strs("needs_restart", restart)
@@ -54,9 +57,10 @@ func (a *App) Reload() (ReloadResult, error) {
 		}
 	}
 	a.metrics.ReloadSuccess.Set(0)
-	a.metrics.Reloads.WithLabelValues("failure").Inc()
+	a.metrics.Reloads.WithLabelValues(metrics.ReloadFailure).Inc()
 	a.log.Error().Str("config", a.opts.ConfigPath).Str("running_hash", a.current.Load().cfg.Hash).
 		Msg("config reload refused, the running config stays:\n" + err.Error())
+	a.notifyReloadFailed(err)
 	return ReloadResult{Hash: a.current.Load().cfg.Hash}, err
 }
 

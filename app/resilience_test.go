@@ -1,15 +1,15 @@
 package app_test
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/hibiken/asynq"
 
 	"github.com/autoinvite/autoinvite/integrations/fake"
 	"github.com/autoinvite/autoinvite/internal/redistest"
@@ -310,13 +310,14 @@ workspaces:
 	}
 }
 
-// A task cannot wait for the budget forever: past rate_limits.max_wait it
-// fails like any error, spends its retries and is archived.
-func TestWaitingForBudgetHasADeadline(t *testing.T) {
+// Waiting for the budget is never a failure, however long past
+// rate_limits.max_wait: the signup is served when its turn comes, and its
+// waits leave no trace in the audit trail.
+func TestWaitingForBudgetIsNeverAFailure(t *testing.T) {
 	clock := testenv.NewClock(t0)
 	e := testenv.New(t, testenv.WithClock(clock), testenv.WithRules(`
 rate_limits:
-  bitbucket: {requests: 1, per: 1h}
+  bitbucket: {requests: 1, per: 3s}
   max_wait: 1m
 worker: {max_retry: 3}
 workspaces:
@@ -325,7 +326,7 @@ workspaces:
       - {name: everyone, match: {}, groups: [readers]}
 `))
 	assertAccepted(t, e.Webhook("user_created", "d-mia", cloudUser(mia, "mia@acme.com")), "accepted")
-	// The membership check spent the hour's only request: the add waits.
+	// The membership check spent the window's only request: the add waits.
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(e.Logs.String(), "waiting for the Atlassian rate budget") {
 		if time.Now().After(deadline) {
@@ -333,16 +334,23 @@ workspaces:
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if info := e.QueueInfo(); info.Failed != 0 {
-		t.Fatalf("waiting counted as failure: %+v", info)
-	}
-	clock.Advance(2 * time.Minute)
+	clock.Advance(2 * time.Minute) // past max_wait
 	e.WaitIdle()
-	if info := e.QueueInfo(); info.Archived != 1 {
-		t.Fatalf("archived = %d, want the task given up", info.Archived)
+	if info := e.QueueInfo(); info.Archived != 0 || info.Failed != 0 {
+		t.Fatalf("waiting for the budget failed the task: %+v", info)
 	}
-	archived, err := asynq.NewInspectorFromRedisClient(e.App.Redis()).ListArchivedTasks(e.App.Queue())
-	if err != nil || len(archived) != 1 || !strings.Contains(archived[0].LastErr, "gave up waiting for the bitbucket requests budget after 1m0s (rate_limits.max_wait)") {
-		t.Fatalf("archived task's error (what the dashboard shows): %v %v", archived, err)
+	if got := e.Entry("acme", "acct:"+mia); got == nil || got.Status != ledger.StatusGranted {
+		t.Fatalf("ledger = %+v", got)
+	}
+	recs, err := e.App.Ledger().ReadAudit(context.Background(), time.Time{}, "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, r := range recs {
+		actions = append(actions, r.Action)
+	}
+	if want := []string{ledger.ActionDecided, ledger.ActionGroupAdded}; !slices.Equal(actions, want) {
+		t.Fatalf("audit trail %q, want %q", actions, want)
 	}
 }

@@ -31,7 +31,7 @@ type benchmark struct {
 
 func main() {
 	var o options
-	only := flag.String("only", "intake,pipeline,sweep,economy,budget,scale", "comma-separated benchmarks to run")
+	only := flag.String("only", "intake,pipeline,sweep,economy,budget,bulk,scale", "comma-separated benchmarks to run")
 	flag.StringVar(&o.redisURL, "redis-url", "", "use this Redis (it is FLUSHDB'd!) instead of a private redis-server")
 	flag.IntVar(&o.requests, "requests", 40000, "intake: webhooks per run")
 	flag.IntVar(&o.signups, "signups", 10000, "pipeline: signups")
@@ -52,6 +52,7 @@ func main() {
 		{"sweep", benchSweep},
 		{"economy", benchEconomy},
 		{"budget", benchBudget},
+		{"bulk", benchBulk},
 		{"scale", benchScale},
 	}
 	want := map[string]bool{}

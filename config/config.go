@@ -32,6 +32,10 @@ type Config struct {
 	Audit       Audit       `yaml:"audit"`
 	Dashboard   Dashboard   `yaml:"dashboard"`
 	Workspaces  []Workspace `yaml:"workspaces"`
+	// Notifications tells admins what needs them (config/notifications.go).
+	Notifications Notifications `yaml:"notifications"`
+	// Reconcile repairs the drift webhooks miss (config/reconcile.go).
+	Reconcile Reconcile `yaml:"reconcile"`
 
 	// Source is the file the config was read from ("" when built in code).
 	Source string `yaml:"-"`
@@ -189,6 +193,8 @@ type Workspace struct {
 	// required for administration: atlassian, and for auto to carry on once
 	// it finds the workspace administered there.
 	Organization *Organization `yaml:"organization"`
+	// Reconcile overrides the reconcile mode here (config/reconcile.go).
+	Reconcile *WorkspaceReconcile `yaml:"reconcile"`
 }
 
 // Administrations of a Bitbucket Cloud workspace.
@@ -392,6 +398,8 @@ func (c *Config) NeedsRestart(next *Config) []string {
 	check("intake", c.Intake != next.Intake)
 	check("worker", c.Worker != next.Worker)
 	check("dashboard.read_only", c.Dashboard != next.Dashboard)
+	check("notifications.digest_schedule", c.Notifications.DigestSchedule != next.Notifications.DigestSchedule)
+	check("reconcile.schedule", c.Reconcile.Schedule != next.Reconcile.Schedule)
 	return out
 }
 

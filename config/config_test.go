@@ -50,20 +50,9 @@ workspaces:
 	if !errors.As(err, &errs) {
 		t.Fatalf("want Errors, got %v", err)
 	}
-	// Shape errors (unknown keys, bad scalars) are reported before semantic ones,
-	// all of them in one pass.
-	want := []string{
-		`rules.yaml:2: jira.tiemout: unknown field "tiemout" (known fields: base_url, deployment, timeout)`,
-		`rules.yaml:4: invitations.expire_after: invalid duration "7 days": write a number with a unit, e.g. 90s, 15m, 168h or 7d`,
-	}
-	assertErrors(t, errs, want)
-
-	src = strings.Replace(strings.Replace(src, ", tiemout: 5s", "", 1), "7 days", "7d", 1)
-	_, err = Parse("rules.yaml", []byte(src), nil)
-	if !errors.As(err, &errs) {
-		t.Fatalf("want Errors, got %v", err)
-	}
-	want = []string{
+	// Shape errors (unknown keys, bad scalars) and semantic ones together, in
+	// file order, all of them in one pass.
+	rest := []string{
 		`rules.yaml:5: invitations.sweep_schedule: invalid cron schedule "every fifteen minutes": expected exactly 5 fields, found 3: [every fifteen minutes]`,
 		"rules.yaml:8: workspaces[0].exclude.email_regex: invalid regular expression: error parsing regexp: missing closing ): `(unclosed`",
 		`rules.yaml:13: workspaces[0].rules[1].name: duplicate rule name "engineers" in workspace "acme"`,
@@ -71,7 +60,55 @@ workspaces:
 		"rules.yaml:17: workspaces[0].rules[2].match.email_regex: invalid regular expression: error parsing regexp: invalid character class range: `z-a`",
 		`rules.yaml:18: workspaces[0].rules[2].groups[0]: "Developers" is not a group slug (lowercase letters, digits, '-', '_', '.'; use the slug, not the display name)`,
 	}
+	want := append([]string{
+		`rules.yaml:2: jira.tiemout: unknown field "tiemout" (known fields: base_url, deployment, timeout)`,
+		`rules.yaml:4: invitations.expire_after: invalid duration "7 days": write a number with a unit, e.g. 90s, 15m, 168h or 7d`,
+	}, rest...)
 	assertErrors(t, errs, want)
+
+	src = strings.Replace(strings.Replace(src, ", tiemout: 5s", "", 1), "7 days", "7d", 1)
+	_, err = Parse("rules.yaml", []byte(src), nil)
+	if !errors.As(err, &errs) {
+		t.Fatalf("want Errors, got %v", err)
+	}
+	assertErrors(t, errs, rest)
+}
+
+// A value of the wrong type, an unknown field, a misplaced list item and an
+// environment override are reported beside the validation errors they would
+// otherwise hide; a bad value is never reported twice.
+func TestShapeErrorsDoNotHideTheRest(t *testing.T) {
+	src := `worker:
+  concurrency: many
+workspaces:
+  - workspace: acme
+    rules:
+      - name: engineers
+        groups: [Developers]
+        colour: blue
+      - just-a-string
+  - workspace: acme
+    rules: [{name: r, groups: [g]}]
+`
+	env := func(k string) string {
+		if k == "AUTOINVITE_LISTEN" {
+			return "no-port"
+		}
+		return ""
+	}
+	_, err := Parse("f.yaml", []byte(src), env)
+	var errs Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("want Errors, got %v", err)
+	}
+	assertErrors(t, errs, []string{
+		"f.yaml:2: worker.concurrency: cannot unmarshal !!str `many` into int",
+		`f.yaml:7: workspaces[0].rules[0].groups[0]: "Developers" is not a group slug (lowercase letters, digits, '-', '_', '.'; use the slug, not the display name)`,
+		`f.yaml:8: workspaces[0].rules[0].colour: unknown field "colour" (known fields: groups, match, name)`,
+		`f.yaml:9: workspaces[0].rules[1]: expected a mapping of keys to values`,
+		`f.yaml:10: workspaces[1].workspace: workspace "acme" is listed twice; put all its rules under one entry`,
+		`env AUTOINVITE_LISTEN: listen: must be host:port or :port, got "no-port"`,
+	})
 }
 
 func TestWrongTypesAndSyntax(t *testing.T) {

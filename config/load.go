@@ -71,23 +71,90 @@ func Parse(file string, data []byte, env func(string) string) (*Config, error) {
 	cfg := Defaults()
 	cfg.Source = file
 	lines := map[string]int{}
+	var shape Errors
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		doc := root.Content[0]
-		if errs := checkShape(file, doc, reflect.TypeOf(cfg), "", lines); len(errs) > 0 {
-			return nil, errs
-		}
-		if err := doc.Decode(&cfg); err != nil {
-			return nil, Errors{{File: file, Line: yamlErrorLine(err), Msg: cleanYAMLError(err)}}
+		bad := map[*yaml.Node]bool{}
+		shape = checkShape(file, doc, reflect.TypeOf(cfg), "", lines, bad)
+		// Decode even after shape errors, so that validation reports the rest
+		// of the file in the same pass: a value of the wrong type is left out
+		// (its default stays), and checkShape has already reported it.
+		prune(doc, bad)
+		if err := doc.Decode(&cfg); err != nil && len(shape) == 0 {
+			var typeErr *yaml.TypeError
+			if !errors.As(err, &typeErr) {
+				return nil, Errors{{File: file, Line: yamlErrorLine(err), Msg: cleanYAMLError(err)}}
+			}
+			shape = append(shape, FieldError{File: file, Line: yamlErrorLine(err), Msg: cleanYAMLError(err)})
 		}
 	}
-	if errs := applyEnv(&cfg, env); len(errs) > 0 {
-		return nil, errs
-	}
+	errs := append(shape, applyEnv(&cfg, env)...)
 	cfg.Hash = contentHash(data, cfg.overrides, cfg)
-	if errs := cfg.validate(file, lines); len(errs) > 0 {
+	errs = append(errs, withoutShapeFields(cfg.validate(file, lines), shape)...)
+	if len(errs) > 0 {
+		sortByLine(errs)
 		return nil, errs
 	}
 	return &cfg, nil
+}
+
+// prune takes the values checkShape found bad out of the tree: mapping
+// entries are dropped, list items become null (indices, and so field paths,
+// stay as in the file).
+func prune(n *yaml.Node, bad map[*yaml.Node]bool) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		kept := n.Content[:0]
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if bad[n.Content[i+1]] {
+				continue
+			}
+			prune(n.Content[i+1], bad)
+			kept = append(kept, n.Content[i], n.Content[i+1])
+		}
+		n.Content = kept
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			if bad[item] {
+				n.Content[i] = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: item.Line, Column: item.Column}
+				continue
+			}
+			prune(item, bad)
+		}
+	}
+}
+
+// withoutShapeFields drops validation errors about fields whose shape was
+// already reported (a wrong type leaves the default, which may fail too).
+func withoutShapeFields(errs, shape Errors) Errors {
+	if len(shape) == 0 {
+		return errs
+	}
+	var out Errors
+	for _, e := range errs {
+		under := false
+		for _, s := range shape {
+			if s.Field != "" && (e.Field == s.Field || strings.HasPrefix(e.Field, s.Field+".") || strings.HasPrefix(e.Field, s.Field+"[")) {
+				under = true
+				break
+			}
+		}
+		if !under {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// sortByLine puts the file's problems in file order, then the environment's.
+func sortByLine(errs Errors) {
+	sort.SliceStable(errs, func(i, j int) bool {
+		li, lj := errs[i].Line, errs[j].Line
+		if (li == 0) != (lj == 0) {
+			return lj == 0
+		}
+		return li < lj
+	})
 }
 
 // contentHash hashes the file and the values the environment overrode.
@@ -135,10 +202,16 @@ func cleanYAMLError(err error) string {
 
 // checkShape walks the YAML tree against the Go type, reporting unknown keys and
 // values of the wrong type with their lines, and records the line of every path.
-func checkShape(file string, n *yaml.Node, t reflect.Type, path string, lines map[string]int) Errors {
+func checkShape(file string, n *yaml.Node, t reflect.Type, path string, lines map[string]int, bad map[*yaml.Node]bool) Errors {
 	lines[path] = n.Line
+	orig := n
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
+	}
+	// fail marks the value bad, for prune.
+	fail := func(msg string) Errors {
+		bad[orig] = true
+		return Errors{{file, n.Line, path, msg}}
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return nil
@@ -150,18 +223,18 @@ func checkShape(file string, n *yaml.Node, t reflect.Type, path string, lines ma
 	switch {
 	case t.Kind() == reflect.Map && t.Key().Kind() == reflect.String:
 		if n.Kind != yaml.MappingNode {
-			return Errors{{file, n.Line, path, "expected a mapping of keys to values"}}
+			return fail("expected a mapping of keys to values")
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key, val := n.Content[i], n.Content[i+1]
 			sub := joinPath(path, key.Value)
 			lines[sub] = key.Line
-			errs = append(errs, checkShape(file, val, t.Elem(), sub, lines)...)
+			errs = append(errs, checkShape(file, val, t.Elem(), sub, lines, bad)...)
 			lines[sub] = key.Line
 		}
 	case t.Kind() == reflect.Struct && t != reflect.TypeOf(Duration(0)):
 		if n.Kind != yaml.MappingNode {
-			return Errors{{file, n.Line, path, "expected a mapping of keys to values"}}
+			return fail("expected a mapping of keys to values")
 		}
 		fields := yamlFields(t)
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -174,22 +247,22 @@ func checkShape(file string, n *yaml.Node, t reflect.Type, path string, lines ma
 				continue
 			}
 			lines[sub] = key.Line
-			errs = append(errs, checkShape(file, val, f.Type, sub, lines)...)
+			errs = append(errs, checkShape(file, val, f.Type, sub, lines, bad)...)
 			lines[sub] = key.Line
 		}
 	case t.Kind() == reflect.Slice && t.Elem().Kind() != reflect.Uint8:
 		if n.Kind != yaml.SequenceNode {
-			return Errors{{file, n.Line, path, "expected a list"}}
+			return fail("expected a list")
 		}
 		for i, item := range n.Content {
-			errs = append(errs, checkShape(file, item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), lines)...)
+			errs = append(errs, checkShape(file, item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), lines, bad)...)
 		}
 	default:
 		if n.Kind != yaml.ScalarNode {
-			return Errors{{file, n.Line, path, fmt.Sprintf("expected a single %s value", scalarName(t))}}
+			return fail(fmt.Sprintf("expected a single %s value", scalarName(t)))
 		}
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
-			errs = append(errs, FieldError{file, n.Line, path, cleanYAMLError(err)})
+			return fail(cleanYAMLError(err))
 		}
 	}
 	return errs
@@ -239,20 +312,30 @@ func joinPath(path, key string) string {
 
 // UnmarshalYAML parses "90s", "15m", "168h"; "7d" is accepted as days for convenience.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	s := strings.TrimSpace(n.Value)
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ParseDuration reads a duration as the config does: Go's "90s", "15m",
+// "168h", or a whole number of days, "7d". The CLI's flags use it too, so
+// that what the config accepts the commands accept.
+func ParseDuration(text string) (time.Duration, error) {
+	s := strings.TrimSpace(text)
 	if strings.HasSuffix(s, "d") {
 		var days int
 		if _, err := fmt.Sscanf(s, "%dd", &days); err == nil && fmt.Sprintf("%dd", days) == s {
-			*d = Duration(time.Duration(days) * 24 * time.Hour)
-			return nil
+			return time.Duration(days) * 24 * time.Hour, nil
 		}
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("invalid duration %q: write a number with a unit, e.g. 90s, 15m, 168h or 7d", n.Value)
+		return 0, fmt.Errorf("invalid duration %q: write a number with a unit, e.g. 90s, 15m, 168h or 7d", text)
 	}
-	*d = Duration(v)
-	return nil
+	return v, nil
 }
 
 // MarshalYAML writes the duration back in its text form.

@@ -136,6 +136,8 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 		v.fail("worker.batch_max_delay", "must be at least worker.batch_wait (%s), got %s", c.Worker.BatchWait, c.Worker.BatchMaxDelay)
 	}
 	v.positive("worker.batch_size", int64(c.Worker.BatchSize))
+	v.notifications(&c.Notifications)
+	v.reconcile(&c.Reconcile)
 
 	seenWS := map[string]bool{}
 	for i := range c.Workspaces {
@@ -166,6 +168,7 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 		v.emailCriteria(p+".exclude", &ws.Exclude.Emails, &ws.Exclude.EmailDomains, ws.Exclude.EmailRegex)
 		v.target(p+".bitbucket", &ws.Bitbucket)
 		v.organization(p, ws)
+		v.workspaceReconcile(p, ws)
 		if len(ws.Rules) == 0 {
 			v.fail(p+".rules", "a workspace needs at least one rule")
 		}

@@ -4,8 +4,6 @@ package metrics
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"net/http"
 	"strconv"
 	"time"
@@ -18,6 +16,13 @@ import (
 
 	"github.com/autoinvite/autoinvite/integrations/ratelimit"
 	"github.com/autoinvite/autoinvite/ledger"
+)
+
+// Results of a config reload (the result label of autoinvite_config_reloads_total).
+const (
+	ReloadSuccess   = "success"
+	ReloadUnchanged = "unchanged"
+	ReloadFailure   = "failure"
 )
 
 // Metrics holds every metric autoinvite exports.
@@ -37,8 +42,11 @@ type Metrics struct {
 	AuthFailures     *prometheus.CounterVec // api, status: 401/403, the operator must act
 	ReloadSuccess    prometheus.Gauge
 	ReloadTimestamp  prometheus.Gauge
-	ConfigHash       prometheus.Gauge
+	ConfigInfo       *prometheus.GaugeVec   // hash: 1 for the config in force
 	Reloads          *prometheus.CounterVec // result
+
+	// Lifecycle: invitation SLO histograms and notification counters (lifecycle.go).
+	Lifecycle *Lifecycle
 
 	// byAction counts audit records by action (the series exist from the start at 0).
 	byAction map[string]prometheus.Counter
@@ -92,19 +100,28 @@ func New(inspector *asynq.Inspector) *Metrics {
 		ReloadTimestamp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "autoinvite_config_last_reload_success_timestamp_seconds", Help: "Time of the last successful config load.",
 		}),
-		ConfigHash: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "autoinvite_config_hash", Help: "Hash of the config in force (as a number), to spot processes running different configs.",
-		}),
+		ConfigInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "autoinvite_config_info", Help: "1 for the config in force, labelled with its hash (as in the reload answer and the logs), to spot processes running different configs.",
+		}, []string{"hash"}),
 		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "autoinvite_config_reloads_total", Help: "Config reload attempts by result.",
 		}, []string{"result"}),
 	}
 	reg.MustRegister(m.Webhooks, m.IntakeDuration, m.SignupDuration, m.AtlassianCalls, m.AtlassianLatency,
 		m.Invitations, m.Groups, m.RevocationsHeld, m.Decisions, m.RateLimitWaits, m.AuthFailures,
-		m.ReloadSuccess, m.ReloadTimestamp, m.ConfigHash, m.Reloads,
+		m.ReloadSuccess, m.ReloadTimestamp, m.ConfigInfo, m.Reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, api := range []string{"jira", "bitbucket"} {
+	// Alerts (rate(...) > 0, increase(...) > 0) see a series only once it
+	// exists: the labelled counters they rely on start at zero.
+	for _, api := range []string{"jira", "bitbucket", "bitbucket-dc", "organization"} { // app's instrument() names
 		m.RateLimitWaits.WithLabelValues(api)
+		for _, status := range []string{"401", "403"} {
+			m.AuthFailures.WithLabelValues(api, status)
+		}
+	}
+	m.Lifecycle = newLifecycle(reg)
+	for _, result := range []string{ReloadSuccess, ReloadUnchanged, ReloadFailure} {
+		m.Reloads.WithLabelValues(result)
 	}
 	m.byAction = map[string]prometheus.Counter{
 		ledger.ActionInvitationSent:       m.Invitations.WithLabelValues("sent"),
@@ -138,10 +155,11 @@ func (m *Metrics) ObserveAudit(r ledger.AuditRecord) {
 	}
 }
 
-// ConfigLoaded records a successful (re)load of a config with this content.
-func (m *Metrics) ConfigLoaded(content []byte, at time.Time) {
-	sum := sha256.Sum256(content)
-	m.ConfigHash.Set(float64(binary.BigEndian.Uint64(sum[:8]) >> 11)) // 53 bits: exact in a float64
+// ConfigLoaded records a successful (re)load of the config with this hash.
+func (m *Metrics) ConfigLoaded(hash string, at time.Time) {
+	// One series: the config in force, not every config this process has had.
+	m.ConfigInfo.Reset()
+	m.ConfigInfo.WithLabelValues(hash).Set(1)
 	m.ReloadSuccess.Set(1)
 	m.ReloadTimestamp.Set(float64(at.Unix()))
 }
@@ -222,5 +240,60 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(queueProc, prometheus.CounterValue, float64(info.ProcessedTotal), q)
 		ch <- prometheus.MustNewConstMetric(queueFail, prometheus.CounterValue, float64(info.FailedTotal), q)
 		ch <- prometheus.MustNewConstMetric(queueMem, prometheus.GaugeValue, float64(info.MemoryUsage), q)
+	}
+}
+
+// BacklogSource reads the tasks waiting for each budget (ratelimit.Backlog).
+type BacklogSource interface {
+	Status(ctx context.Context) ([]ratelimit.QueueStatus, error)
+}
+
+// WatchBacklog exports the budget backlog, read from Redis at each scrape:
+// every process reports the same shared figures.
+func (m *Metrics) WatchBacklog(src BacklogSource) {
+	m.Registry.MustRegister(&backlogCollector{src: src})
+}
+
+var (
+	backlogTasks = prometheus.NewDesc("autoinvite_budget_backlog", "Tasks waiting for an Atlassian budget (they run oldest first as it refills).", []string{"api", "budget"}, nil)
+	backlogETA   = prometheus.NewDesc("autoinvite_budget_backlog_eta_seconds", "Time until the last task waiting for the budget gets its turn, under the current budget.", []string{"api", "budget"}, nil)
+	backlogUsed  = prometheus.NewDesc("autoinvite_budget_used", "Requests spent in the budget's current window (budgets that had a backlog).", []string{"api", "budget"}, nil)
+	backlogUp    = prometheus.NewDesc("autoinvite_budget_backlog_scrape_ok", "Whether the budget backlog could be read from Redis.", nil, nil)
+)
+
+type backlogCollector struct{ src BacklogSource }
+
+func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{backlogTasks, backlogETA, backlogUsed, backlogUp} {
+		ch <- d
+	}
+}
+
+func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	queues, err := c.src.Status(ctx)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(backlogUp, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(backlogUp, prometheus.GaugeValue, 1)
+	// Several credentials may share an API and budget name: one series each.
+	type key struct{ api, budget string }
+	tasks, eta, used := map[key]int{}, map[key]time.Duration{}, map[key]int{}
+	var order []key
+	for _, q := range queues {
+		k := key{q.API, q.Budget}
+		if _, ok := tasks[k]; !ok {
+			order = append(order, k)
+		}
+		tasks[k] += q.Waiting
+		eta[k] = max(eta[k], q.ETA)
+		used[k] += q.Used
+	}
+	for _, k := range order {
+		ch <- prometheus.MustNewConstMetric(backlogTasks, prometheus.GaugeValue, float64(tasks[k]), k.api, k.budget)
+		ch <- prometheus.MustNewConstMetric(backlogETA, prometheus.GaugeValue, eta[k].Seconds(), k.api, k.budget)
+		ch <- prometheus.MustNewConstMetric(backlogUsed, prometheus.GaugeValue, float64(used[k]), k.api, k.budget)
 	}
 }

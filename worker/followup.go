@@ -47,7 +47,7 @@ func (w *Worker) HandleFollowUp(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	_, err := w.FollowUp(log.WithContext(ctx), ledger.Ref{Workspace: f.Workspace, PersonID: f.PersonID}, false, actorSweep)
-	err = w.deadline(err, f.Tick)
+	err = w.deadline(err)
 	if errors.Is(err, ledger.ErrBusy) || errors.Is(err, ledger.ErrLockLost) {
 		return err // retried shortly, not a failure
 	}

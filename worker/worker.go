@@ -4,7 +4,9 @@
 package worker
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -72,6 +74,9 @@ type Options struct {
 	// Organization returns the Admin API client of a workspace's
 	// organization (nil: none configured).
 	Organization func(workspace string) OrgAdmin
+	// Backlog orders the user events waiting for a budget by arrival (nil:
+	// they retry when the budget refills, in no particular order).
+	Backlog *ratelimit.Backlog
 }
 
 // Validate reports missing dependencies.
@@ -191,26 +196,51 @@ func (w *Worker) handleEvent(ctx context.Context, ev jobs.UserEvent, taskID stri
 			Time: w.o.Now(), Actor: actorWebhook, Action: ledger.ActionError, Detail: err.Error(),
 		}))
 	}
+	var err error
 	if ev.Deactivated() {
-		return w.finish(ctx, w.revoke(ctx, s, taskID))
-	}
-	err := w.signup(ctx, s, taskID)
-	if err == nil {
+		err = w.finish(ctx, w.revoke(ctx, s, taskID))
+	} else if err = w.signup(ctx, s, taskID); err == nil {
 		w.o.SignupDone(ev.ReceivedAt)
 	}
-	return w.deadline(err, ev.ReceivedAt)
+	return w.deadline(w.queue(ctx, err, taskID, ev.ReceivedAt))
 }
 
-// deadline turns a wait for the rate budget that has lasted longer than
-// rate_limits.max_wait into a failure, so nothing waits forever.
-func (w *Worker) deadline(err error, since time.Time) error {
+// queue gives a task waiting for a budget its turn among the waiting, oldest
+// first (the wait's RetryAfter); any other outcome takes it out of the queue.
+func (w *Worker) queue(ctx context.Context, err error, taskID string, arrived time.Time) error {
+	if w.o.Backlog == nil {
+		return err
+	}
+	wait, ok := ratelimit.AsWait(err)
+	if !ok {
+		if derr := w.o.Backlog.Done(ctx, taskID); derr != nil {
+			zerolog.Ctx(ctx).Warn().Err(derr).Msg("budget backlog not updated: the task leaves it when its turn passes")
+		}
+		return err
+	}
+	if arrived.IsZero() {
+		arrived = w.o.Now()
+	}
+	if qerr := w.o.Backlog.Queue(ctx, taskID, arrived, wait); qerr != nil {
+		zerolog.Ctx(ctx).Warn().Err(qerr).Msg("budget backlog not updated: retrying when the budget refills")
+	}
+	return err
+}
+
+// deadline fails a call that cannot be made at all: Atlassian has answered
+// 429 for longer than rate_limits.max_wait. Waiting behind other tasks for a
+// budget is never a failure, however long the queue: the budget serves
+// everyone in turn, and a budget of one request or more always admits a call
+// (each call needs one).
+func (w *Worker) deadline(err error) error {
 	wait, ok := ratelimit.AsWait(err)
 	maxWait := w.o.Rules().Config().RateLimits.MaxWait.D()
-	if !ok || since.IsZero() || w.o.Now().Sub(since) <= maxWait {
+	if !ok || wait.ThrottledFor <= maxWait {
 		return err
 	}
 	// %v, not %w: the result must no longer look like a wait.
-	return fmt.Errorf("gave up waiting for the %s %s budget after %s (rate_limits.max_wait): %v", wait.API, wait.Budget, maxWait, err)
+	return fmt.Errorf("gave up: %s has answered 429 (too many requests) for %s without a success, longer than rate_limits.max_wait (%s): %v",
+		wait.API, wait.ThrottledFor.Round(time.Second), maxWait, err)
 }
 
 // signup applies the rules to an active user.
@@ -505,7 +535,9 @@ func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decisio
 		log.Info().Strs("granted", entry.Granted).Msg("already done: nothing to change")
 		return nil
 	}
-	entry.Record(now, actorWebhook, ledger.ActionDecided, "", describe(d))
+	if !decidedAlready(entry, describe(d)) {
+		entry.Record(now, actorWebhook, ledger.ActionDecided, "", describe(d))
+	}
 	if w.dataCenter(d.Workspace) != nil {
 		return w.queueDataCenter(ctx, entry, want, actorWebhook)
 	}
@@ -629,6 +661,13 @@ func (w *Worker) grantAll(ctx context.Context, entry *ledger.Entry, groups []str
 			errs = append(errs, rerr)
 			log.Error().Err(rerr).Msg("add to group refused")
 			break
+		}
+		if _, waiting := ratelimit.AsWait(err); waiting {
+			// Nothing was sent: the intent stands and the retry goes on
+			// from here (it changes nothing, so nothing is written).
+			entry.Wait(g)
+			errs = append(errs, err)
+			continue
 		}
 		if err != nil {
 			entry.Wait(g)
@@ -819,7 +858,11 @@ func (w *Worker) fail(ctx context.Context, entry *ledger.Entry, err error) error
 func (w *Worker) failAs(ctx context.Context, entry *ledger.Entry, err error, actor string) error {
 	if _, waiting := ratelimit.AsWait(err); waiting {
 		// Not an error: the task comes back when the budget refills. What
-		// succeeded so far is saved so the retry does not repeat it.
+		// succeeded so far is saved so the retry does not repeat it; a wait
+		// alone writes nothing (a backlog retries each task many times).
+		if w.unchanged(ctx, entry) {
+			return err
+		}
 		return errors.Join(err, w.putBookkeeping(ctx, entry))
 	}
 	entry.LastError = err.Error()
@@ -832,6 +875,36 @@ func (w *Worker) failAs(ctx context.Context, entry *ledger.Entry, err error, act
 		return errors.Join(err, perr)
 	}
 	return err
+}
+
+// unchanged reports whether entry is what the ledger holds, but for its
+// update time. Read again rather than kept from the start: only waits pay.
+func (w *Worker) unchanged(ctx context.Context, entry *ledger.Entry) bool {
+	stored, err := w.o.Ledger.Get(ctx, entry.Workspace, entry.PersonID)
+	if err != nil || stored == nil {
+		return false
+	}
+	a, b := *entry, *stored
+	a.UpdatedAt, b.UpdatedAt = time.Time{}, time.Time{}
+	x, errA := json.Marshal(&a)
+	y, errB := json.Marshal(&b)
+	return errA == nil && errB == nil && bytes.Equal(x, y)
+}
+
+// decidedAlready reports whether the same decision is on record and still
+// being carried out (only its outcomes since): a retry resumes it and does
+// not record it again.
+func decidedAlready(e *ledger.Entry, detail string) bool {
+	for i := len(e.History) - 1; i >= 0; i-- {
+		switch ev := e.History[i]; ev.Action {
+		case ledger.ActionDecided:
+			return ev.Detail == detail
+		case ledger.ActionGroupAdded, ledger.ActionGroupAlreadyGiven, ledger.ActionInvitationSent, ledger.ActionInvitationAccepted:
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 // bookkeepingTimeout bounds a ledger write that outlives its task.

@@ -53,7 +53,7 @@ func (c *cli) connect(path string) (*app.Admin, *config.Config, error) {
 		return nil, nil, err
 	}
 	log := zerolog.New(c.stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
-	a, err := app.NewAdmin(cfg, secrets, log)
+	a, err := app.NewAdmin(cfg, secrets, log, app.WithEmbeddedRedis(embeddedRedisAddr(c.env)))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -64,7 +64,7 @@ func (c *cli) connect(path string) (*app.Admin, *config.Config, error) {
 const defaultActionTimeout = 30 * time.Second
 
 func timeoutFlag(fs *flag.FlagSet) *time.Duration {
-	return fs.Duration("timeout", defaultActionTimeout, "how long to wait for the service's workers to take the action")
+	return durationFlag(fs, "timeout", defaultActionTimeout, "how long to wait for the service's workers to take the action")
 }
 
 func (c *cli) actor() string {
@@ -87,6 +87,10 @@ func (c *cli) invites(ctx context.Context, args []string) int {
 		fmt.Fprintln(c.stderr, "usage: autoinvite invites list|show|resend|cancel …")
 		return 2
 	}
+	// Checked first: `invites lst` must not be taken for a person.
+	if err := choice("invites command", args[0], []string{"list", "show", "resend", "cancel"}); err != nil {
+		return c.usageError(err)
+	}
 	fs := flag.NewFlagSet("invites "+args[0], flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
 	path := configFlag(fs, c.env)
@@ -99,17 +103,34 @@ func (c *cli) invites(ctx context.Context, args []string) int {
 	if err != nil {
 		return 2
 	}
-	a, _, err := c.connect(*path)
+	if *status != "" {
+		if err := choice("status", *status, statusNames()); err != nil {
+			return c.usageError(err)
+		}
+	}
+	a, cfg, err := c.connect(*path)
 	if err != nil {
 		return c.fail(err)
 	}
 	defer a.Close()
 	store := a.Ledger()
+	// A workspace the config does not name is refused unless the ledger still
+	// has entries there (a workspace removed from the config).
+	unknownWorkspace := func(entries []*ledger.Entry) bool {
+		return *workspace != "" && cfg.Workspace(*workspace) == nil &&
+			!slices.ContainsFunc(entries, func(e *ledger.Entry) bool { return e.Workspace == *workspace })
+	}
 
 	if args[0] == "list" {
+		if len(positional) > 0 {
+			return c.usageError(fmt.Errorf("invites list takes no person (got %q): filter with --email, --workspace or --status", positional[0]))
+		}
 		entries, err := store.List(ctx, *workspace)
 		if err != nil {
 			return c.fail(err)
+		}
+		if unknownWorkspace(entries) {
+			return c.usageError(choice("workspace", *workspace, workspaceNames(cfg)))
 		}
 		entries = slices.DeleteFunc(entries, func(e *ledger.Entry) bool {
 			return (*status != "" && string(e.Status) != *status) || (*email != "" && !strings.EqualFold(e.Email, *email))
@@ -129,25 +150,30 @@ func (c *cli) invites(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	if *workspace != "" {
-		entries = slices.DeleteFunc(entries, func(e *ledger.Entry) bool { return e.Workspace != *workspace })
+	if unknownWorkspace(entries) {
+		return c.usageError(choice("workspace", *workspace, workspaceNames(cfg)))
 	}
 	if len(entries) == 0 {
 		return c.fail(fmt.Errorf("%s is not in the ledger", positional[0]))
 	}
-	switch args[0] {
-	case "show":
+	if *workspace != "" {
+		in := make([]string, len(entries))
+		for i, e := range entries {
+			in[i] = e.Workspace
+		}
+		entries = slices.DeleteFunc(entries, func(e *ledger.Entry) bool { return e.Workspace != *workspace })
+		if len(entries) == 0 {
+			return c.fail(fmt.Errorf("%s has no entry in workspace %s (only in %s)", positional[0], *workspace, strings.Join(in, ", ")))
+		}
+	}
+	if args[0] == "show" {
 		if *asJSON {
 			return c.printJSON(entries)
 		}
 		printShow(c.stdout, entries)
 		return 0
-	case "resend", "cancel":
-		return c.act(ctx, a, args[0], entries, *timeout)
-	default:
-		fmt.Fprintf(c.stderr, "unknown invites command %q\n", args[0])
-		return 2
 	}
+	return c.act(ctx, a, args[0], entries, *timeout)
 }
 
 // act has the service's workers re-send or cancel each entry's invitations,
@@ -165,9 +191,68 @@ func (c *cli) act(ctx context.Context, a *app.Admin, action string, entries []*l
 			continue
 		}
 		verb := map[string]string{"resend": "re-sent", "cancel": "cancelled"}[action]
-		fmt.Fprintf(c.stdout, "%s: %s %d invitation(s) in %s\n", personLabel(e), verb, res.Count, e.Workspace)
+		if res.Count > 0 {
+			fmt.Fprintf(c.stdout, "%s: %s %d invitation(s) in %s\n", personLabel(e), verb, res.Count, e.Workspace)
+			continue
+		}
+		// Nothing done is not an error (both are idempotent), but say why.
+		now, err := a.Ledger().Get(ctx, e.Workspace, e.PersonID)
+		if err != nil || now == nil {
+			now = e
+		}
+		fmt.Fprintf(c.stdout, "%s: nothing %s in %s: %s\n", personLabel(e), verb, e.Workspace, nothingDone(action, now, c.now()))
 	}
 	return code
+}
+
+// nothingDone says why a resend or cancel changed nothing for e.
+func nothingDone(action string, e *ledger.Entry, now time.Time) string {
+	var pending, accepted, cancelled int
+	var lastSent time.Time
+	for _, inv := range e.Invitations {
+		switch inv.State {
+		case ledger.InvitationPending:
+			pending++
+			if inv.SentAt.After(lastSent) {
+				lastSent = inv.SentAt
+			}
+		case ledger.InvitationAccepted:
+			accepted++
+		case ledger.InvitationCancelled:
+			cancelled++
+		}
+	}
+	switch {
+	case pending > 0 && action == jobs.AdminResend && now.Sub(lastSent) < time.Minute:
+		return fmt.Sprintf("the invitation was sent less than a minute ago (%s), and is not sent again so that nobody gets it twice; try again from %s",
+			formatTime(lastSent), formatTime(lastSent.Add(time.Minute)))
+	case pending > 0:
+		return "the invitation is pending and was not due; see `autoinvite invites show` and the service log"
+	case cancelled > 0:
+		why := "its invitations were cancelled"
+		if h := lastEvent(e, ledger.ActionInvitationsCancelled); h != nil {
+			why += fmt.Sprintf(" (%s by %s)", formatTime(h.At), h.Actor)
+		}
+		if action == jobs.AdminResend {
+			why += ": a cancelled invitation is not re-sent; a new signup or a reactivation in Jira starts over"
+		}
+		return why
+	case accepted > 0:
+		return "the invitation was accepted: they joined the workspace (status " + string(e.Status) + ")"
+	case len(e.Invitations) == 0:
+		return "there is no invitation (status " + string(e.Status) + ")"
+	}
+	return "no pending invitation (status " + string(e.Status) + ")"
+}
+
+// lastEvent is the newest history event of an action, or nil.
+func lastEvent(e *ledger.Entry, action string) *ledger.Event {
+	for i := len(e.History) - 1; i >= 0; i-- {
+		if e.History[i].Action == action {
+			return &e.History[i]
+		}
+	}
+	return nil
 }
 
 // findPerson resolves an email, an Atlassian account id, a Data Center user
@@ -455,11 +540,19 @@ func (c *cli) revocations(ctx context.Context, args []string) int {
 		fmt.Fprintln(c.stderr, "revocations: --workspace is required")
 		return 2
 	}
-	a, _, err := c.connect(*path)
+	a, cfg, err := c.connect(*path)
 	if err != nil {
 		return c.fail(err)
 	}
 	defer a.Close()
+	tripped, since, held, err := a.Ledger().Breaker(ctx, *workspace)
+	if err != nil {
+		return c.fail(err)
+	}
+	// A workspace removed from the config may still have held removals.
+	if cfg.Workspace(*workspace) == nil && !tripped && held == 0 {
+		return c.usageError(choice("workspace", *workspace, workspaceNames(cfg)))
+	}
 	if args[0] == "resume" {
 		res, err := a.Do(ctx, jobs.AdminAction{Action: jobs.AdminResumeRevocations, Workspace: *workspace, Actor: c.actor()}, *timeout)
 		if err != nil {
@@ -470,10 +563,6 @@ func (c *cli) revocations(ctx context.Context, args []string) int {
 			return c.fail(errors.New(res.Error))
 		}
 		return 0
-	}
-	tripped, since, held, err := a.Ledger().Breaker(ctx, *workspace)
-	if err != nil {
-		return c.fail(err)
 	}
 	if tripped {
 		fmt.Fprintf(c.stdout, "%s: removals PAUSED since %s; %d person(s) held. Resume with: autoinvite revocations resume --workspace %s\n", *workspace, formatTime(since), held, *workspace)
@@ -490,7 +579,7 @@ func (c *cli) audit(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
 	path := configFlag(fs, c.env)
-	since := fs.Duration("since", 24*time.Hour, "how far back to start")
+	since := durationFlag(fs, "since", 24*time.Hour, "how far back to start")
 	email := fs.String("email", "", "only records about this email")
 	follow := fs.Bool("follow", false, "keep printing new records until interrupted")
 	asJSON := fs.Bool("json", false, "one JSON object per line")

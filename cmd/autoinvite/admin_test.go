@@ -141,13 +141,19 @@ func TestPlanCommand(t *testing.T) {
 	}
 }
 
-func TestAdminCommandsRefuseTheEmbeddedRedis(t *testing.T) {
+// With no Redis configured, the admin commands look for the embedded Redis
+// of a running `serve`, and say what to do when none answers.
+func TestAdminCommandsWithoutAServeSayWhatToDo(t *testing.T) {
 	var out, errOut bytes.Buffer
 	cfg := filepath.Join(t.TempDir(), "a.yaml")
 	os.WriteFile(cfg, []byte(testenv.DefaultRules), 0o600)
-	cl := &cli{stdout: &out, stderr: &errOut, env: func(string) string { return "" }, now: time.Now}
-	if code := cl.run(context.Background(), []string{"invites", "list", "--config", cfg}); code != 1 || !strings.Contains(errOut.String(), "set redis.url (or AUTOINVITE_REDIS_URL), redis.sentinel or redis.cluster") {
-		t.Fatalf("exit %d: %s", code, errOut.String())
+	addr := freeAddr(t)
+	env := map[string]string{"AUTOINVITE_EMBEDDED_REDIS_ADDR": addr}
+	cl := &cli{stdout: &out, stderr: &errOut, env: func(k string) string { return env[k] }, now: time.Now}
+	want := "error: no Redis is configured (redis.url or AUTOINVITE_REDIS_URL), and no embedded Redis of `autoinvite serve` answers at " + addr +
+		": start `autoinvite serve --config " + cfg + "` first (or set AUTOINVITE_EMBEDDED_REDIS_ADDR to where its embedded Redis listens)\n"
+	if code := cl.run(context.Background(), []string{"invites", "list", "--config", cfg}); code != 1 || errOut.String() != want {
+		t.Fatalf("exit %d:\n%s\nwant:\n%s", code, errOut.String(), want)
 	}
 }
 

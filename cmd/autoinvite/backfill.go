@@ -12,6 +12,8 @@ import (
 
 	"github.com/autoinvite/autoinvite/config"
 	"github.com/autoinvite/autoinvite/integrations/jira"
+	"github.com/autoinvite/autoinvite/jobs"
+	"github.com/autoinvite/autoinvite/ledger"
 	"github.com/autoinvite/autoinvite/rules"
 	"github.com/autoinvite/autoinvite/worker"
 )
@@ -32,6 +34,11 @@ func (c *cli) backfill(ctx context.Context, args []string) int {
 		return c.fail(err)
 	}
 	defer ad.Close()
+	if *workspace != "" {
+		if err := choice("workspace", *workspace, workspaceNames(cfg)); err != nil {
+			return c.usageError(err)
+		}
+	}
 	// Unlike the other admin actions, a backfill runs here: it lists Jira's
 	// users page by page and reports progress as it goes.
 	a, err := ad.Backfiller(c.env, c.now)
@@ -40,7 +47,7 @@ func (c *cli) backfill(ctx context.Context, args []string) int {
 	}
 	defer a.Close()
 	if *dryRun {
-		return c.backfillPlan(ctx, a.JiraUsers(), a.Rules(), cfg, *group, *workspace, *limit)
+		return c.backfillPlan(ctx, a.JiraUsers(), ad.Ledger(), a.Rules(), cfg, *group, *workspace, *limit)
 	}
 	progress := newProgress(c.stdout)
 	sum, err := a.Worker().Backfill(ctx, a.JiraUsers(), worker.BackfillOptions{
@@ -54,26 +61,50 @@ func (c *cli) backfill(ctx context.Context, args []string) int {
 	return 0
 }
 
-// backfillPlan prints, for every user, what a backfill would do (no Bitbucket
-// call, no ledger write; Jira is only listed).
-func (c *cli) backfillPlan(ctx context.Context, lister *jira.Client, engine *rules.Engine, cfg *config.Config, group, workspace string, limit int) int {
-	seen := 0
+// backfillPlan prints, for every user the backfill would handle, what it
+// would do, then the summary a real run would start from (no Bitbucket call,
+// no ledger write; Jira is only listed). People already in the ledger are
+// counted, not listed: the real run skips them too.
+func (c *cli) backfillPlan(ctx context.Context, lister *jira.Client, store *ledger.Store, engine *rules.Engine, cfg *config.Config, group, workspace string, limit int) int {
+	var sum worker.BackfillSummary
+	finished := false // no summary after an error
+	defer func() {
+		if !finished {
+			return
+		}
+		fmt.Fprintf(c.stdout, "\ndry run, nothing changed: %s listed; %d skipped (inactive, app or customer), %d already in the ledger, %d matched by the rules, %d matched by none\n",
+			plural(sum.Seen, "user", "users"), sum.Skipped, sum.AlreadyDone, sum.Matched, sum.Unmatched)
+	}()
 	for startAt := 0; ; {
 		page, err := lister.ListUsers(ctx, group, startAt, 100)
 		if err != nil {
 			return c.fail(err)
 		}
+		if page.Total > 0 {
+			sum.Total = page.Total
+		}
 		for _, u := range page.Users {
-			if limit > 0 && seen >= limit {
+			if limit > 0 && sum.Seen >= limit {
+				finished = true
 				return 0
 			}
-			seen++
+			sum.Seen++
 			who := u.Email
 			if who == "" {
 				who = u.AccountID + u.Name
 			}
-			if !u.Active || !rules.Eligible(u.AccountType) {
+			person := jobs.User{AccountID: u.AccountID, AccountType: u.AccountType, Name: u.Name, Key: u.Key, Email: u.Email}.PersonID()
+			if !u.Active || !rules.Eligible(u.AccountType) || person == "" {
+				sum.Skipped++
 				fmt.Fprintf(c.stdout, "%s: skipped (inactive, app or customer account)\n", who)
+				continue
+			}
+			known, err := store.Person(ctx, person)
+			if err != nil {
+				return c.fail(err)
+			}
+			if len(known) > 0 {
+				sum.AlreadyDone++
 				continue
 			}
 			var groups []string
@@ -100,12 +131,15 @@ func (c *cli) backfillPlan(ctx context.Context, lister *jira.Client, engine *rul
 				lines = append(lines, desc)
 			}
 			if len(lines) == 0 {
+				sum.Unmatched++
 				fmt.Fprintf(c.stdout, "%s: no rule matches\n", who)
 				continue
 			}
+			sum.Matched++
 			fmt.Fprintf(c.stdout, "%s:\n%s\n", who, strings.Join(lines, "\n"))
 		}
 		if page.Done {
+			finished = true
 			return 0
 		}
 		startAt = page.Next

@@ -23,7 +23,7 @@ func (c *cli) doctor(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
 	path := configFlag(fs, c.env)
-	timeout := fs.Duration("timeout", 15*time.Second, "timeout of each call")
+	timeout := durationFlag(fs, "timeout", 15*time.Second, "timeout of each call")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -3,6 +3,7 @@
 //	autoinvite serve --config FILE          run the webhook intake and the workers
 //	autoinvite check-config --config FILE   validate a config file and exit
 //	autoinvite doctor --config FILE         check credentials, workspaces and groups live
+//	autoinvite healthcheck --config FILE    probe the running service (container healthcheck)
 package main
 
 import (
@@ -12,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -41,15 +43,22 @@ Usage:
   autoinvite revocations status|resume --workspace W [--timeout 30s]
   autoinvite backfill [--workspace W] [--jira-group G] [--dry-run] [--limit N]
                                           run existing Jira users through the rules
+  autoinvite reconcile [--workspace W] [--dry-run] [--json] [--timeout 30s]
+                                          repair what webhooks missed: Jira vs Bitbucket vs ledger
   autoinvite audit [--since 24h] [--email E] [--follow] [--json]
                                           the audit trail: every decision and Atlassian change
-  autoinvite version
+  autoinvite status                       queues, tasks waiting for the Atlassian budget, its use, ETA
+  autoinvite healthcheck [--url URL]      exit 0 when the running service is ready (GET /readyz
+                                          on the config's listen address); for containers
+  autoinvite version                      module version and VCS revision of this build
 
 Every command takes --config FILE (default $AUTOINVITE_CONFIG or autoinvite.yaml).
-The admin commands talk to the service's Redis (redis.url or AUTOINVITE_REDIS_URL) and need
-no Atlassian credentials: resend, cancel, sweep and revocations resume are queued for the
-running service's workers, and wait --timeout for one to take them. backfill runs in the
-command itself and needs the same credentials as serve.
+Durations are written 90s, 15m, 24h or 7d.
+The admin commands talk to the service's Redis (redis.url or AUTOINVITE_REDIS_URL; with
+neither, the embedded Redis of a running serve at 127.0.0.1:6380, moved with
+AUTOINVITE_EMBEDDED_REDIS_ADDR) and need no Atlassian credentials: resend, cancel, sweep and
+revocations resume are queued for the running service's workers, and wait --timeout for one
+to take them. backfill runs in the command itself and needs the same credentials as serve.
 Secrets come from the environment; see README.md.
 `
 
@@ -93,10 +102,18 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		return c.revocations(ctx, args[1:])
 	case "audit":
 		return c.audit(ctx, args[1:])
+	case "status":
+		return c.status(ctx, args[1:])
 	case "backfill":
 		return c.backfill(ctx, args[1:])
+	case "reconcile":
+		return c.reconcile(ctx, args[1:])
+	case "healthcheck":
+		return c.healthcheck(ctx, args[1:])
 	case "version":
-		fmt.Fprintln(stdout, "autoinvite", app.Version)
+		bi, _ := debug.ReadBuildInfo()
+		_, long := app.DescribeBuild(bi)
+		fmt.Fprintln(stdout, long)
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -172,7 +189,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 	}
 	log.Info().Str("config", *path).Int("workspaces", len(cfg.Workspaces)).Str("secrets", secrets.String()).Msg("config loaded")
 
-	a, err := app.New(app.Options{Config: cfg, ConfigPath: *path, Env: env, Secrets: secrets, Logger: log, Roles: roles, Sandbox: *sandbox})
+	a, err := app.New(app.Options{Config: cfg, ConfigPath: *path, Env: env, Secrets: secrets, Logger: log, Roles: roles, Sandbox: *sandbox,
+		EmbeddedRedisAddr: embeddedRedisAddr(env)})
 	if err != nil {
 		log.Error().Err(err).Msg("start")
 		return 1

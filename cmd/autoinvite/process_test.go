@@ -37,7 +37,8 @@ func autoinviteBinary(t *testing.T) string {
 			return
 		}
 		binary = filepath.Join(dir, "autoinvite")
-		out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+		// -buildvcs=auto: `autoinvite version` reports the revision when built in a checkout.
+		out, err := exec.Command("go", "build", "-buildvcs=auto", "-o", binary, ".").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("%v: %s", err, out)
 		}

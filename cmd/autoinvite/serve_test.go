@@ -17,6 +17,10 @@ import (
 // it) or exits on its own; a panic fails the test instead of the binary.
 func serveFor(t *testing.T, env map[string]string, args ...string) (stderr string, code int) {
 	t.Helper()
+	if _, ok := env["AUTOINVITE_EMBEDDED_REDIS_ADDR"]; !ok {
+		// Never the fixed default port: tests run in parallel.
+		env["AUTOINVITE_EMBEDDED_REDIS_ADDR"] = "127.0.0.1:0"
+	}
 	logs := &testenv.SyncBuffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

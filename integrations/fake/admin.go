@@ -483,6 +483,7 @@ func (f *Fake) adminRemoveMember(w http.ResponseWriter, r *http.Request) {
 
 type userFilter struct {
 	AccountIDs []string `json:"accountIds,omitempty"`
+	GroupIDs   []string `json:"groupIds,omitempty"`
 	Emails     []string `json:"emails,omitempty"`
 	SearchTerm string   `json:"searchTerm,omitempty"`
 	Expand     []string `json:"expand,omitempty"`
@@ -511,6 +512,7 @@ func (f *Fake) adminUserSearch(w http.ResponseWriter, r *http.Request) {
 		for _, u := range o.users {
 			switch {
 			case len(filter.AccountIDs) > 0 && !slices.Contains(filter.AccountIDs, u.accountID):
+			case len(filter.GroupIDs) > 0 && !slices.ContainsFunc(filter.GroupIDs, func(id string) bool { g := o.groupByID(id); return g != nil && g.members[u.accountID] }):
 			case len(filter.Emails) > 0 && !slices.ContainsFunc(filter.Emails, func(e string) bool { return strings.EqualFold(e, u.email) }):
 			case filter.SearchTerm != "" && !strings.Contains(strings.ToLower(u.email), strings.ToLower(filter.SearchTerm)):
 			default:

@@ -468,7 +468,10 @@ func (f *Fake) listUsers(cloud bool) http.HandlerFunc {
 
 func (f *Fake) groupMembers(w http.ResponseWriter, r *http.Request) {
 	group := r.URL.Query().Get("groupname")
-	users, startAt, total := f.page(r, func(u *JiraUser) bool { return u.AccountID != "" && slices.Contains(u.Groups, group) })
+	activeOnly := r.URL.Query().Get("includeInactiveUsers") == "false"
+	users, startAt, total := f.page(r, func(u *JiraUser) bool {
+		return u.AccountID != "" && slices.Contains(u.Groups, group) && (u.Active || !activeOnly)
+	})
 	values := []map[string]any{}
 	for _, u := range users {
 		values = append(values, f.userJSON(r, u, true))

@@ -41,6 +41,17 @@ type WaitError struct {
 	API        string
 	Budget     string
 	RetryAfter time.Duration
+	// Requests per Per is the spent budget (0 for a 429 back-off).
+	Requests int
+	Per      time.Duration
+	// ThrottledFor is how long Atlassian has been answering 429 without a
+	// success in between (a 429 back-off only): the one wait that can last forever.
+	ThrottledFor time.Duration
+	// Position is the task's place among those waiting for the same budget,
+	// oldest first, once a Backlog has queued it (-1 before).
+	Position int
+	// limiter is the API and credential hash the budget belongs to.
+	limiter string
 }
 
 func (e *WaitError) Error() string {
@@ -68,6 +79,7 @@ type Options struct {
 type Limiter struct {
 	rdb redis.UniversalClient
 	o   Options
+	id  string // API and credential hash
 	key string
 	// backoffChecked is when (unix ms) a call last found no back-off;
 	// throttled when this process last saw a 429.
@@ -89,8 +101,8 @@ func New(rdb redis.UniversalClient, o Options) *Limiter {
 	}
 	// The braces make a Redis Cluster hash tag: all of a credential's budgets
 	// live in one slot, so one script can check and spend them together.
-	return &Limiter{rdb: rdb, o: o,
-		key: "{" + o.Prefix + ":rl:" + o.API + ":" + hex.EncodeToString(sum[:6]) + "}"}
+	id := o.API + ":" + hex.EncodeToString(sum[:6])
+	return &Limiter{rdb: rdb, o: o, id: id, key: limiterKey(o.Prefix, id)}
 }
 
 // Take spends one request of every budget the call counts against, or returns
@@ -118,7 +130,7 @@ func (l *Limiter) Take(ctx context.Context, method, pathTemplate string) error {
 func (l *Limiter) take(ctx context.Context, method, pathTemplate string) error {
 	var keys []string
 	var args []any
-	var names []string
+	var budgets []Budget
 	for _, b := range l.o.Budgets {
 		if b.Match != nil && !b.Match(method, pathTemplate) {
 			continue
@@ -128,7 +140,7 @@ func (l *Limiter) take(ctx context.Context, method, pathTemplate string) error {
 		// when it arrives there: a margin of 0.2% of the window keeps that
 		// jitter from letting one call too many into some window.
 		args = append(args, b.Requests, (b.Per + b.Per/500).Milliseconds())
-		names = append(names, b.Name)
+		budgets = append(budgets, b)
 	}
 	if len(keys) == 0 && time.Since(time.UnixMilli(l.backoffChecked.Load())) < backoffRecheck {
 		return nil
@@ -143,14 +155,24 @@ func (l *Limiter) take(ctx context.Context, method, pathTemplate string) error {
 	switch {
 	case res[0] == -2:
 		l.o.OnWait(l.o.API)
-		return &WaitError{API: l.o.API, Budget: "429 back-off", RetryAfter: time.Duration(max(res[1], 1)) * time.Millisecond}
+		w := &WaitError{API: l.o.API, Budget: "429 back-off", RetryAfter: time.Duration(max(res[1], 1)) * time.Millisecond, Position: -1, limiter: l.id}
+		if since, err := l.rdb.Get(ctx, l.key+":429since").Int64(); err == nil {
+			w.ThrottledFor = max(time.Since(time.UnixMilli(since)), 0)
+		}
+		return w
 	case res[0] >= 0:
 		l.o.OnWait(l.o.API)
-		return &WaitError{API: l.o.API, Budget: names[res[0]], RetryAfter: time.Duration(max(res[1], 1)) * time.Millisecond}
+		b := budgets[res[0]]
+		return &WaitError{API: l.o.API, Budget: b.Name, RetryAfter: time.Duration(max(res[1], 1)) * time.Millisecond,
+			Requests: b.Requests, Per: b.Per, Position: -1, limiter: l.id}
 	}
 	l.backoffChecked.Store(time.Now().UnixMilli())
 	return nil
 }
+
+// limiterKey is the Redis key (a Cluster hash tag) of one API and
+// credential's budgets; the budgets' windows are limiterKey + ":" + name.
+func limiterKey(prefix, id string) string { return "{" + prefix + ":rl:" + id + "}" }
 
 // backoffRecheck is how long a call that spends no budget trusts the last
 // look at the shared 429 back-off.
@@ -195,6 +217,10 @@ func (l *Limiter) Throttled(ctx context.Context, retryAfter time.Duration) time.
 		d = Backoff(int(n), time.Second, l.o.MaxBackoff)
 	}
 	l.rdb.Set(ctx, l.key+":backoff", time.Now().Add(d).UnixMilli(), d+time.Second)
+	// When this run of 429s began: a back-off that never ends is the one wait
+	// that is a failure (rate_limits.max_wait), not a queue.
+	l.rdb.SetNX(ctx, l.key+":429since", time.Now().UnixMilli(), 2*l.o.MaxBackoff)
+	l.rdb.Expire(ctx, l.key+":429since", 2*l.o.MaxBackoff)
 	l.throttled.Store(time.Now().UnixMilli())
 	l.backoffChecked.Store(0)
 	return d
@@ -207,7 +233,7 @@ func (l *Limiter) Recovered(ctx context.Context) {
 	if at == 0 || time.Since(time.UnixMilli(at)) > 2*l.o.MaxBackoff {
 		return
 	}
-	if l.rdb.Del(ctx, l.key+":429s").Err() == nil {
+	if l.rdb.Del(ctx, l.key+":429s", l.key+":429since").Err() == nil {
 		l.throttled.CompareAndSwap(at, 0)
 	}
 }

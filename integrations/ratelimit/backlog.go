@@ -1,0 +1,187 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Backlog orders the tasks waiting for a budget by arrival, so that when the
+// budget refills the oldest go first. Asynq retries a task at the time its
+// retry delay names (in whole seconds), whatever the order it failed in: the
+// delay a Backlog gives is therefore the budget's refill plus the task's
+// place among the waiting, oldest first, times the time one task takes
+// under the budget (measured: the budget's window over the tasks that left
+// the queue in the last window, or one request's share of the window before
+// any did). A task that comes back early waits again, with a smaller place.
+//
+// Every key lives under one Cluster hash tag, so each step is one script.
+type Backlog struct {
+	rdb    redis.UniversalClient
+	prefix string
+	tag    string
+	// busyUntil (unix ms): until then this process has queued tasks that may
+	// still be waiting; Done costs a round trip only until then.
+	busyUntil atomic.Int64
+}
+
+// NewBacklog returns the backlog of every budget under a key prefix.
+func NewBacklog(rdb redis.UniversalClient, prefix string) *Backlog {
+	return &Backlog{rdb: rdb, prefix: prefix, tag: "{" + prefix + ":rl:backlog}"}
+}
+
+// staleAfter is how long past its planned retry a queued task still counts:
+// one that neither waits again nor finishes by then was deleted or lost.
+func staleAfter(per time.Duration) time.Duration { return max(per, time.Minute) }
+
+// queueScript places a task among those waiting for one budget.
+// KEYS: queues (hash: name -> meta), waiting (zset: id -> arrival ms), due
+// (zset: id -> planned retry ms), done (zset: id -> when it left the queue),
+// of (hash: id -> name). ARGV: id, arrival ms, name, meta, refill ms, window
+// ms, requests, stale ms. Returns {place, delay ms, tasks waiting}.
+var queueScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[6])
+local stale = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[8]))
+for _, id in ipairs(stale) do
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('ZREM', KEYS[3], id)
+  redis.call('HDEL', KEYS[5], id)
+end
+redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[5], ARGV[1], ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - window)
+local place = redis.call('ZRANK', KEYS[2], ARGV[1])
+local left = redis.call('ZCARD', KEYS[4])
+local spacing = window / tonumber(ARGV[7])
+if left > 0 and window / left > spacing then spacing = window / left end
+local delay = tonumber(ARGV[5]) + math.floor(place * spacing)
+redis.call('ZADD', KEYS[3], now + delay, ARGV[1])
+local ttl = delay + 2 * tonumber(ARGV[8]) + window
+for i = 1, 5 do
+  if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+return {place, delay, redis.call('ZCARD', KEYS[2])}
+`)
+
+// doneScript takes a task out of its queue and counts it as served.
+// KEYS: of; the queue's keys are named from what it holds, all under the
+// same hash tag (so Cluster accepts them). ARGV: id, backlog tag.
+var doneScript = redis.NewScript(`
+local name = redis.call('HGET', KEYS[1], ARGV[1])
+if not name then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', ARGV[2] .. ':waiting:' .. name, ARGV[1])
+redis.call('ZREM', ARGV[2] .. ':due:' .. name, ARGV[1])
+redis.call('ZADD', ARGV[2] .. ':done:' .. name, now, ARGV[1])
+return 1
+`)
+
+func (b *Backlog) keys(name string) []string {
+	return []string{b.tag + ":queues", b.tag + ":waiting:" + name, b.tag + ":due:" + name, b.tag + ":done:" + name, b.tag + ":of"}
+}
+
+// Queue places task id, which arrived at arrived, among the tasks waiting
+// for w's budget and sets w.RetryAfter to when its turn comes (w.Position to
+// its place). A 429 back-off is not queued: nobody's turn comes before it ends.
+func (b *Backlog) Queue(ctx context.Context, id string, arrived time.Time, w *WaitError) error {
+	if w.Requests <= 0 || w.Per <= 0 || w.limiter == "" || id == "" {
+		return nil
+	}
+	name := w.limiter + ":" + w.Budget
+	meta := strings.Join([]string{w.API, w.Budget, strconv.Itoa(w.Requests), strconv.FormatInt(w.Per.Milliseconds(), 10), w.limiter}, "\t")
+	stale := staleAfter(w.Per)
+	res, err := queueScript.Run(ctx, b.rdb, b.keys(name), id, arrived.UnixMilli(), name, meta,
+		w.RetryAfter.Milliseconds(), w.Per.Milliseconds(), w.Requests, stale.Milliseconds()).Int64Slice()
+	if err != nil {
+		return fmt.Errorf("queue %s for the %s %s budget: %w", id, w.API, w.Budget, err)
+	}
+	w.Position, w.RetryAfter = int(res[0]), time.Duration(max(res[1], 1))*time.Millisecond
+	until := time.Now().Add(w.RetryAfter + 2*stale).UnixMilli()
+	for {
+		cur := b.busyUntil.Load()
+		if cur >= until || b.busyUntil.CompareAndSwap(cur, until) {
+			return nil
+		}
+	}
+}
+
+// Done takes task id out of the queue it waited in, if any, counting it as
+// served. Free when this process queued nothing lately: a task queued by
+// another process is then left to expire (staleAfter its planned retry).
+func (b *Backlog) Done(ctx context.Context, id string) error {
+	if id == "" || time.Now().UnixMilli() > b.busyUntil.Load() {
+		return nil
+	}
+	if err := doneScript.Run(ctx, b.rdb, []string{b.tag + ":of"}, id, b.tag).Err(); err != nil {
+		return fmt.Errorf("take %s out of the budget backlog: %w", id, err)
+	}
+	return nil
+}
+
+// QueueStatus is one budget's backlog.
+type QueueStatus struct {
+	API, Budget string
+	Requests    int
+	Per         time.Duration
+	// Used is the budget spent in the current window.
+	Used int
+	// Waiting tasks; Oldest is the arrival of the oldest.
+	Waiting int
+	Oldest  time.Time
+	// ETA is when the last waiting task's turn comes.
+	ETA time.Duration
+}
+
+// Status reads every budget's backlog, sorted by API and budget. It only
+// reads: stale tasks still count until a Queue prunes them.
+func (b *Backlog) Status(ctx context.Context) ([]QueueStatus, error) {
+	queues, err := b.rdb.HGetAll(ctx, b.tag+":queues").Result()
+	if err != nil {
+		return nil, fmt.Errorf("read the budget backlog: %w", err)
+	}
+	now, err := b.rdb.Time(ctx).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read the budget backlog: %w", err)
+	}
+	var out []QueueStatus
+	for name, meta := range queues {
+		f := strings.Split(meta, "\t")
+		if len(f) != 5 {
+			continue
+		}
+		q := QueueStatus{API: f[0], Budget: f[1]}
+		q.Requests, _ = strconv.Atoi(f[2])
+		perMs, _ := strconv.ParseInt(f[3], 10, 64)
+		q.Per = time.Duration(perMs) * time.Millisecond
+		k := b.keys(name)
+		pipe := b.rdb.Pipeline()
+		waiting := pipe.ZCard(ctx, k[1])
+		oldest := pipe.ZRangeWithScores(ctx, k[1], 0, 0)
+		last := pipe.ZRevRangeWithScores(ctx, k[2], 0, 0)
+		used := pipe.ZCount(ctx, limiterKey(b.prefix, f[4])+":"+f[1], strconv.FormatInt(now.Add(-q.Per-q.Per/500).UnixMilli(), 10), "+inf")
+		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+			return nil, fmt.Errorf("read the %s %s backlog: %w", q.API, q.Budget, err)
+		}
+		q.Waiting, q.Used = int(waiting.Val()), int(used.Val())
+		if o := oldest.Val(); len(o) > 0 {
+			q.Oldest = time.UnixMilli(int64(o[0].Score)).UTC()
+		}
+		if l := last.Val(); len(l) > 0 && q.Waiting > 0 {
+			q.ETA = max(time.UnixMilli(int64(l[0].Score)).Sub(now), 0)
+		}
+		out = append(out, q)
+	}
+	slices.SortFunc(out, func(x, y QueueStatus) int { return strings.Compare(x.API+"\x00"+x.Budget, y.API+"\x00"+y.Budget) })
+	return out, nil
+}

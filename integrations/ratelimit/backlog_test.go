@@ -1,0 +1,91 @@
+package ratelimit_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/autoinvite/autoinvite/integrations/ratelimit"
+)
+
+// Tasks waiting for a spent budget get their turns by arrival, whatever the
+// order they came to wait in: the refill, then one task's share of the window
+// per older task (one request's share until tasks have been served, then the
+// window over the tasks served in it).
+func TestBacklogServesOldestFirst(t *testing.T) {
+	rdb, prefix := client(t)
+	ctx := context.Background()
+	l := ratelimit.New(rdb, ratelimit.Options{API: "bitbucket", Credential: "bot", Prefix: prefix, MaxInPlaceWait: -1,
+		Budgets: []ratelimit.Budget{{Name: "requests", Requests: 10, Per: time.Hour}}})
+	for i := 0; i < 10; i++ {
+		if err := l.Take(ctx, "GET", "/x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spent, ok := ratelimit.AsWait(l.Take(ctx, "GET", "/x"))
+	if !ok || spent.Position != -1 || spent.Requests != 10 || spent.Per != time.Hour {
+		t.Fatalf("wait = %+v", spent)
+	}
+	b := ratelimit.NewBacklog(rdb, prefix)
+	arrival := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+	queue := func(i int) *ratelimit.WaitError {
+		t.Helper()
+		w := *spent
+		if err := b.Queue(ctx, string(rune('a'+i)), arrival.Add(time.Duration(i)*time.Minute), &w); err != nil {
+			t.Fatal(err)
+		}
+		return &w
+	}
+	order := []int{3, 1, 4, 0, 2}
+	for _, i := range order {
+		queue(i)
+	}
+	for _, i := range order { // again: each comes back and waits once more
+		w := queue(i)
+		if want := spent.RetryAfter + time.Duration(i)*6*time.Minute; w.Position != i || w.RetryAfter != want {
+			t.Errorf("task %d: place %d, retry after %s; want %d, %s", i, w.Position, w.RetryAfter, i, want)
+		}
+	}
+	st, err := b.Status(ctx)
+	if err != nil || len(st) != 1 {
+		t.Fatalf("status %+v, %v", st, err)
+	}
+	if q := st[0]; q.API != "bitbucket" || q.Budget != "requests" || q.Waiting != 5 || q.Used != 10 || !q.Oldest.Equal(arrival) ||
+		q.ETA < spent.RetryAfter+23*time.Minute || q.ETA > spent.RetryAfter+24*time.Minute {
+		t.Fatalf("status %+v", q)
+	}
+
+	if err := b.Done(ctx, "a"); err != nil { // the oldest is served
+		t.Fatal(err)
+	}
+	if err := b.Done(ctx, "never-queued"); err != nil {
+		t.Fatal(err)
+	}
+	// One task served in the window: a task's share is the whole window.
+	if w := queue(2); w.Position != 1 || w.RetryAfter != spent.RetryAfter+time.Hour {
+		t.Errorf("after one was served: place %d, retry after %s; want 1, %s", w.Position, w.RetryAfter, spent.RetryAfter+time.Hour)
+	}
+	if st, _ := b.Status(ctx); len(st) != 1 || st[0].Waiting != 4 || !st[0].Oldest.Equal(arrival.Add(time.Minute)) {
+		t.Fatalf("after one was served: %+v", st)
+	}
+}
+
+// A 429 back-off says how long Atlassian has been refusing, from the first
+// 429 of the run: the one wait that can be a failure (rate_limits.max_wait).
+func TestBackOffTellsHowLongAtlassianHasRefused(t *testing.T) {
+	rdb, prefix := client(t)
+	ctx := context.Background()
+	l := ratelimit.New(rdb, ratelimit.Options{API: "bitbucket", Credential: "bot", Prefix: prefix, MaxInPlaceWait: -1})
+	l.Throttled(ctx, time.Minute)
+	time.Sleep(200 * time.Millisecond)
+	l.Throttled(ctx, time.Minute) // a second 429 of the same run
+	w, ok := ratelimit.AsWait(l.Take(ctx, "GET", "/x"))
+	if !ok || w.Budget != "429 back-off" || w.ThrottledFor < 200*time.Millisecond || w.ThrottledFor > 2*time.Second {
+		t.Fatalf("wait = %+v", w)
+	}
+	l.Recovered(ctx) // a success ends the run
+	l.Throttled(ctx, time.Minute)
+	if w, ok := ratelimit.AsWait(l.Take(ctx, "GET", "/x")); !ok || w.ThrottledFor >= 200*time.Millisecond {
+		t.Fatalf("after a success, wait = %+v", w)
+	}
+}
