@@ -111,7 +111,8 @@ type RateLimits struct {
 	// AtlassianAdmin is the Organization Admin API's budget, per API key.
 	// Atlassian publishes no figure; its 429s (X-RateLimit-Reset) are honoured too.
 	AtlassianAdmin Budget `yaml:"atlassian_admin"`
-	// MaxWait is how long a task may wait for budget before it counts as failed.
+	// MaxWait bounds an endless 429 back-off: a task that Atlassian keeps
+	// answering 429 for longer fails; waiting behind the budget never does.
 	MaxWait Duration `yaml:"max_wait"`
 }
 
