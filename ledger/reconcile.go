@@ -2,12 +2,8 @@ package ledger
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Actions of reconciliation passes in the audit trail.
@@ -31,29 +27,12 @@ func (s *Store) reconcileKey(scope string) string { return s.prefix + ":reconcil
 // SaveReconcileState stores where a reconciliation pass over scope is, so
 // that an interrupted pass continues there.
 func (s *Store) SaveReconcileState(ctx context.Context, scope string, state any) error {
-	raw, err := json.Marshal(state)
-	if err != nil {
-		return fmt.Errorf("encode reconcile state %s: %w", scope, err)
-	}
-	if err := s.rdb.Set(ctx, s.reconcileKey(scope), raw, reconcileStateTTL).Err(); err != nil {
-		return fmt.Errorf("store reconcile state %s: %w", scope, err)
-	}
-	return nil
+	return s.putJSON(ctx, s.reconcileKey(scope), "reconcile state "+scope, state, reconcileStateTTL)
 }
 
 // ReconcileState reads a stored pass state into v; ok is false when none.
 func (s *Store) ReconcileState(ctx context.Context, scope string, v any) (ok bool, err error) {
-	raw, err := s.rdb.Get(ctx, s.reconcileKey(scope)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("read reconcile state %s: %w", scope, err)
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return false, fmt.Errorf("decode reconcile state %s: %w", scope, err)
-	}
-	return true, nil
+	return s.getJSON(ctx, s.reconcileKey(scope), "reconcile state "+scope, v)
 }
 
 // ClearReconcileState forgets a finished pass.

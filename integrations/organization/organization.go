@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"path"
@@ -458,6 +459,34 @@ func hostSlug(hostURL string) string {
 	return path.Base(p)
 }
 
+// searchUsers pages through POST …/directories/{directoryId}/users/search
+// with filter (the cursor is added per page) and hands each user to fn.
+func (c *Client) searchUsers(ctx context.Context, o op, directoryID string, filter map[string]any, fn func(User)) error {
+	return pages(o.name, func(cursor string) (*string, error) {
+		body := maps.Clone(filter)
+		if cursor != "" {
+			body["cursor"] = cursor
+		}
+		var page struct {
+			Data []struct {
+				AccountID        string `json:"accountId"`
+				Email            string `json:"email"`
+				AccountStatus    string `json:"accountStatus"`
+				MembershipStatus string `json:"membershipStatus"`
+			} `json:"data"`
+			Links links `json:"links"`
+		}
+		params := map[string]string{"directoryId": directoryID}
+		if _, err := c.do(ctx, o, http.MethodPost, "/admin/v2/orgs/{orgId}/directories/{directoryId}/users/search", params, nil, body, &page); err != nil {
+			return nil, c.classify(o, err)
+		}
+		for _, u := range page.Data {
+			fn(User{AccountID: u.AccountID, Email: u.Email, AccountStatus: u.AccountStatus, MembershipStatus: u.MembershipStatus})
+		}
+		return page.Links.Next, nil
+	})
+}
+
 // FindUsers looks accounts up in a directory ("-" for all), at most 100 ids
 // per call. The result is keyed by account id; unknown ids are absent.
 func (c *Client) FindUsers(ctx context.Context, directoryID string, accountIDs []string) (map[string]User, error) {
@@ -473,31 +502,11 @@ func (c *Client) FindUsers(ctx context.Context, directoryID string, accountIDs [
 	out := map[string]User{}
 	for start := 0; start < len(unique); start += maxIDsPerSearch {
 		chunk := unique[start:min(start+maxIDsPerSearch, len(unique))]
-		err := pages(o.name, func(cursor string) (*string, error) {
-			// limit = the chunk size, so one call usually answers a chunk.
-			body := map[string]any{"accountIds": chunk, "limit": len(chunk)}
-			if cursor != "" {
-				body["cursor"] = cursor
+		// limit = the chunk size, so one call usually answers a chunk.
+		err := c.searchUsers(ctx, o, directoryID, map[string]any{"accountIds": chunk, "limit": len(chunk)}, func(u User) {
+			if wanted[u.AccountID] {
+				out[u.AccountID] = u
 			}
-			var page struct {
-				Data []struct {
-					AccountID        string `json:"accountId"`
-					Email            string `json:"email"`
-					AccountStatus    string `json:"accountStatus"`
-					MembershipStatus string `json:"membershipStatus"`
-				} `json:"data"`
-				Links links `json:"links"`
-			}
-			params := map[string]string{"directoryId": directoryID}
-			if _, err := c.do(ctx, o, http.MethodPost, "/admin/v2/orgs/{orgId}/directories/{directoryId}/users/search", params, nil, body, &page); err != nil {
-				return nil, c.classify(o, err)
-			}
-			for _, u := range page.Data {
-				if wanted[u.AccountID] {
-					out[u.AccountID] = User{AccountID: u.AccountID, Email: u.Email, AccountStatus: u.AccountStatus, MembershipStatus: u.MembershipStatus}
-				}
-			}
-			return page.Links.Next, nil
 		})
 		if err != nil {
 			return nil, fmt.Errorf("find %d users in directory %s of organization %s: %w", len(chunk), directoryID, c.orgID, err)
