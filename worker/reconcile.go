@@ -605,39 +605,39 @@ func revokeOutcome(e *ledger.Entry, g string, err error) string {
 // reconcileRevoke runs the deactivation path for one person in one
 // workspace (its revoke mode and removal breaker apply).
 func (w *Worker) reconcileRevoke(ctx context.Context, ws, personID, owner, actor string) error {
-	lock, err := w.o.Ledger.Lock(ctx, personID, owner, w.o.LockLease)
+	return w.withEntry(ctx, ledger.Ref{Workspace: ws, PersonID: personID}, owner, func(ctx context.Context, e *ledger.Entry) error {
+		return w.revokeEntry(ctx, e, actor)
+	})
+}
+
+// withEntry runs fn on the person's entry in a workspace under their lock
+// (fn's ctx carries the lock for the writes); nothing when there is no entry.
+func (w *Worker) withEntry(ctx context.Context, ref ledger.Ref, owner string, fn func(context.Context, *ledger.Entry) error) error {
+	lock, err := w.o.Ledger.Lock(ctx, ref.PersonID, owner, w.o.LockLease)
 	if err != nil {
 		return err
 	}
 	defer lock.Unlock()
 	ctx = lock.Context(ctx)
-	e, err := w.o.Ledger.Get(ctx, ws, personID)
+	e, err := w.o.Ledger.Get(ctx, ref.Workspace, ref.PersonID)
 	if err != nil || e == nil {
 		return err
 	}
-	return w.revokeEntry(ctx, e, actor)
+	return fn(ctx, e)
 }
 
 // forgetGrants takes groups removed by hand off the person's granted list,
 // on record, so that the signup path grants them again (regrant_removed).
 func (w *Worker) forgetGrants(ctx context.Context, ws, personID, owner, actor string, groups []string) error {
-	lock, err := w.o.Ledger.Lock(ctx, personID, owner, w.o.LockLease)
-	if err != nil {
-		return err
-	}
-	defer lock.Unlock()
-	ctx = lock.Context(ctx)
-	e, err := w.o.Ledger.Get(ctx, ws, personID)
-	if err != nil || e == nil {
-		return err
-	}
-	now := w.o.Now()
-	for _, g := range groups {
-		e.Revoked(g)
-		e.Record(now, actor, ledger.ActionReconcileRegrant, g, "removed by hand; regrant_removed: true gives it again")
-	}
-	e.UpdatedAt = now
-	return w.o.Ledger.Put(ctx, e)
+	return w.withEntry(ctx, ledger.Ref{Workspace: ws, PersonID: personID}, owner, func(ctx context.Context, e *ledger.Entry) error {
+		now := w.o.Now()
+		for _, g := range groups {
+			e.Revoked(g)
+			e.Record(now, actor, ledger.ActionReconcileRegrant, g, "removed by hand; regrant_removed: true gives it again")
+		}
+		e.UpdatedAt = now
+		return w.o.Ledger.Put(ctx, e)
+	})
 }
 
 // auditRows records drift in the audit trail (not in a dry run) and counts it.

@@ -274,16 +274,12 @@ func (w *Worker) recheckLater(ctx context.Context, e *ledger.Entry, groups []str
 // RecheckRemoval removes again groups whose add was in doubt at revocation,
 // unless the person has been given access again since.
 func (w *Worker) RecheckRemoval(ctx context.Context, ref ledger.Ref, groups []string, actor string) error {
-	lock, err := w.o.Ledger.Lock(ctx, ref.PersonID, actor, w.o.LockLease)
-	if err != nil {
-		return err
-	}
-	defer lock.Unlock()
-	ctx = lock.Context(ctx)
-	e, err := w.o.Ledger.Get(ctx, ref.Workspace, ref.PersonID)
-	if err != nil || e == nil {
-		return err
-	}
+	return w.withEntry(ctx, ref, actor, func(ctx context.Context, e *ledger.Entry) error {
+		return w.recheckRemoval(ctx, e, groups, actor)
+	})
+}
+
+func (w *Worker) recheckRemoval(ctx context.Context, e *ledger.Entry, groups []string, actor string) error {
 	if e.Status != ledger.StatusRevoked && e.Status != ledger.StatusCancelled && e.Status != ledger.StatusRevocationHeld {
 		return nil // access was given again meanwhile
 	}
