@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -38,6 +37,7 @@ import (
 	"github.com/autoinvite/autoinvite/ledger"
 	"github.com/autoinvite/autoinvite/metrics"
 	"github.com/autoinvite/autoinvite/notify"
+	"github.com/autoinvite/autoinvite/outcome"
 	"github.com/autoinvite/autoinvite/rules"
 	"github.com/autoinvite/autoinvite/worker"
 )
@@ -565,38 +565,16 @@ func (a *App) serverConfig(o Options) asynq.Config {
 	return c
 }
 
-// isFailure: waiting for another task or for the rate budget is not a failure
-// (it does not spend the task's retries).
-func isFailure(err error) bool {
-	_, waiting := ratelimit.AsWait(err)
-	return !waiting && !errors.Is(err, ledger.ErrBusy) && !errors.Is(err, ledger.ErrLockLost)
-}
+// isFailure and defaultRetryDelay are the handlers' outcomes as Asynq
+// needs them (package outcome is the one place that decides).
+var (
+	isFailure         = outcome.IsFailure
+	defaultRetryDelay = outcome.RetryDelay
+)
 
 // DefaultRetryDelay is the service's delay between a task's tries (benchmarks
-// run it unchanged).
-var DefaultRetryDelay asynq.RetryDelayFunc = defaultRetryDelay
-
-// defaultRetryDelay waits briefly when another task holds the person, until
-// its turn in the backlog when a budget is spent, as long as a 429 or 503 asked, and otherwise
-// backs off exponentially with jitter (asynq's default).
-func defaultRetryDelay(n int, err error, t *asynq.Task) time.Duration {
-	if errors.Is(err, ledger.ErrBusy) || errors.Is(err, ledger.ErrLockLost) || errors.Is(err, asynq.ErrLeaseExpired) {
-		// Another task holds the person, or a worker died mid-task: resume soon
-		// (the ledger makes the re-run skip what was done).
-		return 2 * time.Second
-	}
-	if w, ok := ratelimit.AsWait(err); ok {
-		if w.Position >= 0 {
-			// Its turn in the backlog, oldest first: jitter would reorder it.
-			return w.RetryAfter
-		}
-		return w.RetryAfter + time.Duration(rand.Int64N(int64(w.RetryAfter)/10+int64(time.Second)))
-	}
-	if apiErr, ok := atlassian.AsAPIError(err); ok && apiErr.RetryAfter > 0 {
-		return apiErr.RetryAfter
-	}
-	return asynq.DefaultRetryDelayFunc(n, err, t)
-}
+// run the service's own).
+var DefaultRetryDelay asynq.RetryDelayFunc = outcome.RetryDelay
 
 func (a *App) connectRedis() error {
 	if a.cfg.Redis.Embedded() {

@@ -25,6 +25,7 @@ import (
 	"github.com/autoinvite/autoinvite/internal/transient"
 	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/ledger"
+	"github.com/autoinvite/autoinvite/outcome"
 	"github.com/autoinvite/autoinvite/rules"
 )
 
@@ -394,33 +395,22 @@ func (w *Worker) ignore(ctx context.Context, s *subject) error {
 // finish turns the per-workspace errors into the task's outcome: retry when any
 // is temporary (the ledger makes the retry skip what was done), archive otherwise.
 func (w *Worker) finish(ctx context.Context, errs []error) error {
-	if len(errs) == 0 {
-		zerolog.Ctx(ctx).Info().Msg("signup processed")
-		return nil
-	}
 	err := errors.Join(errs...)
-	if errors.Is(err, ledger.ErrLockLost) {
-		// Another task has the person now: the retry reads what it did.
-		zerolog.Ctx(ctx).Warn().Err(err).Msg("person lock lost mid-task: task will be retried")
-		return err
+	log := zerolog.Ctx(ctx)
+	switch outcome.Of(err) {
+	case outcome.Done:
+		log.Info().Msg("signup processed")
+	case outcome.Yield:
+		log.Debug().Err(err).Msg("person busy or taken over by another task: retrying shortly")
+	case outcome.Wait:
+		wait, _ := ratelimit.AsWait(err)
+		log.Debug().Str("budget", wait.Budget).Dur("retry_after", wait.RetryAfter).Msg("waiting for the Atlassian rate budget")
+	case outcome.Retry:
+		log.Warn().Err(err).Msg("temporary failure: task will be retried")
+	case outcome.GiveUp:
+		log.Error().Err(err).Msg("permanent failure: task archived, see the ledger")
 	}
-	if errors.Is(err, ledger.ErrBusy) {
-		// Another task holds the person (a deactivation waits for the signup).
-		zerolog.Ctx(ctx).Debug().Err(err).Msg("person busy: retrying shortly")
-		return err
-	}
-	if wait, ok := ratelimit.AsWait(err); ok {
-		zerolog.Ctx(ctx).Debug().Str("budget", wait.Budget).Dur("retry_after", wait.RetryAfter).Msg("waiting for the Atlassian rate budget")
-		return err
-	}
-	for _, e := range errs {
-		if transient.Is(e) {
-			zerolog.Ctx(ctx).Warn().Err(err).Msg("temporary failure: task will be retried")
-			return err
-		}
-	}
-	zerolog.Ctx(ctx).Error().Err(err).Msg("permanent failure: task archived, see the ledger")
-	return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	return outcome.Asynq(err)
 }
 
 // complete fetches from Jira what the webhook lacks and the rules need.
