@@ -542,13 +542,13 @@ func (a *App) runtimeFor(configHash string) *runtime {
 func (a *App) serverConfig(o Options) asynq.Config {
 	retryDelay := o.RetryDelay
 	if retryDelay == nil {
-		retryDelay = defaultRetryDelay
+		retryDelay = outcome.RetryDelay
 	}
 	c := asynq.Config{
 		Concurrency:     a.cfg.Worker.Concurrency,
 		Queues:          a.queueWeights(),
 		RetryDelayFunc:  retryDelay,
-		IsFailure:       isFailure,
+		IsFailure:       outcome.IsFailure,
 		ShutdownTimeout: a.cfg.Worker.ShutdownTimeout.D(),
 		Logger:          asynqLogger{a.log.With().Str("component", "asynq").Logger()},
 		LogLevel:        asynq.WarnLevel,
@@ -565,15 +565,8 @@ func (a *App) serverConfig(o Options) asynq.Config {
 	return c
 }
 
-// isFailure and defaultRetryDelay are the handlers' outcomes as Asynq
-// needs them (package outcome is the one place that decides).
-var (
-	isFailure         = outcome.IsFailure
-	defaultRetryDelay = outcome.RetryDelay
-)
-
-// DefaultRetryDelay is the service's delay between a task's tries (benchmarks
-// run the service's own).
+// DefaultRetryDelay is the service's delay between a task's tries (package
+// outcome decides it; benchmarks run the service's own).
 var DefaultRetryDelay asynq.RetryDelayFunc = outcome.RetryDelay
 
 func (a *App) connectRedis() error {

@@ -19,6 +19,7 @@ import (
 	"github.com/autoinvite/autoinvite/ledger"
 	"github.com/autoinvite/autoinvite/metrics"
 	"github.com/autoinvite/autoinvite/notify"
+	"github.com/autoinvite/autoinvite/outcome"
 )
 
 // notifyTimeout bounds the Redis work of recording one notification event,
@@ -188,7 +189,7 @@ func (a *App) watchCalls(api string, c *resty.Client) {
 // taskFailed is Asynq's error hook: a task archived for good (a permanent
 // failure, or retries spent) notifies the admins.
 func (a *App) taskFailed(ctx context.Context, t *asynq.Task, err error) {
-	if strings.HasPrefix(t.Type(), "notify:") || !isFailure(err) {
+	if strings.HasPrefix(t.Type(), "notify:") || !outcome.IsFailure(err) {
 		return
 	}
 	retried, _ := asynq.GetRetryCount(ctx)

@@ -29,6 +29,14 @@ func (s *Store) GetWatermark(ctx context.Context, personID string) (Watermark, e
 	if err != nil {
 		return Watermark{}, fmt.Errorf("read event watermark of %s: %w", personID, err)
 	}
+	return parseWatermark(personID, raw)
+}
+
+// parseWatermark decodes "<ms>" or "<ms>:deleted" ("" is no watermark).
+func parseWatermark(personID, raw string) (Watermark, error) {
+	if raw == "" {
+		return Watermark{}, nil
+	}
 	at, deleted, _ := strings.Cut(raw, ":")
 	n, err := strconv.ParseInt(at, 10, 64)
 	if err != nil {

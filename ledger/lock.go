@@ -49,6 +49,10 @@ type Lock struct {
 	once     sync.Once     // Unlock
 	lostOnce sync.Once
 
+	// watermark is the person's event watermark as read with the lock
+	// (LockAndGet), nil when it was not read.
+	watermark *Watermark
+
 	mu       sync.Mutex
 	cancels  []context.CancelCauseFunc
 	released bool
@@ -169,6 +173,15 @@ func newToken(owner string) string {
 	return owner + ":" + hex.EncodeToString(b[:])
 }
 
+// Watermark returns the person's event watermark read with the lock; ok is
+// false when the lock was taken without it (Lock rather than LockAndGet).
+func (l *Lock) Watermark() (w Watermark, ok bool) {
+	if l.watermark == nil {
+		return Watermark{}, false
+	}
+	return *l.watermark, true
+}
+
 func (s *Store) newLock(personID, token string, lease time.Duration) *Lock {
 	l := &Lock{
 		s: s, key: s.lockKey(personID), personID: personID, token: token, lease: lease,
@@ -204,6 +217,8 @@ func (s *Store) LockAndGet(ctx context.Context, personID, owner string, lease ti
 	for _, ws := range workspaces {
 		keys = append(keys, s.entryKey(ws, personID))
 	}
+	// The person's event watermark comes in the same round trip (last).
+	keys = append(keys, s.watermarkKey(personID))
 	res, err := lockAndGetScript.Run(ctx, s.rdb, keys, token, lease.Milliseconds()).StringSlice()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil, fmt.Errorf("lock %s: %w", personID, ErrBusy)
@@ -212,8 +227,14 @@ func (s *Store) LockAndGet(ctx context.Context, personID, owner string, lease ti
 		return nil, nil, fmt.Errorf("lock %s: %w", personID, err)
 	}
 	lock := s.newLock(personID, token, lease)
+	wm, err := parseWatermark(personID, res[len(res)-1])
+	if err != nil {
+		lock.Unlock()
+		return nil, nil, err
+	}
+	lock.watermark = &wm
 	entries := make(map[string]*Entry, len(workspaces))
-	for i, raw := range res {
+	for i, raw := range res[:len(res)-1] {
 		if raw == "" {
 			entries[workspaces[i]] = nil
 			continue

@@ -239,3 +239,37 @@ func TestLockedPutWritesEntryIndexesAndAudit(t *testing.T) {
 		l.Unlock()
 	}
 }
+
+// LockAndGet reads the person's event watermark in the same round trip;
+// Lock does not (the caller reads it itself).
+func TestLockAndGetReadsTheWatermark(t *testing.T) {
+	s, _, _ := testStore(t, Options{})
+	ctx := context.Background()
+	l, _, err := s.LockAndGet(ctx, "acct:finn", "task-1", time.Minute, []string{"acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wm, ok := l.Watermark(); !ok || wm != (Watermark{}) {
+		t.Fatalf("no watermark yet: %+v, %v", wm, ok)
+	}
+	l.Unlock()
+	if err := s.SetWatermark(ctx, "acct:finn", Watermark{At: 1763800003000, Deleted: true}); err != nil {
+		t.Fatal(err)
+	}
+	l, _, err = s.LockAndGet(ctx, "acct:finn", "task-2", time.Minute, []string{"acme", "beta"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	if wm, ok := l.Watermark(); !ok || wm != (Watermark{At: 1763800003000, Deleted: true}) {
+		t.Fatalf("watermark read with the lock = %+v, %v", wm, ok)
+	}
+	other, err := s.Lock(ctx, "acct:gus", "task-3", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Unlock()
+	if _, ok := other.Watermark(); ok {
+		t.Fatal("Lock claims to have read a watermark")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -351,7 +352,7 @@ func (w *Worker) runOrgBatch(ctx context.Context, first jobs.BatchItem, items []
 	if err != nil {
 		return w.batchFailed(ctx, items, err, taskID)
 	}
-	for _, g := range slices.Sorted(mapKeys(problems)) {
+	for _, g := range slices.Sorted(maps.Keys(problems)) {
 		log.Error().Str("group", g).Msg(problems[g])
 	}
 	people := make([]*orgPerson, len(items))
@@ -644,7 +645,7 @@ func (w *Worker) settleOrgPerson(e *ledger.Entry, p *orgPerson, detail string) {
 		e.Record(now, "batch", ledger.ActionWaitingForEmail, "", "not in the organization's directory and Jira hides the email")
 	}
 	var reasons []string
-	for _, g := range slices.Sorted(mapKeys(p.failed)) {
+	for _, g := range slices.Sorted(maps.Keys(p.failed)) {
 		e.Wait(g)
 		e.Record(now, "batch", ledger.ActionError, g, p.failed[g])
 		reasons = append(reasons, p.failed[g])
@@ -660,16 +661,6 @@ func (w *Worker) settleOrgPerson(e *ledger.Entry, p *orgPerson, detail string) {
 		e.Status, e.LastError = ledger.StatusInvited, ""
 	case len(e.Waiting) == 0:
 		e.Status, e.LastError = ledger.StatusGranted, ""
-	}
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
 	}
 }
 

@@ -6,60 +6,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-	"github.com/rs/zerolog"
-
-	"github.com/autoinvite/autoinvite/config"
-	"github.com/autoinvite/autoinvite/integrations/atlassian"
-	"github.com/autoinvite/autoinvite/integrations/bitbucket"
 	"github.com/autoinvite/autoinvite/integrations/fake"
-	"github.com/autoinvite/autoinvite/integrations/fake/faketest"
-	"github.com/autoinvite/autoinvite/integrations/jira"
-	"github.com/autoinvite/autoinvite/internal/redistest"
-	"github.com/autoinvite/autoinvite/internal/testenv"
 	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/ledger"
-	"github.com/autoinvite/autoinvite/rules"
-	"github.com/autoinvite/autoinvite/worker"
 )
 
 // A signup whose lease runs out while it waits on Bitbucket (another task
 // takes the person meanwhile) stops at once, writes nothing, asks to be
 // retried, and its unlock leaves the other task's lock alone.
 func TestSignupThatLosesItsLockStopsAndWritesNothing(t *testing.T) {
-	r := redistest.New(t)
-	f := faketest.Start(t)
-	f.SeedDemo()
-	cfg, err := config.Parse("rules.yaml", []byte("redis: {key_prefix: "+r.Prefix+"}\n"+
-		"workspaces:\n  - workspace: acme\n    rules:\n      - {name: everyone, match: {}, groups: [readers]}\n"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine, err := rules.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts, err := redis.ParseURL(r.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
-	store := ledger.New(rdb, r.Prefix, ledger.Options{})
-	ao := atlassian.Options{BaseURL: f.URL, Auth: atlassian.Auth{Email: "bot@acme.com", Token: testenv.BitbucketToken}, Timeout: 10 * time.Second}
-	logs := &testenv.SyncBuffer{}
-	w, err := worker.New(worker.Options{
-		Jira: jira.New(ao, false), Bitbucket: bitbucket.New(ao), Ledger: store,
-		Rules: func() *rules.Engine { return engine }, Logger: zerolog.New(logs), LockLease: 300 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("worker logs:\n%s", logs.String())
-		}
-	})
+	h := newHarness(t, "workspaces:\n  - workspace: acme\n    rules:\n      - {name: everyone, match: {}, groups: [readers]}\n", 300*time.Millisecond)
+	w, f, rdb, store, r := h.w, h.fake, h.rdb, h.ledger, h.redis
 
 	// The membership check hangs: the worker is stuck holding the lock.
 	f.InjectFault(fake.Fault{Method: "GET", PathPrefix: "/2.0/workspaces/acme/members/", Delay: 5 * time.Second, Times: 1})

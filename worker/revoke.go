@@ -26,7 +26,7 @@ func (w *Worker) revoke(ctx context.Context, s *subject, owner string) []error {
 	}
 	defer lock.Unlock()
 	ctx = lock.Context(ctx)
-	if fresh, err := w.inOrder(ctx, s, true); err != nil {
+	if fresh, err := w.inOrder(ctx, s, lock, true); err != nil {
 		return []error{err}
 	} else if !fresh {
 		return nil

@@ -276,7 +276,7 @@ func (w *Worker) signup(ctx context.Context, s *subject, taskID string) error {
 	// Cancelled if the lock is lost; the ledger writes under it.
 	ctx = lock.Context(ctx)
 	s.prefetched = entries
-	if fresh, err := w.inOrder(ctx, s, false); err != nil || !fresh {
+	if fresh, err := w.inOrder(ctx, s, lock, false); err != nil || !fresh {
 		return err
 	}
 
@@ -302,15 +302,18 @@ func (w *Worker) signup(ctx context.Context, s *subject, taskID string) error {
 // an event older than the newest applied is recorded as stale and changes
 // nothing (a retried update after a deletion, a signed replay under a new
 // delivery id); a deletion is a tombstone that only a newer event lifts.
-func (w *Worker) inOrder(ctx context.Context, s *subject, deactivation bool) (bool, error) {
+func (w *Worker) inOrder(ctx context.Context, s *subject, lock *ledger.Lock, deactivation bool) (bool, error) {
 	ts := s.ev.Timestamp
 	if ts == 0 { // no timestamp to order by: only a signup starts over
 		s.reactivate = s.ev.Event == jobs.EventUserCreated
 		return true, nil
 	}
-	wm, err := w.o.Ledger.GetWatermark(ctx, s.personID)
-	if err != nil {
-		return false, err
+	wm, read := lock.Watermark()
+	if !read {
+		var err error
+		if wm, err = w.o.Ledger.GetWatermark(ctx, s.personID); err != nil {
+			return false, err
+		}
 	}
 	if ts < wm.At || (ts == wm.At && wm.Deleted && !deactivation) {
 		detail := fmt.Sprintf("%s of %s is older than the newest event applied (%s%s): ignored",
