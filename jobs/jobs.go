@@ -176,13 +176,23 @@ func (q *Enqueuer) EnqueueFollowUp(ctx context.Context, f FollowUp) error {
 	opts := []asynq.Option{asynq.TaskID(id), asynq.Queue(q.opts.Queue), asynq.MaxRetry(q.opts.MaxRetry),
 		asynq.Timeout(q.opts.Timeout), asynq.Retention(time.Hour)}
 	if !f.NotBefore.IsZero() {
-		opts = append(opts, asynq.ProcessAt(f.NotBefore))
+		opts = append(opts, NotBefore(f.NotBefore))
 	}
 	_, err = q.client.EnqueueContext(ctx, asynq.NewTask(TypeFollowUp, payload), opts...)
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return fmt.Errorf("enqueue follow-up of %s in %s: %w", f.PersonID, f.Workspace, err)
 	}
 	return nil
+}
+
+// NotBefore schedules a task for no earlier than t. Asynq keeps schedules in
+// whole seconds, truncated, so ProcessAt(t) can run a task up to a second
+// before t; a recheck that must come after a late answer cannot be early.
+func NotBefore(t time.Time) asynq.Option {
+	if r := t.Truncate(time.Second); !r.Equal(t) {
+		t = r.Add(time.Second)
+	}
+	return asynq.ProcessAt(t)
 }
 
 // EnqueueSweep queues the sweep of one tick. Every serve process's scheduler

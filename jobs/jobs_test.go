@@ -68,3 +68,23 @@ func TestUserEventIDsAndDeactivation(t *testing.T) {
 		}
 	}
 }
+
+// Asynq keeps schedules in whole seconds, truncated: a follow-up due at
+// x.5 s must not be handed to a worker at x.0 s (a removal re-check that runs
+// before a late add lands misses it).
+func TestFollowUpIsNeverScheduledEarly(t *testing.T) {
+	enq, ins, q := enqueuer(t)
+	ctx := context.Background()
+	due := time.Now().Add(time.Hour).Truncate(time.Second).Add(500 * time.Millisecond)
+	f := jobs.FollowUp{Workspace: "acme", PersonID: "acct:x", Reason: jobs.ReasonRecheckRemoval, Groups: []string{"developers"}, Tick: due, NotBefore: due}
+	if err := enq.EnqueueFollowUp(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	tasks, err := ins.ListScheduledTasks(q)
+	if err != nil || len(tasks) != 1 {
+		t.Fatalf("scheduled = %d, %v", len(tasks), err)
+	}
+	if at := tasks[0].NextProcessAt; at.Before(due) || at.After(due.Add(time.Second)) {
+		t.Fatalf("scheduled for %s, due %s", at.Format(time.RFC3339Nano), due.Format(time.RFC3339Nano))
+	}
+}

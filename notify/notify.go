@@ -25,6 +25,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/autoinvite/autoinvite/config"
+	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/ledger"
 )
 
@@ -237,7 +238,7 @@ func (n *Notifier) Emit(ctx context.Context, ev Event) error {
 	}
 	_, err = n.o.Enqueue(ctx, asynq.NewTask(TypeFlush, payload),
 		asynq.TaskID("notify-flush:"+id), asynq.Queue(Queue(n.o.Prefix)), asynq.MaxRetry(n.o.MaxRetry),
-		asynq.ProcessAt(opened.Add(window)), asynq.Retention(time.Hour))
+		jobs.NotBefore(opened.Add(window)), asynq.Retention(time.Hour))
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) && !errors.Is(err, asynq.ErrDuplicateTask) {
 		return fmt.Errorf("queue notification %s: %w", ev.Event, err)
 	}
