@@ -395,8 +395,8 @@ func (a *App) buildRuntime(cfg *config.Config) (*runtime, error) {
 		}
 	}
 	jo.Timeout, bo.Timeout = cfg.Jira.Timeout.D(), cfg.Bitbucket.Timeout.D()
-	jo.Instrument = a.instrument("jira", jo.Auth, budget("requests", cfg.RateLimits.Jira, nil))
-	bo.Instrument = a.instrument("bitbucket", bo.Auth,
+	jo.Instrument = a.instrument(ratelimit.APIJira, jo.Auth, budget("requests", cfg.RateLimits.Jira, nil))
+	bo.Instrument = a.instrument(ratelimit.APIBitbucket, bo.Auth,
 		budget("requests", cfg.RateLimits.Bitbucket, nil),
 		budget("invitations", cfg.RateLimits.BitbucketInvitations, isInvitation))
 	rt.jira = jira.New(jo, cfg.Jira.Deployment == config.DeploymentDataCenter)
@@ -460,7 +460,7 @@ func (a *App) workspaceClients(cfg *config.Config) (map[string]worker.DataCenter
 			orgs[ws.Workspace] = dryrun.Organization{ID: org.ID}
 			if !cfg.DryRun {
 				o := a.clientOptions(org.BaseURL, cfg.Bitbucket.Timeout.D(), atlassian.Auth{Bearer: key}, "organization")
-				o.Instrument = a.instrument("organization", o.Auth, budget("requests", cfg.RateLimits.AtlassianAdmin, nil))
+				o.Instrument = a.instrument(ratelimit.APIOrganization, o.Auth, budget("requests", cfg.RateLimits.AtlassianAdmin, nil))
 				orgs[ws.Workspace] = organization.New(o, org.ID, org.APIKeyEnv)
 			}
 		}

@@ -640,6 +640,9 @@ func (w *Worker) grantAll(ctx context.Context, entry *ledger.Entry, groups []str
 			return err
 		}
 	}
+	// One budget spend for the adds, not one per group.
+	ctx, endPhase := ratelimit.Phase(ctx, ratelimit.APIBitbucket, len(groups))
+	defer endPhase()
 	var errs []error
 	for i, g := range groups {
 		already, err := w.o.Bitbucket.AddToGroup(ctx, entry.Workspace, g, entry.AccountID)

@@ -26,6 +26,13 @@ import (
 	"github.com/autoinvite/autoinvite/integrations/atlassian"
 )
 
+// The APIs autoinvite calls, as limiters and phases name them.
+const (
+	APIJira         = "jira"
+	APIBitbucket    = "bitbucket"
+	APIOrganization = "organization"
+)
+
 // Budget is a number of requests per period.
 type Budget struct {
 	Name     string
@@ -145,12 +152,25 @@ func (l *Limiter) take(ctx context.Context, method, pathTemplate string) error {
 	if len(keys) == 0 && time.Since(time.UnixMilli(l.backoffChecked.Load())) < backoffRecheck {
 		return nil
 	}
+	ph := phaseOf(ctx, l.o.API)
+	if ph.use(keys) {
+		return nil // spent ahead by the phase's first call
+	}
 	// KEYS[1] is the back-off; the budgets follow.
 	keys = append([]string{l.key + ":backoff"}, keys...)
-	args = append([]any{strconv.FormatUint(rand.Uint64(), 36)}, args...)
-	res, err := spendScript.Run(ctx, l.rdb, keys, args...).Int64Slice()
+	id := strconv.FormatUint(rand.Uint64(), 36)
+	count := ph.ahead()
+	res, err := spendScript.Run(ctx, l.rdb, keys, append([]any{id, count}, args...)...).Int64Slice()
+	if err == nil && res[0] != -1 && count > 1 {
+		// Not room for the whole phase: spend for this call alone.
+		count = 1
+		res, err = spendScript.Run(ctx, l.rdb, keys, append([]any{id, count}, args...)...).Int64Slice()
+	}
 	if err != nil {
 		return fmt.Errorf("rate limiter %s: %w", l.key, err)
+	}
+	if res[0] == -1 {
+		ph.record(l, keys[1:], id, count)
 	}
 	switch {
 	case res[0] == -2:
@@ -180,10 +200,11 @@ const backoffRecheck = 250 * time.Millisecond
 
 // spendScript checks the shared 429 back-off (KEYS[1]: its end in unix ms),
 // then every budget (KEYS[2..]: sorted sets of call times in ms; ARGV: a
-// unique call id, then limit and window in ms per budget), and records the
-// call in all budgets only when all allow it. It answers {-1, 0} when allowed,
-// {-2, ms left} during a back-off, else {index of the spent budget, ms until
-// its oldest call leaves the window}. Time is Redis's, so every process agrees.
+// unique id, the number of calls to spend, then limit and window in ms per
+// budget), and records the calls (members id:1..id:n) in all budgets only
+// when all have room for them. It answers {-1, 0} when allowed, {-2, ms left}
+// during a back-off, else {index of the spent budget, ms until its oldest
+// call leaves the window}. Time is Redis's, so every process agrees.
 var spendScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -191,18 +212,22 @@ local untilMs = tonumber(redis.call('GET', KEYS[1]) or '0')
 if untilMs > now then
   return {-2, untilMs - now}
 end
+local n = tonumber(ARGV[2])
 for i = 2, #KEYS do
-  local limit = tonumber(ARGV[2 * i - 2])
-  local window = tonumber(ARGV[2 * i - 1])
+  local limit = tonumber(ARGV[2 * i - 1])
+  local window = tonumber(ARGV[2 * i])
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
-  if redis.call('ZCARD', KEYS[i]) >= limit then
+  if redis.call('ZCARD', KEYS[i]) + n > limit then
     local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+    if oldest[2] == nil then return {i - 2, 1} end
     return {i - 2, tonumber(oldest[2]) + window - now}
   end
 end
 for i = 2, #KEYS do
-  redis.call('ZADD', KEYS[i], now, ARGV[1])
-  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2 * i - 1]))
+  for j = 1, n do
+    redis.call('ZADD', KEYS[i], now, ARGV[1] .. ':' .. j)
+  end
+  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2 * i]))
 end
 return {-1, 0}
 `)
@@ -259,6 +284,9 @@ func (l *Limiter) Install(c *resty.Client) {
 	})
 	c.OnAfterResponse(func(_ *resty.Client, r *resty.Response) error {
 		if r.StatusCode() == http.StatusTooManyRequests {
+			// What the phase spent ahead is given back: the rest of its
+			// calls wait out the back-off like any other.
+			phaseOf(r.Request.Context(), l.o.API).release(r.Request.Context())
 			l.Throttled(r.Request.Context(), atlassian.RetryAfter(r.Header()))
 		} else if r.StatusCode() < 500 {
 			l.Recovered(r.Request.Context())
