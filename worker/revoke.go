@@ -106,11 +106,16 @@ func (w *Worker) revokeEntry(ctx context.Context, e *ledger.Entry, actor string)
 	}
 	e.Batched = nil
 	var errs []error
+	failed := map[string]bool{}
 	for _, g := range remove {
 		if err := w.removeGroup(ctx, e, g, actor); err != nil {
 			errs = append(errs, err)
+			failed[g] = true
 		}
 	}
+	// A doubt is settled only by a removal that went through; one that
+	// failed stays on record, so the task's retry removes that group again.
+	doubtful = slices.DeleteFunc(doubtful, func(g string) bool { return failed[g] })
 	if len(doubtful) > 0 {
 		for _, g := range doubtful {
 			delete(e.Intents, g)
@@ -271,6 +276,24 @@ func (w *Worker) recheckLater(ctx context.Context, e *ledger.Entry, groups []str
 	})
 }
 
+// activeAgain reports whether the person was reactivated since the
+// deactivation: Jira's newest event says so; without event timestamps, the
+// entry's status (a revocation that failed is still a revocation).
+func (w *Worker) activeAgain(ctx context.Context, e *ledger.Entry) (bool, error) {
+	wm, err := w.o.Ledger.GetWatermark(ctx, e.PersonID)
+	if err != nil {
+		return false, err
+	}
+	if wm.At != 0 {
+		return !wm.Deleted, nil
+	}
+	switch e.Status {
+	case ledger.StatusRevoked, ledger.StatusCancelled, ledger.StatusRevocationHeld, ledger.StatusFailed:
+		return false, nil
+	}
+	return true, nil
+}
+
 // RecheckRemoval removes again groups whose add was in doubt at revocation,
 // unless the person has been given access again since.
 func (w *Worker) RecheckRemoval(ctx context.Context, ref ledger.Ref, groups []string, actor string) error {
@@ -280,12 +303,12 @@ func (w *Worker) RecheckRemoval(ctx context.Context, ref ledger.Ref, groups []st
 }
 
 func (w *Worker) recheckRemoval(ctx context.Context, e *ledger.Entry, groups []string, actor string) error {
-	if e.Status != ledger.StatusRevoked && e.Status != ledger.StatusCancelled && e.Status != ledger.StatusRevocationHeld {
-		return nil // access was given again meanwhile
+	if active, err := w.activeAgain(ctx, e); err != nil || active {
+		return err // access may have been given again meanwhile
 	}
 	var errs []error
 	for _, g := range groups {
-		if e.HasGranted(g) || slices.Contains(e.HandGiven, g) {
+		if e.HasGranted(g) {
 			continue
 		}
 		if err := w.removeFrom(ctx, e, g); err != nil {

@@ -149,13 +149,23 @@ func (c *Client) WorkspaceExists(ctx context.Context, workspace string) (bool, e
 	return exists, nil
 }
 
+// unconfirmed is a 404 that could not be explained because the confirming
+// call failed: what happened is unknown, so the confirmation's error decides
+// whether it is worth a retry (a 503 is; the 404 alone would not be).
+type unconfirmed struct{ cause, confirm error }
+
+func (e *unconfirmed) Error() string {
+	return fmt.Sprintf("%v (while confirming: %v)", e.cause, e.confirm)
+}
+func (e *unconfirmed) Unwrap() []error { return []error{e.confirm, e.cause} }
+
 // workspaceOrGroupMissing settles a 404 that means the group or the
 // workspace is missing: one (cached) workspace check says which.
 func (c *Client) workspaceOrGroupMissing(ctx context.Context, workspace, group string, cause error) error {
 	exists, err := c.WorkspaceExists(ctx, workspace)
 	switch {
 	case err != nil:
-		return fmt.Errorf("%w (while confirming: %w)", cause, err)
+		return &unconfirmed{cause: cause, confirm: err}
 	case !exists:
 		return &workspaceNotFound{workspace: workspace}
 	default:
@@ -244,7 +254,7 @@ func (c *Client) explainWrite404(ctx context.Context, workspace, group string, c
 	case atlassian.StatusOf(err) == http.StatusNotFound:
 		return c.workspaceOrGroupMissing(ctx, workspace, group, cause)
 	case err != nil:
-		return fmt.Errorf("%w (while confirming: %w)", cause, err)
+		return &unconfirmed{cause: cause, confirm: err}
 	}
 	for _, g := range groups {
 		if g.Slug == group {
@@ -310,7 +320,7 @@ func (c *Client) explainRemove404(ctx context.Context, workspace, group, member 
 	case atlassian.StatusOf(err) == http.StatusNotFound:
 		return c.workspaceOrGroupMissing(ctx, workspace, group, cause)
 	case err != nil:
-		return fmt.Errorf("%w (while confirming: %w)", cause, err)
+		return &unconfirmed{cause: cause, confirm: err}
 	case listed:
 		// The member may have arrived between the two calls (an earlier
 		// add landing late): one more DELETE tells that race from a refusal.

@@ -16,6 +16,7 @@ import (
 	"github.com/autoinvite/autoinvite/integrations/bitbucket"
 	"github.com/autoinvite/autoinvite/integrations/fake"
 	"github.com/autoinvite/autoinvite/integrations/fake/faketest"
+	"github.com/autoinvite/autoinvite/internal/transient"
 )
 
 // clock is moved by hand so cache expiry needs no sleep.
@@ -230,10 +231,11 @@ func TestAmbiguous404sInWorkspaceAdministeredInBitbucket(t *testing.T) {
 	}
 	expectCalls(t, f, "DELETE /1.0/groups/ghost/developers/members/557058:ann", "GET /1.0/groups/ghost/developers/members") // workspace answer cached
 
-	// A confirming GET that fails keeps the write's error and says so.
+	// A confirming GET that fails says so; what happened is unknown, so the
+	// confirmation's error decides: a 502 is worth a retry.
 	f.InjectFault(fake.Fault{Method: "GET", PathPrefix: "/1.0/groups/acme", Status: 502, Times: 1})
 	_, err = c.AddToGroup(ctx, "acme", "nope", "557058:ann")
-	if atlassian.StatusOf(err) != 404 || !strings.Contains(err.Error(), "while confirming") || !strings.Contains(err.Error(), "HTTP 502") {
+	if atlassian.StatusOf(err) != 502 || !transient.Is(err) || !strings.Contains(err.Error(), "HTTP 404") || !strings.Contains(err.Error(), "while confirming") || !strings.Contains(err.Error(), "HTTP 502") {
 		t.Fatalf("failed confirmation: %v", err)
 	}
 }
