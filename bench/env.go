@@ -118,14 +118,7 @@ func (e *benchEnv) redisCPU() time.Duration {
 	if e.server == nil {
 		return 0
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", e.server.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+	return processCPU(e.server.Process.Pid)
 }
 
 // selfCPU is this process's CPU time so far.
