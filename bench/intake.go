@@ -97,16 +97,17 @@ func benchIntake(ctx context.Context, env *benchEnv) error {
 	ratio, p99Ratio := median(ratios), a.median(p99)/m.median(p99)
 	fmt.Printf("%d signed webhooks per run, %d concurrent senders over loopback keep-alive connections, every answer read;\n", len(hooks), senders)
 	fmt.Printf("each handler its own process with its logs on (written to a file); median of %d interleaved rounds\n\n", intakeRounds)
-	fmt.Println("| handler | webhooks/s | p50 | p99 | CPU µs/webhook | log B/webhook |")
-	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Println("| handler | webhooks/s | p50 | p99 | CPU µs/webhook | log B/webhook | load generator, redis CPU µs/webhook |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, x := range []struct {
 		name string
 		runs intakeRuns
 	}{{"minimal net/http + Enqueue (the limit)", m}, {"autoinvite serve --role intake", a}} {
-		fmt.Printf("| %s | %.0f | %s | %s | %.0f | %.0f |\n", x.name, x.runs.median(rate), ms(time.Duration(x.runs.median(p50))),
-			ms(time.Duration(x.runs.median(p99))), x.runs.median(cpuPerWebhook), x.runs.median(logPerWebhook))
+		fmt.Printf("| %s | %.0f | %s | %s | %.0f | %.0f | %.0f, %.0f |\n", x.name, x.runs.median(rate), ms(time.Duration(x.runs.median(p50))),
+			ms(time.Duration(x.runs.median(p99))), x.runs.median(cpuPerWebhook), x.runs.median(logPerWebhook),
+			x.runs.median(loadPerWebhook), x.runs.median(redisPerWebhook))
 	}
-	fmt.Printf("| bare asynq Enqueue, %d goroutines, no HTTP | %.0f | | | | |\n", senders, bare)
+	fmt.Printf("| bare asynq Enqueue, %d goroutines, no HTTP | %.0f | | | | | |\n", senders, bare)
 	fmt.Printf("\nper round: minimal %s webhooks/s; autoinvite %s; ratio %s\n", m.list(rate, "%.0f"), a.list(rate, "%.0f"), joinf(ratios, "%.2f"))
 	fmt.Printf("ratio %.2f (median of the rounds' ratios, range %.2f-%.2f; goal >= 0.80), p99 ratio %.2f (goal <= 1.50): %s\n",
 		ratio, slices.Min(ratios), slices.Max(ratios), p99Ratio, verdict(ratio >= 0.8 && p99Ratio <= 1.5))
@@ -127,6 +128,8 @@ type intakeProcess struct {
 type intakeRun struct {
 	loadResult
 	cpu      time.Duration // the process's CPU time during the run
+	loadCPU  time.Duration // the load generator's (this process's)
+	redisCPU time.Duration // redis-server's
 	logBytes int64
 }
 
@@ -137,6 +140,12 @@ func p50(r intakeRun) float64           { return float64(r.p50) }
 func p99(r intakeRun) float64           { return float64(r.p99) }
 func cpuPerWebhook(r intakeRun) float64 { return float64(r.cpu.Microseconds()) / float64(r.n) }
 func logPerWebhook(r intakeRun) float64 { return float64(r.logBytes) / float64(r.n) }
+func loadPerWebhook(r intakeRun) float64 {
+	return float64(r.loadCPU.Microseconds()) / float64(r.n)
+}
+func redisPerWebhook(r intakeRun) float64 {
+	return float64(r.redisCPU.Microseconds()) / float64(r.n)
+}
 
 func (rs intakeRuns) median(f func(intakeRun) float64) float64 {
 	xs := make([]float64, len(rs))
@@ -164,9 +173,9 @@ func joinf(xs []float64, format string) string {
 
 // run sends every hook to the process and checks that it logged a line for each.
 func (p *intakeProcess) run(hooks []webhook, env *benchEnv) (intakeRun, error) {
-	cpu := processCPU(p.cmd.Process.Pid)
+	cpu, self, redis := processCPU(p.cmd.Process.Pid), selfCPU(), env.redisCPU()
 	r := load(p.url, hooks, senders)
-	run := intakeRun{loadResult: r, cpu: processCPU(p.cmd.Process.Pid) - cpu}
+	run := intakeRun{loadResult: r, cpu: processCPU(p.cmd.Process.Pid) - cpu, loadCPU: selfCPU() - self, redisCPU: env.redisCPU() - redis}
 	if r.errors > 0 {
 		return run, fmt.Errorf("%d of %d requests to %s failed; its log: %s", r.errors, r.n, p.name, p.logPath)
 	}
@@ -254,7 +263,12 @@ func startMinimal(dir, redisURL, queue string) (*intakeProcess, error) {
 // the binary's directory, and waits until it answers on addr (GET ready, or
 // a TCP connection when ready is empty).
 func startProcess(name, bin, addr, path, ready string, args []string, env ...string) (*intakeProcess, error) {
-	logPath := bin + ".log"
+	// Not next to the config: the service watches the config's directory,
+	// and a log written there would wake the watcher at every line.
+	logPath := filepath.Join(filepath.Dir(bin), "logs", filepath.Base(bin)+".log")
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
+		return nil, err
+	}
 	log, err := os.Create(logPath)
 	if err != nil {
 		return nil, err

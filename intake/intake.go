@@ -12,11 +12,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -71,6 +73,9 @@ func (o *Options) Validate() error {
 // Handler serves POST /webhooks/jira.
 type Handler struct {
 	o Options
+	// macs keeps HMAC states keyed with the secret: keying one costs two
+	// SHA-256 blocks and five allocations, and a keyed state resets to its key.
+	macs sync.Pool
 }
 
 // New returns the webhook handler.
@@ -78,7 +83,39 @@ func New(o Options) (*Handler, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	return &Handler{o: o}, nil
+	h := &Handler{o: o}
+	h.macs.New = func() any { return hmac.New(sha256.New, h.o.Secret) }
+	return h, nil
+}
+
+// bodies are request body buffers: a body is not needed once verified and
+// decoded (the event holds copies of its strings).
+var bodies = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// maxPooledBody: larger buffers are left to the garbage collector.
+const maxPooledBody = 64 << 10
+
+// readBody reads r into buf, up to limit bytes (more means too large: the
+// caller compares the length with its maximum).
+func readBody(r io.Reader, buf []byte, limit int64) ([]byte, error) {
+	for int64(len(buf)) < limit {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		end := int64(cap(buf))
+		if end > limit {
+			end = limit
+		}
+		n, err := r.Read(buf[len(buf):end])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
 }
 
 // Headers Jira sends.
@@ -121,7 +158,7 @@ type webhookBody struct {
 		AccountType  string      `json:"accountType"`
 		Name         string      `json:"name"`
 		Key          string      `json:"key"`
-		EmailAddress *string     `json:"emailAddress"`
+		EmailAddress string      `json:"emailAddress"` // null or absent: hidden, ""
 		DisplayName  string      `json:"displayName"`
 		Active       *activeFlag `json:"active"`
 	} `json:"user"`
@@ -164,6 +201,35 @@ type response struct {
 	RequestID string `json:"request_id"`
 }
 
+// appendJSON appends the answer as json.Encoder writes it (with its newline).
+// Strings that need no escaping, the usual case, are copied; any other
+// answer goes through encoding/json.
+func (r response) appendJSON(b []byte) []byte {
+	if !plainJSON(r.Status) || !plainJSON(r.Error) || !plainJSON(r.TaskID) || !plainJSON(r.RequestID) {
+		j, _ := json.Marshal(r)
+		return append(append(b, j...), '\n')
+	}
+	b = append(b, '{')
+	for _, f := range [...]struct{ key, value string }{{`"status":"`, r.Status}, {`"error":"`, r.Error}, {`"task_id":"`, r.TaskID}} {
+		if f.value != "" {
+			b = append(append(append(b, f.key...), f.value...), '"', ',')
+		}
+	}
+	return append(append(append(b, `"request_id":"`...), r.RequestID...), "\"}\n"...)
+}
+
+// plainJSON reports whether encoding/json writes s as is between quotes:
+// printable ASCII other than the quote, the backslash and the characters it
+// escapes for HTML (<, >, &).
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
 // requestLog collects what one request's log line says.
 type requestLog struct {
 	event, deliveryID, person, taskID string
@@ -173,19 +239,20 @@ type requestLog struct {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.o.Now()
 	requestID := requestIDOf(r)
-	w.Header().Set(HeaderRequestID, requestID)
+	header := w.Header()
+	header.Set(HeaderRequestID, requestID)
 	var rl requestLog
-	status, resp := h.handle(r, requestID, &rl)
+	status, resp := h.handle(r, start, requestID, &rl)
 	resp.RequestID = requestID
 	if status == http.StatusMethodNotAllowed {
-		w.Header().Set("Allow", http.MethodPost)
+		header.Set("Allow", http.MethodPost)
 	}
 	if status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "30")
+		header.Set("Retry-After", "30")
 	}
-	w.Header().Set("Content-Type", "application/json")
+	header.Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(resp)
+	w.Write(resp.appendJSON(make([]byte, 0, 128)))
 
 	took := h.o.Now().Sub(start)
 	outcome, event := resp.Status, rl.event
@@ -208,43 +275,30 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Int("status", status).Str("outcome", outcome).Dur("duration_ms", took).Msg("jira webhook")
 }
 
-// handle does the work and fills rl with the request's identifiers.
-func (h *Handler) handle(r *http.Request, requestID string, rl *requestLog) (int, response) {
+// handle does the work and fills rl with the request's identifiers; the
+// request arrived at received.
+func (h *Handler) handle(r *http.Request, received time.Time, requestID string, rl *requestLog) (int, response) {
 	if r.Method != http.MethodPost {
 		return http.StatusMethodNotAllowed, response{Error: "use POST"}
 	}
-	if r.ContentLength > h.o.MaxBodyBytes {
-		return http.StatusRequestEntityTooLarge, response{Error: fmt.Sprintf("body larger than %d bytes", h.o.MaxBodyBytes)}
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, h.o.MaxBodyBytes+1))
-	if err != nil {
-		return http.StatusBadRequest, response{Error: "could not read body"}
-	}
-	if int64(len(body)) > h.o.MaxBodyBytes {
-		return http.StatusRequestEntityTooLarge, response{Error: fmt.Sprintf("body larger than %d bytes", h.o.MaxBodyBytes)}
-	}
-	if len(h.o.Secret) > 0 {
-		if err := VerifySignature(h.o.Secret, body, r.Header.Get(HeaderSignature)); err != nil {
-			return http.StatusUnauthorized, response{Error: err.Error()}
-		}
-	}
-	ev, err := Decode(body)
+	ev, status, resp := h.read(r)
 	rl.event = ev.Event
-	if err != nil {
-		return http.StatusBadRequest, response{Error: err.Error()}
+	if status != 0 {
+		return status, resp
 	}
 	if !jobs.KnownEvent(ev.Event) {
 		return http.StatusAccepted, response{Status: OutcomeIgnored}
 	}
-	if ev.User.PersonID() == "" {
+	person := ev.User.PersonID()
+	if person == "" {
 		return http.StatusBadRequest, response{Error: "user has neither accountId (Cloud) nor name/key (Data Center)"}
 	}
 	deliveryID := r.Header.Get(HeaderDeliveryID)
 	if deliveryID == "" || len(deliveryID) > 128 {
-		deliveryID = DerivedDeliveryID(ev.Event, ev.User.PersonID(), ev.Timestamp)
+		deliveryID = DerivedDeliveryID(ev.Event, person, ev.Timestamp)
 	}
-	rl.deliveryID, rl.person = deliveryID, ev.User.PersonID()
-	ev.DeliveryID, ev.RequestID, ev.ReceivedAt, ev.ConfigHash = deliveryID, requestID, h.o.Now().UTC(), h.o.ConfigHash()
+	rl.deliveryID, rl.person = deliveryID, person
+	ev.DeliveryID, ev.RequestID, ev.ReceivedAt, ev.ConfigHash = deliveryID, requestID, received.UTC(), h.o.ConfigHash()
 	ctx, cancel := context.WithTimeout(r.Context(), h.o.EnqueueTimeout)
 	defer cancel()
 	taskID, dup, err := h.o.Enqueuer.EnqueueUserEvent(ctx, ev)
@@ -257,6 +311,44 @@ func (h *Handler) handle(r *http.Request, requestID string, rl *requestLog) (int
 		return http.StatusAccepted, response{Status: OutcomeDuplicate, TaskID: taskID}
 	}
 	return http.StatusAccepted, response{Status: OutcomeAccepted, TaskID: taskID}
+}
+
+// read reads, verifies and decodes the body; status is 0 when all went well.
+func (h *Handler) read(r *http.Request) (ev jobs.UserEvent, status int, resp response) {
+	if r.ContentLength > h.o.MaxBodyBytes {
+		return ev, http.StatusRequestEntityTooLarge, h.tooLarge()
+	}
+	buf := bodies.Get().(*[]byte)
+	body, err := readBody(r.Body, (*buf)[:0], h.o.MaxBodyBytes+1)
+	defer func() {
+		if cap(body) <= maxPooledBody {
+			*buf = body[:0]
+			bodies.Put(buf)
+		}
+	}()
+	if err != nil {
+		return ev, http.StatusBadRequest, response{Error: "could not read body"}
+	}
+	if int64(len(body)) > h.o.MaxBodyBytes {
+		return ev, http.StatusRequestEntityTooLarge, h.tooLarge()
+	}
+	if len(h.o.Secret) > 0 {
+		mac := h.macs.Get().(hash.Hash)
+		err := checkMAC(mac, body, r.Header.Get(HeaderSignature))
+		h.macs.Put(mac)
+		if err != nil {
+			return ev, http.StatusUnauthorized, response{Error: err.Error()}
+		}
+	}
+	ev, err = Decode(body)
+	if err != nil {
+		return ev, http.StatusBadRequest, response{Error: err.Error()}
+	}
+	return ev, 0, response{}
+}
+
+func (h *Handler) tooLarge() response {
+	return response{Error: fmt.Sprintf("body larger than %d bytes", h.o.MaxBodyBytes)}
 }
 
 // ErrNoUser is returned for a known event without a user.
@@ -280,13 +372,8 @@ func Decode(body []byte) (jobs.UserEvent, error) {
 		AccountID: wb.User.AccountID, AccountType: wb.User.AccountType, Name: wb.User.Name, Key: wb.User.Key,
 		DisplayName: wb.User.DisplayName,
 	}
-	if wb.User.Active != nil {
-		active := bool(*wb.User.Active)
-		ev.User.Active = &active
-	}
-	if wb.User.EmailAddress != nil {
-		ev.User.Email = strings.TrimSpace(*wb.User.EmailAddress)
-	}
+	ev.User.Active = (*bool)(wb.User.Active) // decoded for this event alone
+	ev.User.Email = strings.TrimSpace(wb.User.EmailAddress)
 	return ev, nil
 }
 
@@ -295,20 +382,44 @@ var ErrSignature = errors.New("missing or invalid X-Hub-Signature")
 
 // VerifySignature checks "sha256=<hex HMAC-SHA256(body, secret)>" in constant time.
 func VerifySignature(secret, body []byte, header string) error {
+	return checkMAC(hmac.New(sha256.New, secret), body, header)
+}
+
+// checkMAC is VerifySignature with an HMAC-SHA256 state keyed with the
+// secret, in any state: it is reset first.
+func checkMAC(mac hash.Hash, body []byte, header string) error {
 	hexSig, ok := strings.CutPrefix(strings.TrimSpace(header), "sha256=")
-	if !ok {
+	var got, want [sha256.Size]byte
+	if !ok || len(hexSig) != 2*len(got) { // any other length cannot match
 		return ErrSignature
 	}
-	got, err := hex.DecodeString(hexSig)
-	if err != nil {
-		return ErrSignature
+	for i := range got {
+		hi, okHi := unhex(hexSig[2*i])
+		lo, okLo := unhex(hexSig[2*i+1])
+		if !okHi || !okLo {
+			return ErrSignature
+		}
+		got[i] = hi<<4 | lo
 	}
-	mac := hmac.New(sha256.New, secret)
+	mac.Reset()
 	mac.Write(body)
-	if !hmac.Equal(got, mac.Sum(nil)) {
+	if !hmac.Equal(got[:], mac.Sum(want[:0])) {
 		return ErrSignature
 	}
 	return nil
+}
+
+// unhex is one hexadecimal digit's value, in either case, as hex.Decode reads it.
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // Sign returns the X-Hub-Signature value for body (for tests and clients).
