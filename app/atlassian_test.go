@@ -197,7 +197,8 @@ func TestAtlassianInvitationsAreResentBySweep(t *testing.T) {
 	if got.Status != ledger.StatusInvited || inv == nil || inv.Resends != 1 || !inv.ExpiresAt.After(clock.Now()) {
 		t.Fatalf("ledger = %+v", got)
 	}
-	if last := got.History[len(got.History)-1]; last.Action != ledger.ActionInvitationResent || !strings.Contains(last.Detail, "re-send 1 of 3 through Atlassian organization org-1") {
+	hist := e.History("globex", "acct:557058:rex")
+	if last := hist[len(hist)-1]; last.Action != ledger.ActionInvitationResent || !strings.Contains(last.Detail, "re-send 1 of 3 through Atlassian organization org-1") {
 		t.Fatalf("last event = %+v", last)
 	}
 }

@@ -271,8 +271,11 @@ func (v *ledgerView) person(ctx context.Context, q url.Values) (personPage, bool
 		for _, pi := range ledger.PendingOf(e) {
 			ev.Pending = append(ev.Pending, pendingView(pi, now))
 		}
-		ev.History = slices.Clone(e.History)
-		slices.Reverse(ev.History)
+		for _, r := range p.Audit { // the story is the audit stream's
+			if r.Workspace == e.Workspace {
+				ev.History = append(ev.History, ledger.EventOf(r))
+			}
+		}
 		p.Entries = append(p.Entries, ev)
 		p.Label, p.Email, p.Name = label(e), e.Email, e.DisplayName
 		if e.AccountID != "" {

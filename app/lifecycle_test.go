@@ -90,7 +90,8 @@ func TestInvitationIsResentUntilMaxResendsThenGivenUp(t *testing.T) {
 	if n := len(invitationPuts(e.Fake.Fake)); n != 3 {
 		t.Fatalf("invitations sent = %d, want 1 + 2 re-sends", n)
 	}
-	last := got.History[len(got.History)-1]
+	hist := e.History(got.Workspace, got.PersonID)
+	last := hist[len(hist)-1]
 	if last.Action != "invitation-expired" || last.Group != "readers" || last.Detail != "given up after 2 re-sends" || last.Actor != "sweep" {
 		t.Fatalf("last history = %+v", last)
 	}
@@ -289,7 +290,8 @@ workspaces:
 	if after.Status != before.Status || !reflect.DeepEqual(after.Granted, before.Granted) {
 		t.Fatalf("report mode changed the entry: %+v", after)
 	}
-	last := after.History[len(after.History)-1]
+	hist := e.History("acme", "acct:"+mia)
+	last := hist[len(hist)-1]
 	if last.Action != "revocation-reported" || last.Detail != "would cancel invitations [] and remove groups [readers]" {
 		t.Fatalf("history = %+v", last)
 	}
@@ -348,7 +350,8 @@ workspaces:
 		t.Fatalf("readers after resume = %v", m)
 	}
 	entry = e.Entry("acme", "acct:"+held)
-	if entry.Status != ledger.StatusRevoked || len(entry.HeldRemovals) != 0 || entry.History[len(entry.History)-1].Actor != "cli:ops" {
+	hist := e.History("acme", "acct:"+held)
+	if entry.Status != ledger.StatusRevoked || len(entry.HeldRemovals) != 0 || hist[len(hist)-1].Actor != "cli:ops" {
 		t.Fatalf("after resume: %+v", entry)
 	}
 	if tripped, _, _, _ := e.App.Ledger().Breaker(context.Background(), "acme"); tripped {

@@ -154,7 +154,7 @@ func runModel(t *testing.T, seed uint64, total int) {
 		if gone {
 			deleted++
 			if entry != nil && (len(entry.Granted) > 0 || entry.AnyPendingInvitation()) {
-				t.Errorf("person %d: newest event is %s (inactive, ts %d) but the ledger holds %v, pending %v; history %+v", i, last.kind, last.ts, entry.Granted, entry.PendingGroups(), entry.History)
+				t.Errorf("person %d: newest event is %s (inactive, ts %d) but the ledger holds %v, pending %v; history %+v", i, last.kind, last.ts, entry.Granted, entry.PendingGroups(), e.History("acme", "acct:"+account(i)))
 			}
 			if testing.Verbose() && entry != nil && entry.AnyPendingInvitation() {
 				recs, _ := e.App.Ledger().ReadAudit(t.Context(), time.Time{}, "", 100000)

@@ -70,8 +70,9 @@ func TestNewerActivationLiftsTheTombstone(t *testing.T) {
 	if got.Status != ledger.StatusInvited || !got.AnyPendingInvitation() {
 		t.Fatalf("after reactivation: ledger = %+v", got)
 	}
-	if got.History[len(got.History)-1].Action != ledger.ActionInvitationSent || !hasAction(got, ledger.ActionReactivated) {
-		t.Fatalf("history = %+v", got.History)
+	hist := e.History("acme", "acct:"+noah)
+	if hist[len(hist)-1].Action != ledger.ActionInvitationSent || !hasAction(hist, ledger.ActionReactivated) {
+		t.Fatalf("history = %+v", hist)
 	}
 }
 
@@ -98,8 +99,8 @@ func TestProfileEditDoesNotUndoAnAdminCancel(t *testing.T) {
 	}
 }
 
-func hasAction(e *ledger.Entry, action string) bool {
-	for _, h := range e.History {
+func hasAction(story []ledger.Event, action string) bool {
+	for _, h := range story {
 		if h.Action == action {
 			return true
 		}

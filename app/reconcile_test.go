@@ -248,7 +248,7 @@ func TestReconcileReportsHandRemovalAndRegrantsOnlyWhenAsked(t *testing.T) {
 	if got := e.Entry("acme", "acct:"+pat); !slices.Equal(got.Granted, []string{"readers"}) {
 		t.Fatalf("acme entry changed: %+v", got)
 	}
-	hist := e.Entry("beta", "acct:"+pat).History
+	hist := e.History("beta", "acct:"+pat)
 	if !slices.ContainsFunc(hist, func(ev ledger.Event) bool { return ev.Action == ledger.ActionReconcileRegrant && ev.Group == "readers" }) {
 		t.Fatalf("beta history lacks the regrant: %+v", hist)
 	}

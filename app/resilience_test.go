@@ -290,7 +290,8 @@ workspaces:
 	if held.Status != ledger.StatusSeatLimit || len(held.Invitations) != 0 || fmt.Sprint(held.Waiting) != "[readers]" {
 		t.Fatalf("held entry = %+v", held)
 	}
-	last := held.History[len(held.History)-1]
+	hist := e.History("acme", "acct:557058:seat-2")
+	last := hist[len(hist)-1]
 	if last.Action != "seat-limit" || last.Detail != "1 members + 2 pending invitations reach max_members 3" {
 		t.Fatalf("history = %+v", last)
 	}

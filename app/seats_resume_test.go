@@ -61,7 +61,8 @@ workspaces:
 	if held == nil || !(statuses[0] == ledger.StatusInvited || statuses[1] == ledger.StatusInvited) {
 		t.Fatalf("statuses = %v, want one invited and one %s", statuses, ledger.StatusSeatLimit)
 	}
-	last := held.History[len(held.History)-1]
+	hist := e.History(held.Workspace, held.PersonID)
+	last := hist[len(hist)-1]
 	if last.Action != ledger.ActionSeatLimit || len(held.Invitations) != 0 || !reflect.DeepEqual(held.Waiting, []string{"readers"}) {
 		t.Fatalf("held entry = %+v", held)
 	}

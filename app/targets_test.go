@@ -103,7 +103,8 @@ func TestDataCenterAddsAreBatchedAndMissingUsersRecorded(t *testing.T) {
 	if missing.Status != ledger.StatusUserMissing || len(missing.Granted) != 0 || len(missing.Waiting) != 2 || len(missing.Invitations) != 0 {
 		t.Fatalf("missing user's ledger = %+v", missing)
 	}
-	last := missing.History[len(missing.History)-1]
+	hist := e.History("acme-dc", "dc:JIRAUSER20005")
+	last := hist[len(hist)-1]
 	if last.Action != ledger.ActionUserMissing || !strings.Contains(last.Detail, `Bitbucket Data Center has no user "user05"`) {
 		t.Fatalf("missing user's last event = %+v", last)
 	}

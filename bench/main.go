@@ -31,11 +31,11 @@ type benchmark struct {
 
 func main() {
 	var o options
-	only := flag.String("only", "intake,pipeline,sweep,economy,budget,bulk,scale", "comma-separated benchmarks to run")
+	only := flag.String("only", "intake,pipeline,sweep,ledger,economy,budget,bulk,scale", "comma-separated benchmarks to run")
 	flag.StringVar(&o.redisURL, "redis-url", "", "use this Redis (it is FLUSHDB'd!) instead of a private redis-server")
 	flag.IntVar(&o.requests, "requests", 40000, "intake: webhooks per run")
 	flag.IntVar(&o.signups, "signups", 10000, "pipeline: signups")
-	flag.IntVar(&o.ledger, "ledger", 1000000, "sweep: ledger size")
+	flag.IntVar(&o.ledger, "ledger", 1000000, "sweep and ledger: ledger size")
 	flag.IntVar(&o.due, "due", 10000, "sweep: invitations due")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
@@ -50,6 +50,7 @@ func main() {
 		{"intake", benchIntake},
 		{"pipeline", benchPipeline},
 		{"sweep", benchSweep},
+		{"ledger", benchLedger},
 		{"economy", benchEconomy},
 		{"budget", benchBudget},
 		{"bulk", benchBulk},

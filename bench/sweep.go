@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -48,16 +46,16 @@ func benchSweep(ctx context.Context, env *benchEnv) error {
 	fmt.Println("| ---: | ---: | ---: | ---: | ---: |")
 	base := usedMemory(ctx, env)
 	// The due ones first, so both ledger sizes hold the same due entries.
-	if err := populate(ctx, store, 0, env.o.due, now, true); err != nil {
+	if err := populate(ctx, env, 0, env.o.due, now, true); err != nil {
 		return err
 	}
-	if err := populate(ctx, store, env.o.due, small, now, false); err != nil {
+	if err := populate(ctx, env, env.o.due, small, now, false); err != nil {
 		return err
 	}
 	var memSmall int64
 	for i, size := range []int{small, env.o.ledger} {
 		if i == 1 {
-			if err := populate(ctx, store, small, size, now, false); err != nil {
+			if err := populate(ctx, env, small, size, now, false); err != nil {
 				return err
 			}
 		}
@@ -71,59 +69,31 @@ func benchSweep(ctx context.Context, env *benchEnv) error {
 		}
 		fmt.Printf("| %d | %d | %s | %.0f MB | %d B |\n", size, env.o.due, took.Round(time.Millisecond), float64(mem)/1e6, mem/int64(size))
 	}
-	entryKey := fmt.Sprintf("{%s}:entry:acme:%s", keyPrefix, personID(1))
-	one, _ := env.rdb.MemoryUsage(ctx, entryKey).Result()
-	fmt.Printf("\nMEMORY USAGE of one entry's JSON key: %d B; the rest of the per-entry cost is its index members (due and early-check sorted sets, workspace and person sets, email key). Growth from %d to %d entries: %.0f B per added entry.\n",
+	personKey := fmt.Sprintf("{%s}:p:%s", keyPrefix, personID(1))
+	one, _ := env.rdb.MemoryUsage(ctx, personKey).Result()
+	fmt.Printf("\nMEMORY USAGE of one person's key: %d B; the rest of the per-entry cost is its index members (due and early-check sorted sets, workspace set, email hash). Growth from %d to %d entries: %.0f B per added entry.\n",
 		one, small, env.o.ledger, float64(usedMemory(ctx, env)-base-memSmall)/float64(env.o.ledger-small))
 	return nil
 }
 
 func personID(i int) string { return "acct:557058:" + strconv.Itoa(i) }
 
-// populate writes entries [from, to) with 64 writers; due ones expired an hour ago.
-func populate(ctx context.Context, store *ledger.Store, from, to int, now time.Time, due bool) error {
-	var next atomic.Int64
-	next.Store(int64(from))
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
-	for g := 0; g < 64; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= to {
-					return
-				}
-				sent := now.Add(-24 * time.Hour)
-				expires := now.Add(6 * 24 * time.Hour)
-				if due {
-					sent, expires = now.Add(-169*time.Hour), now.Add(-time.Hour)
-				}
-				e := &ledger.Entry{
-					Workspace: "acme", PersonID: personID(i), AccountID: "557058:" + strconv.Itoa(i),
-					Email: "p" + strconv.Itoa(i) + "@acme.com", DisplayName: "Person " + strconv.Itoa(i),
-					Status: ledger.StatusInvited, Waiting: []string{"readers"}, NextCheckAt: now.Add(3 * time.Hour),
-					RulesByGroup: map[string][]string{"developers": {"staff"}, "readers": {"everyone"}},
-					Invitations:  []ledger.Invitation{{Group: "developers", SentAt: sent, ExpiresAt: expires, State: ledger.InvitationPending}},
-					CreatedAt:    sent, UpdatedAt: sent,
-					History: []ledger.Event{
-						{At: sent, Actor: "webhook", Action: ledger.ActionDecided, Detail: "developers<-staff readers<-everyone"},
-						{At: sent, Actor: "webhook", Action: ledger.ActionInvitationSent, Group: "developers"},
-					},
-				}
-				if err := store.PutUnlocked(ctx, e); err != nil { // seeding: no worker runs yet
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err, ok := firstErr.Load().(error); ok {
+// populate writes entries [from, to) as the worker would (their audit
+// records go to a stream trimmed to a few nodes, deleted after); due ones
+// expired an hour ago.
+func populate(ctx context.Context, env *benchEnv, from, to int, now time.Time, due bool) error {
+	seed := ledger.New(env.rdb, keyPrefix, ledger.Options{AuditMaxLen: 1})
+	err := seedParallel(ctx, from, to, func(i int) error {
+		e, story := newcomerEntry(i, now, due)
+		for _, ev := range story {
+			e.Record(ev.At, ev.Actor, ev.Action, ev.Group, ev.Detail)
+		}
+		return seed.PutUnlocked(ctx, e) // seeding: no worker runs yet
+	})
+	if err != nil {
 		return err
 	}
-	return nil
+	return env.rdb.Del(ctx, seed.AuditKey()).Err()
 }
 
 // sweepTime runs the sweep three times (each a new tick, so a new set of

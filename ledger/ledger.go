@@ -5,9 +5,10 @@ package ledger
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,6 +51,9 @@ type Invitation struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	Resends   int       `json:"resends"`
 	State     string    `json:"state"`
+	// FirstSentAt is the first send, before any re-send (set when the
+	// invitation-sent event is recorded).
+	FirstSentAt time.Time `json:"first_sent_at,omitzero"`
 }
 
 // Event is one line of a person's story in a workspace.
@@ -96,24 +100,55 @@ type Entry struct {
 	LastError   string               `json:"last_error,omitempty"`
 	CreatedAt   time.Time            `json:"created_at"`
 	UpdatedAt   time.Time            `json:"updated_at"`
-	History     []Event              `json:"history,omitempty"`
+	// Decision fingerprints the decision being carried out: set by a
+	// "decided" event, kept by its outcomes, cleared by anything else. The
+	// story itself is in the audit stream (Store.History).
+	Decision string `json:"decision,omitempty"`
 
 	// unsaved are the events recorded since the last Put: Put appends them to
 	// the audit stream in the same transaction.
 	unsaved []Event
 }
 
-// maxHistory bounds an entry's story so a flapping user cannot grow it forever.
-const maxHistory = 100
-
-// Record appends an event to the entry's history (and, at Put, to the audit trail).
+// Record notes an event of the person's story: Put appends it to the audit trail.
 func (e *Entry) Record(at time.Time, actor, action, group, detail string) {
-	ev := Event{At: at, Actor: actor, Action: action, Group: group, Detail: detail}
-	e.History = append(e.History, ev)
-	e.unsaved = append(e.unsaved, ev)
-	if len(e.History) > maxHistory {
-		e.History = e.History[len(e.History)-maxHistory:]
+	e.unsaved = append(e.unsaved, Event{At: at, Actor: actor, Action: action, Group: group, Detail: detail})
+	e.follow(at, action, group, detail)
+}
+
+// follow keeps what is derived from the story (the decision in progress,
+// first invitation times) as an event is recorded or, for an entry of the
+// old format, replayed from its stored history.
+func (e *Entry) follow(at time.Time, action, group, detail string) {
+	switch action {
+	case ActionDecided:
+		e.Decision = fingerprint(detail)
+	case ActionInvitationSent:
+		for i := range e.Invitations {
+			inv := &e.Invitations[i]
+			if inv.FirstSentAt.IsZero() && (group == "" || inv.Group == group || slices.Contains(strings.Split(group, ","), inv.Group)) {
+				inv.FirstSentAt = at
+			}
+		}
+	case ActionGroupAdded, ActionGroupAlreadyGiven, ActionInvitationAccepted:
+	default:
+		e.Decision = ""
 	}
+}
+
+// DecidedAlready reports whether the decision described by detail is on
+// record and still being carried out (only its outcomes since): a retry
+// resumes it and does not record it again.
+func (e *Entry) DecidedAlready(detail string) bool {
+	return e.Decision != "" && e.Decision == fingerprint(detail)
+}
+
+// fingerprint stands for a decision's description in the entry: 64 bits are
+// plenty to tell one person's successive decisions apart.
+func fingerprint(detail string) string {
+	h := fnv.New64a()
+	h.Write([]byte(detail))
+	return strconv.FormatUint(h.Sum64(), 36)
 }
 
 // HasGranted reports whether the person has group, granted by autoinvite or by hand.
@@ -273,14 +308,22 @@ func New(rdb redis.UniversalClient, prefix string, opts Options) *Store {
 	return &Store{rdb: rdb, prefix: "{" + prefix + "}", opts: opts}
 }
 
+// personValueKey holds every workspace record of a person (see compact.go).
+func (s *Store) personValueKey(personID string) string { return s.prefix + ":p:" + personID }
+
+// emailsKey is the hash email -> person id.
+func (s *Store) emailsKey() string              { return s.prefix + ":emails" }
+func (s *Store) lockKey(personID string) string { return s.prefix + ":lock:" + personID }
+func (s *Store) workspaceKey(ws string) string  { return s.prefix + ":ws:" + ws }
+func (s *Store) workspacesKey() string          { return s.prefix + ":workspaces" }
+
+// Keys of the old format, read until Put rewrites the person's entries: an
+// entry's JSON, the set of a person's workspaces, an email's person id.
 func (s *Store) entryKey(workspace, personID string) string {
 	return s.prefix + ":entry:" + workspace + ":" + personID
 }
 func (s *Store) personKey(personID string) string { return s.prefix + ":person:" + personID }
 func (s *Store) emailKey(email string) string     { return s.prefix + ":email:" + strings.ToLower(email) }
-func (s *Store) lockKey(personID string) string   { return s.prefix + ":lock:" + personID }
-func (s *Store) workspaceKey(ws string) string    { return s.prefix + ":ws:" + ws }
-func (s *Store) workspacesKey() string            { return s.prefix + ":workspaces" }
 
 // CheckKey is the sorted set of invited people whose membership is due for an
 // early-acceptance check (score: unix seconds of NextCheckAt).
@@ -294,18 +337,44 @@ func dueMember(workspace, personID string) string { return workspace + "\x00" + 
 
 // Get returns the entry, or nil when there is none.
 func (s *Store) Get(ctx context.Context, workspace, personID string) (*Entry, error) {
-	raw, err := s.rdb.Get(ctx, s.entryKey(workspace, personID)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
+	var value, old *redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		value = p.Get(ctx, s.personValueKey(personID))
+		old = p.Get(ctx, s.entryKey(workspace, personID))
+		return nil
+	})
+	if err = firstErr(err, value, old); err != nil {
 		return nil, fmt.Errorf("read ledger %s/%s: %w", workspace, personID, err)
 	}
-	var e Entry
-	if err := json.Unmarshal(raw, &e); err != nil {
-		return nil, fmt.Errorf("decode ledger %s/%s: %w", workspace, personID, err)
+	return entryOf(workspace, personID, records(value.Val()), old.Val())
+}
+
+// firstErr is a pipeline's first error other than a missing key.
+func firstErr(err error, cmds ...redis.Cmder) error {
+	if err == nil {
+		return nil
 	}
-	return &e, nil
+	for _, c := range cmds {
+		if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) {
+			return e
+		}
+	}
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	return err
+}
+
+// entryOf decodes a workspace's entry from the person's records, else from
+// the old format's JSON (nil when neither has it).
+func entryOf(workspace, personID string, recs map[string]string, old string) (*Entry, error) {
+	if raw, ok := recs[workspace]; ok {
+		return decodeEntry(workspace, personID, []byte(raw))
+	}
+	if old != "" {
+		return decodeLegacy(workspace, personID, []byte(old))
+	}
+	return nil, nil
 }
 
 // Put writes the entry, its indexes and its new audit records atomically,
@@ -338,30 +407,49 @@ func (s *Store) PutUnlocked(ctx context.Context, e *Entry) error {
 
 // putScript writes an entry, its indexes and its audit records, only while
 // KEYS[1] (the person's lock) holds ARGV[1] (ARGV[1] "" = no lock). Returns 0
-// when the lock is not the caller's: nothing is written.
-// KEYS: lock, entry, person's workspaces, workspace's people, workspaces,
-// email index, due index, check index, audit stream.
-// ARGV: token, dry run ("1"), entry, workspace, person, email ("" = none),
-// due score ("" = none), check score ("" = none), index member, audit max
-// length, values per audit record, then the records' values.
+// when the lock is not the caller's: nothing is written. The workspace's
+// record replaces its old one in the person's value (compact.go); the old
+// format's entry key, person-set membership and email key go.
+// KEYS: lock, person's value, old entry, old person set, workspace's people,
+// workspaces, email index, old email key, due index, check index, audit stream.
+// ARGV: token, dry run ("1"), entry's compact JSON, workspace, person, email
+// ("" = none), due score ("" = none), check score ("" = none), index member,
+// audit max length, values per audit record, then the records' values.
 var putScript = redis.NewScript(`
 if ARGV[1] ~= "" and redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
 local n = tonumber(ARGV[11])
 for i = 12, #ARGV, n do
-  redis.call("XADD", KEYS[9], "MAXLEN", "~", ARGV[10], "*", unpack(ARGV, i, i + n - 1))
+  redis.call("XADD", KEYS[11], "MAXLEN", "~", ARGV[10], "*", unpack(ARGV, i, i + n - 1))
 end
 if ARGV[2] == "1" then return 1 end
-redis.call("SET", KEYS[2], ARGV[3])
-redis.call("SADD", KEYS[3], ARGV[4])
-redis.call("SADD", KEYS[4], ARGV[5])
-redis.call("SADD", KEYS[5], ARGV[4])
-if ARGV[6] ~= "" then redis.call("SET", KEYS[6], ARGV[5]) end
-if ARGV[7] ~= "" then redis.call("ZADD", KEYS[7], ARGV[7], ARGV[9]) else redis.call("ZREM", KEYS[7], ARGV[9]) end
-if ARGV[8] ~= "" then redis.call("ZADD", KEYS[8], ARGV[8], ARGV[9]) else redis.call("ZREM", KEYS[8], ARGV[9]) end
+local rec = ARGV[4] .. "\t" .. ARGV[3] .. "\n"
+local v = redis.call("GET", KEYS[2]) or ""
+local at = string.find("\n" .. v, "\n" .. ARGV[4] .. "\t", 1, true)
+if at then
+  local stop = string.find(v, "\n", at, true)
+  v = string.sub(v, 1, at - 1) .. rec .. string.sub(v, stop + 1)
+else
+  v = v .. rec
+end
+redis.call("SET", KEYS[2], v)
+redis.call("DEL", KEYS[3])
+redis.call("SREM", KEYS[4], ARGV[4])
+redis.call("SADD", KEYS[5], ARGV[5])
+redis.call("SADD", KEYS[6], ARGV[4])
+if ARGV[6] ~= "" then
+  redis.call("HSET", KEYS[7], ARGV[6], ARGV[5])
+  redis.call("DEL", KEYS[8])
+end
+if ARGV[7] ~= "" then redis.call("ZADD", KEYS[9], ARGV[7], ARGV[9]) else redis.call("ZREM", KEYS[9], ARGV[9]) end
+if ARGV[8] ~= "" then redis.call("ZADD", KEYS[10], ARGV[8], ARGV[9]) else redis.call("ZREM", KEYS[10], ARGV[9]) end
 return 1`)
 
 func (s *Store) put(ctx context.Context, lock *Lock, e *Entry) error {
-	raw, err := json.Marshal(e)
+	if !validWorkspace(e.Workspace) {
+		return fmt.Errorf("write ledger %q/%s: a workspace name must be non-empty, without tabs or newlines", e.Workspace, e.PersonID)
+	}
+	e.normalize()
+	raw, err := encodeEntry(e)
 	if err != nil {
 		return fmt.Errorf("encode ledger %s/%s: %w", e.Workspace, e.PersonID, err)
 	}
@@ -380,8 +468,8 @@ func (s *Store) put(ctx context.Context, lock *Lock, e *Entry) error {
 		check = strconv.FormatInt(e.NextCheckAt.Unix(), 10)
 	}
 	keys := []string{
-		s.lockKey(e.PersonID), s.entryKey(e.Workspace, e.PersonID), s.personKey(e.PersonID), s.workspaceKey(e.Workspace),
-		s.workspacesKey(), s.emailKey(e.Email), s.DueKey(), s.CheckKey(), s.AuditKey(),
+		s.lockKey(e.PersonID), s.personValueKey(e.PersonID), s.entryKey(e.Workspace, e.PersonID), s.personKey(e.PersonID),
+		s.workspaceKey(e.Workspace), s.workspacesKey(), s.emailsKey(), s.emailKey(e.Email), s.DueKey(), s.CheckKey(), s.AuditKey(),
 	}
 	perRecord := len(auditValues(AuditRecord{}))
 	args := make([]any, 0, 11+perRecord*len(records))
@@ -408,14 +496,33 @@ func (s *Store) DryRun() bool { return s.opts.DryRun }
 
 // Person returns every workspace entry of a person, sorted by workspace.
 func (s *Store) Person(ctx context.Context, personID string) ([]*Entry, error) {
-	workspaces, err := s.rdb.SMembers(ctx, s.personKey(personID)).Result()
-	if err != nil {
+	var value *redis.StringCmd
+	var oldWorkspaces *redis.StringSliceCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		value = p.Get(ctx, s.personValueKey(personID))
+		oldWorkspaces = p.SMembers(ctx, s.personKey(personID))
+		return nil
+	})
+	if err = firstErr(err, value, oldWorkspaces); err != nil {
 		return nil, fmt.Errorf("read ledger person %s: %w", personID, err)
+	}
+	recs := records(value.Val())
+	workspaces := slices.Collect(maps.Keys(recs))
+	for _, ws := range oldWorkspaces.Val() {
+		if _, ok := recs[ws]; !ok {
+			workspaces = append(workspaces, ws)
+		}
 	}
 	slices.Sort(workspaces)
 	var out []*Entry
 	for _, ws := range workspaces {
-		e, err := s.Get(ctx, ws, personID)
+		old := ""
+		if _, ok := recs[ws]; !ok {
+			if old, err = s.rdb.Get(ctx, s.entryKey(ws, personID)).Result(); err != nil && !errors.Is(err, redis.Nil) {
+				return nil, fmt.Errorf("read ledger %s/%s: %w", ws, personID, err)
+			}
+		}
+		e, err := entryOf(ws, personID, recs, old)
 		if err != nil {
 			return nil, err
 		}
@@ -485,14 +592,19 @@ func (s *Store) List(ctx context.Context, workspace string) ([]*Entry, error) {
 
 // PersonByEmail resolves an email to a person id ("" when unknown).
 func (s *Store) PersonByEmail(ctx context.Context, email string) (string, error) {
-	id, err := s.rdb.Get(ctx, s.emailKey(email)).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
-	}
-	if err != nil {
+	var id, old *redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		id = p.HGet(ctx, s.emailsKey(), strings.ToLower(email))
+		old = p.Get(ctx, s.emailKey(email))
+		return nil
+	})
+	if err = firstErr(err, id, old); err != nil {
 		return "", fmt.Errorf("read ledger email index: %w", err)
 	}
-	return id, nil
+	if id.Val() != "" {
+		return id.Val(), nil
+	}
+	return old.Val(), nil
 }
 
 // Cursor returns a stored position (0 when none).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -25,10 +24,17 @@ var ErrNotLocked = errors.New("ledger write without the person's lock")
 
 var (
 	unlockScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
-	// KEYS[1] the lock, KEYS[2..] entries; nil when the lock is taken.
+	// KEYS: the lock, the person's value, their event watermark, then the
+	// old format's entry key of each workspace in ARGV[3..]. Returns nil when
+	// the lock is taken, else the value, the watermark and, per workspace the
+	// value has no record of, its old-format entry ("" if none).
 	lockAndGetScript = redis.NewScript(`if not redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return false end
-local out = {}
-for i = 2, #KEYS do out[i - 1] = redis.call("GET", KEYS[i]) or "" end
+local v = redis.call("GET", KEYS[2]) or ""
+local out = {v, redis.call("GET", KEYS[3]) or ""}
+for i = 4, #KEYS do
+  if string.find("\n" .. v, "\n" .. ARGV[i - 1] .. "\t", 1, true) then out[i - 1] = ""
+  else out[i - 1] = redis.call("GET", KEYS[i]) or "" end
+end
 return out`)
 	renewScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`)
 )
@@ -213,13 +219,13 @@ func (s *Store) Lock(ctx context.Context, personID, owner string, lease time.Dur
 // has no entry there.
 func (s *Store) LockAndGet(ctx context.Context, personID, owner string, lease time.Duration, workspaces []string) (*Lock, map[string]*Entry, error) {
 	token := newToken(owner)
-	keys := []string{s.lockKey(personID)}
+	keys := []string{s.lockKey(personID), s.personValueKey(personID), s.watermarkKey(personID)}
+	args := []any{token, lease.Milliseconds()}
 	for _, ws := range workspaces {
 		keys = append(keys, s.entryKey(ws, personID))
+		args = append(args, ws)
 	}
-	// The person's event watermark comes in the same round trip (last).
-	keys = append(keys, s.watermarkKey(personID))
-	res, err := lockAndGetScript.Run(ctx, s.rdb, keys, token, lease.Milliseconds()).StringSlice()
+	res, err := lockAndGetScript.Run(ctx, s.rdb, keys, args...).StringSlice()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil, fmt.Errorf("lock %s: %w", personID, ErrBusy)
 	}
@@ -227,24 +233,21 @@ func (s *Store) LockAndGet(ctx context.Context, personID, owner string, lease ti
 		return nil, nil, fmt.Errorf("lock %s: %w", personID, err)
 	}
 	lock := s.newLock(personID, token, lease)
-	wm, err := parseWatermark(personID, res[len(res)-1])
+	wm, err := parseWatermark(personID, res[1])
 	if err != nil {
 		lock.Unlock()
 		return nil, nil, err
 	}
 	lock.watermark = &wm
+	recs := records(res[0])
 	entries := make(map[string]*Entry, len(workspaces))
-	for i, raw := range res[:len(res)-1] {
-		if raw == "" {
-			entries[workspaces[i]] = nil
-			continue
-		}
-		var e Entry
-		if err := json.Unmarshal([]byte(raw), &e); err != nil {
+	for i, ws := range workspaces {
+		e, err := entryOf(ws, personID, recs, res[2+i])
+		if err != nil {
 			lock.Unlock()
-			return nil, nil, fmt.Errorf("decode ledger %s/%s: %w", workspaces[i], personID, err)
+			return nil, nil, err
 		}
-		entries[workspaces[i]] = &e
+		entries[ws] = e
 	}
 	return lock, entries, nil
 }

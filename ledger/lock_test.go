@@ -200,7 +200,7 @@ func TestLockedPutWritesEntryIndexesAndAudit(t *testing.T) {
 			if audit[0].Outcome != OutcomeDryRun {
 				t.Fatalf("dry run outcome = %q", audit[0].Outcome)
 			}
-			if n, _ := rdb.Exists(ctx, s.entryKey("acme", "acct:eve")).Result(); n != 0 {
+			if n, _ := rdb.Exists(ctx, s.personValueKey("acct:eve")).Result(); n != 0 {
 				t.Fatal("dry run wrote the entry")
 			}
 			l.Unlock()

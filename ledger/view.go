@@ -25,18 +25,16 @@ type Pending struct {
 // Age is how long the person has been invited.
 func (p Pending) Age(now time.Time) time.Duration { return now.Sub(p.FirstSentAt) }
 
-// FirstInvitedAt is when group was first invited (from the history, else the
-// invitation's latest send).
+// FirstInvitedAt is when group was first invited, before any re-send.
 func (e *Entry) FirstInvitedAt(group string) time.Time {
-	for _, ev := range e.History {
-		if ev.Action == ActionInvitationSent && (ev.Group == group || ev.Group == "" || slices.Contains(strings.Split(ev.Group, ","), group)) {
-			return ev.At
-		}
-	}
 	for _, inv := range e.Invitations {
-		if inv.Group == group {
-			return inv.SentAt
+		if inv.Group != group {
+			continue
 		}
+		if !inv.FirstSentAt.IsZero() && inv.FirstSentAt.Before(inv.SentAt) {
+			return inv.FirstSentAt
+		}
+		return inv.SentAt
 	}
 	return time.Time{}
 }
@@ -131,9 +129,58 @@ func (s *Store) InvitationOutcomes(ctx context.Context) (map[string][2]int64, er
 	return out, nil
 }
 
+// History is a person's story in a workspace, oldest first: the newest limit
+// of their audit records there, which the audit stream keeps (approximately
+// its last audit.max_entries records of everyone). For admins, not hot paths.
+func (s *Store) History(ctx context.Context, workspace, personID string, limit int) ([]Event, error) {
+	recs, err := s.auditOf(ctx, personID, workspace, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Event, len(recs))
+	for i, r := range recs {
+		out[len(recs)-1-i] = EventOf(r)
+	}
+	return out, nil
+}
+
+// Stories returns the story of every entry the audit stream still has
+// records of, oldest first, in one pass over the stream: for listings of
+// many entries (admins), where History per entry would read it each time.
+func (s *Store) Stories(ctx context.Context) (map[Ref][]Event, error) {
+	out := map[Ref][]Event{}
+	after := ""
+	for {
+		recs, err := s.ReadAudit(ctx, time.Time{}, after, 1000)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			if r.Workspace != "" && r.PersonID != "" {
+				ref := Ref{Workspace: r.Workspace, PersonID: r.PersonID}
+				out[ref] = append(out[ref], EventOf(r))
+			}
+		}
+		if len(recs) < 1000 {
+			return out, nil
+		}
+		after = recs[len(recs)-1].ID
+	}
+}
+
+// EventOf is an audit record as a line of the person's story.
+func EventOf(r AuditRecord) Event {
+	return Event{At: r.Time, Actor: r.Actor, Action: r.Action, Group: r.Group, Detail: r.Detail}
+}
+
 // AuditOf returns a person's newest audit records (at most limit), newest
 // first. It reads the stream backwards in pages: for admins, not hot paths.
 func (s *Store) AuditOf(ctx context.Context, personID string, limit int) ([]AuditRecord, error) {
+	return s.auditOf(ctx, personID, "", limit)
+}
+
+// auditOf is AuditOf within one workspace ("" = all).
+func (s *Store) auditOf(ctx context.Context, personID, workspace string, limit int) ([]AuditRecord, error) {
 	var out []AuditRecord
 	end := "+"
 	for len(out) < limit {
@@ -142,7 +189,7 @@ func (s *Store) AuditOf(ctx context.Context, personID string, limit int) ([]Audi
 			return nil, fmt.Errorf("read audit of %s: %w", personID, err)
 		}
 		for _, r := range decodeAudit(msgs) {
-			if r.PersonID == personID && len(out) < limit {
+			if r.PersonID == personID && (workspace == "" || r.Workspace == workspace) && len(out) < limit {
 				out = append(out, r)
 			}
 		}

@@ -92,9 +92,12 @@ workspaces:
 		t.Fatalf("entry written at %v, want %v", stored, want)
 	}
 
-	e, _ := h.ledger.Get(ctx, "acme", "acct:"+mia)
+	story, err := h.ledger.History(ctx, "acme", "acct:"+mia, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var history []string
-	for _, ev := range e.History {
+	for _, ev := range story {
 		history = append(history, strings.TrimSpace(ev.Action+" "+ev.Group))
 	}
 	wantHistory := []string{"decided", "group-added developers", "group-added leads", "group-added readers"}

@@ -528,7 +528,7 @@ func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decisio
 		log.Info().Strs("granted", entry.Granted).Msg("already done: nothing to change")
 		return nil
 	}
-	if !decidedAlready(entry, describe(d)) {
+	if !entry.DecidedAlready(describe(d)) {
 		entry.Record(now, actorWebhook, ledger.ActionDecided, "", describe(d))
 	}
 	if w.dataCenter(d.Workspace) != nil {
@@ -885,22 +885,6 @@ func (w *Worker) unchanged(ctx context.Context, entry *ledger.Entry) bool {
 	x, errA := json.Marshal(&a)
 	y, errB := json.Marshal(&b)
 	return errA == nil && errB == nil && bytes.Equal(x, y)
-}
-
-// decidedAlready reports whether the same decision is on record and still
-// being carried out (only its outcomes since): a retry resumes it and does
-// not record it again.
-func decidedAlready(e *ledger.Entry, detail string) bool {
-	for i := len(e.History) - 1; i >= 0; i-- {
-		switch ev := e.History[i]; ev.Action {
-		case ledger.ActionDecided:
-			return ev.Detail == detail
-		case ledger.ActionGroupAdded, ledger.ActionGroupAlreadyGiven, ledger.ActionInvitationSent, ledger.ActionInvitationAccepted:
-		default:
-			return false
-		}
-	}
-	return false
 }
 
 // bookkeepingTimeout bounds a ledger write that outlives its task.

@@ -136,7 +136,15 @@ func (c *cli) invites(ctx context.Context, args []string) int {
 			return (*status != "" && string(e.Status) != *status) || (*email != "" && !strings.EqualFold(e.Email, *email))
 		})
 		if *asJSON {
-			return c.printJSON(entries)
+			stories, err := store.Stories(ctx)
+			if err != nil {
+				return c.fail(err)
+			}
+			shown := make([]shownEntry, len(entries))
+			for i, e := range entries {
+				shown[i] = shownEntry{Entry: e, History: stories[ledger.Ref{Workspace: e.Workspace, PersonID: e.PersonID}]}
+			}
+			return c.printJSON(shown)
 		}
 		printList(c.stdout, entries)
 		return 0
@@ -167,10 +175,17 @@ func (c *cli) invites(ctx context.Context, args []string) int {
 		}
 	}
 	if args[0] == "show" {
-		if *asJSON {
-			return c.printJSON(entries)
+		shown := make([]shownEntry, len(entries))
+		for i, e := range entries {
+			shown[i].Entry = e
+			if shown[i].History, err = store.History(ctx, e.Workspace, e.PersonID, showHistory); err != nil {
+				return c.fail(err)
+			}
 		}
-		printShow(c.stdout, entries)
+		if *asJSON {
+			return c.printJSON(shown)
+		}
+		printShow(c.stdout, shown)
 		return 0
 	}
 	return c.act(ctx, a, args[0], entries, *timeout)
@@ -200,13 +215,15 @@ func (c *cli) act(ctx context.Context, a *app.Admin, action string, entries []*l
 		if err != nil || now == nil {
 			now = e
 		}
-		fmt.Fprintf(c.stdout, "%s: nothing %s in %s: %s\n", personLabel(e), verb, e.Workspace, nothingDone(action, now, c.now()))
+		// Without the story (unreadable), the reason comes without who and when.
+		story, _ := a.Ledger().History(ctx, e.Workspace, e.PersonID, showHistory)
+		fmt.Fprintf(c.stdout, "%s: nothing %s in %s: %s\n", personLabel(e), verb, e.Workspace, nothingDone(action, now, story, c.now()))
 	}
 	return code
 }
 
 // nothingDone says why a resend or cancel changed nothing for e.
-func nothingDone(action string, e *ledger.Entry, now time.Time) string {
+func nothingDone(action string, e *ledger.Entry, story []ledger.Event, now time.Time) string {
 	var pending, accepted, cancelled int
 	var lastSent time.Time
 	for _, inv := range e.Invitations {
@@ -230,7 +247,7 @@ func nothingDone(action string, e *ledger.Entry, now time.Time) string {
 		return "the invitation is pending and was not due; see `autoinvite invites show` and the service log"
 	case cancelled > 0:
 		why := "its invitations were cancelled"
-		if h := lastEvent(e, ledger.ActionInvitationsCancelled); h != nil {
+		if h := lastEvent(story, ledger.ActionInvitationsCancelled); h != nil {
 			why += fmt.Sprintf(" (%s by %s)", formatTime(h.At), h.Actor)
 		}
 		if action == jobs.AdminResend {
@@ -245,14 +262,24 @@ func nothingDone(action string, e *ledger.Entry, now time.Time) string {
 	return "no pending invitation (status " + string(e.Status) + ")"
 }
 
-// lastEvent is the newest history event of an action, or nil.
-func lastEvent(e *ledger.Entry, action string) *ledger.Event {
-	for i := len(e.History) - 1; i >= 0; i-- {
-		if e.History[i].Action == action {
-			return &e.History[i]
+// lastEvent is the newest event of an action in a story, or nil.
+func lastEvent(story []ledger.Event, action string) *ledger.Event {
+	for i := len(story) - 1; i >= 0; i-- {
+		if story[i].Action == action {
+			return &story[i]
 		}
 	}
 	return nil
+}
+
+// showHistory is how many events of a person's story `invites show` reads.
+const showHistory = 100
+
+// shownEntry is an entry with its story (from the audit stream), as `invites
+// show` and `invites list --json` print it.
+type shownEntry struct {
+	*ledger.Entry
+	History []ledger.Event `json:"history,omitempty"`
 }
 
 // findPerson resolves an email, an Atlassian account id, a Data Center user
@@ -346,15 +373,15 @@ func printList(out io.Writer, entries []*ledger.Entry) {
 	tw.Flush()
 }
 
-func printShow(out io.Writer, entries []*ledger.Entry) {
+func printShow(out io.Writer, entries []shownEntry) {
 	first := entries[0]
 	fmt.Fprintf(out, "person   %s\n", first.PersonID)
 	fmt.Fprintf(out, "email    %s\n", orDash(first.Email))
 	fmt.Fprintf(out, "name     %s\n", orDash(first.DisplayName))
 	for _, e := range entries {
 		fmt.Fprintf(out, "\nworkspace %s: %s\n", e.Workspace, e.Status)
-		fmt.Fprintf(out, "  granted      %s\n", withRules(e, e.Granted))
-		fmt.Fprintf(out, "  waiting      %s\n", withRules(e, e.Waiting))
+		fmt.Fprintf(out, "  granted      %s\n", withRules(e.Entry, e.Granted))
+		fmt.Fprintf(out, "  waiting      %s\n", withRules(e.Entry, e.Waiting))
 		if len(e.HandGiven) > 0 {
 			fmt.Fprintf(out, "  by hand      %s (never revoked)\n", strings.Join(e.HandGiven, ", "))
 		}

@@ -18,6 +18,7 @@ func TestResendWithoutWorkersTimesOut(t *testing.T) {
 	c.e.Fake.ResetCalls()
 	noah := "acct:" + fake.DemoNewcomerAccountID
 	before := c.e.Entry("acme", noah)
+	storyBefore := c.e.History("acme", noah)
 
 	out, errOut, code := c.run("invites", "resend", "noah@acme.com", "--timeout", "300ms")
 	want := "error: no autoinvite worker took the action within 300ms: is `autoinvite serve` running against this Redis?\n"
@@ -31,7 +32,7 @@ func TestResendWithoutWorkersTimesOut(t *testing.T) {
 		t.Fatalf("Atlassian calls = %q", calls)
 	}
 	after := c.e.Entry("acme", noah)
-	if len(after.History) != len(before.History) || after.Invitations[0].Resends != before.Invitations[0].Resends {
+	if len(c.e.History("acme", noah)) != len(storyBefore) || after.Invitations[0].Resends != before.Invitations[0].Resends {
 		t.Fatalf("ledger changed: %+v", after)
 	}
 }
@@ -57,7 +58,8 @@ func TestCLIWithoutCredentialsResendsThroughTheService(t *testing.T) {
 		t.Fatalf("invitation calls = %q, want one for noah", invitations)
 	}
 	e := c.e.Entry("acme", "acct:"+fake.DemoNewcomerAccountID)
-	last := e.History[len(e.History)-1]
+	hist := c.e.History("acme", "acct:"+fake.DemoNewcomerAccountID)
+	last := hist[len(hist)-1]
 	if e.Invitations[0].Resends != 1 || last.Actor != "cli:alice" || last.Action != ledger.ActionInvitationResent {
 		t.Fatalf("ledger: resends %d, last event %+v", e.Invitations[0].Resends, last)
 	}

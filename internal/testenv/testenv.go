@@ -305,6 +305,17 @@ func (e *Env) Entry(workspace, personID string) *ledger.Entry {
 	return entry
 }
 
+// History returns a person's story in a workspace, oldest first, from the
+// audit stream (where the ledger keeps it).
+func (e *Env) History(workspace, personID string) []ledger.Event {
+	e.t.Helper()
+	story, err := e.App.Ledger().History(context.Background(), workspace, personID, 1000)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return story
+}
+
 // SyncBuffer is a bytes.Buffer safe for concurrent writers.
 type SyncBuffer struct {
 	mu  sync.Mutex
