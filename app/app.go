@@ -35,6 +35,7 @@ import (
 	"github.com/autoinvite/autoinvite/integrations/ratelimit"
 	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/ledger"
+	"github.com/autoinvite/autoinvite/membership"
 	"github.com/autoinvite/autoinvite/metrics"
 	"github.com/autoinvite/autoinvite/notify"
 	"github.com/autoinvite/autoinvite/outcome"
@@ -398,7 +399,8 @@ func (a *App) buildRuntime(cfg *config.Config) (*runtime, error) {
 	jo.Instrument = a.instrument(ratelimit.APIJira, jo.Auth, budget("requests", cfg.RateLimits.Jira, nil))
 	bo.Instrument = a.instrument(ratelimit.APIBitbucket, bo.Auth,
 		budget("requests", cfg.RateLimits.Bitbucket, nil),
-		budget("invitations", cfg.RateLimits.BitbucketInvitations, isInvitation))
+		budget("invitations", cfg.RateLimits.BitbucketInvitations, isInvitation),
+		earlyChecks(cfg.RateLimits))
 	rt.jira = jira.New(jo, cfg.Jira.Deployment == config.DeploymentDataCenter)
 	var jc worker.Jira = dryrun.Jira{}
 	var bc worker.Bitbucket = dryrun.Bitbucket{}
@@ -419,6 +421,7 @@ func (a *App) buildRuntime(cfg *config.Config) (*runtime, error) {
 		Now:          a.now,
 		SignupDone:   func(received time.Time) { a.metrics.SignupDuration.Observe(a.now().Sub(received).Seconds()) },
 		Backlog:      a.backlog,
+		Members:      membership.New(a.rdb, cfg.Redis.KeyPrefix),
 	})
 	if err != nil {
 		return nil, err
@@ -504,6 +507,17 @@ func (a *App) instrument(api string, auth atlassian.Auth, budgets ...ratelimit.B
 
 func budget(name string, b config.Budget, match func(method, path string) bool) ratelimit.Budget {
 	return ratelimit.Budget{Name: name, Requests: b.Requests, Per: b.Per.D(), Match: match}
+}
+
+// earlyChecks is the share of the Bitbucket budget early acceptance checks
+// may spend (they count against the whole budget as well).
+func earlyChecks(r config.RateLimits) ratelimit.Budget {
+	b := budget("early-checks", r.Bitbucket, nil)
+	b.Requests, b.Class = max(1, int(float64(b.Requests)*r.EarlyCheckShare)), ratelimit.ClassEarlyCheck
+	if r.Bitbucket.Requests <= 0 {
+		b.Requests = 0
+	}
+	return b
 }
 
 func isInvitation(method, path string) bool {

@@ -89,6 +89,18 @@ type Jira struct {
 type Bitbucket struct {
 	BaseURL string   `yaml:"base_url"`
 	Timeout Duration `yaml:"timeout"`
+	// MemberCache bounds the workspace member sets kept in Redis (one
+	// listing answers many signups' membership questions).
+	MemberCache MemberCache `yaml:"member_cache"`
+}
+
+// MemberCache bounds the cached member set of each Bitbucket Cloud workspace.
+type MemberCache struct {
+	// MaxSize: a workspace with more members is never listed (0: no cache,
+	// every signup checks its own membership).
+	MaxSize int `yaml:"max_size"`
+	// MaxAge is how long a listing is trusted, "not a member" included.
+	MaxAge Duration `yaml:"max_age"`
 }
 
 // Invitations controls the life of Bitbucket invitations.
@@ -114,6 +126,10 @@ type RateLimits struct {
 	// MaxWait bounds an endless 429 back-off: a task that Atlassian keeps
 	// answering 429 for longer fails; waiting behind the budget never does.
 	MaxWait Duration `yaml:"max_wait"`
+	// EarlyCheckShare is the most of the Bitbucket budget that early
+	// acceptance checks may spend (0 < share ≤ 1); they also wait while
+	// signups wait for the budget.
+	EarlyCheckShare float64 `yaml:"early_check_share"`
 }
 
 // Budget is a number of requests per period; 0 requests disables it.
@@ -346,8 +362,9 @@ func Defaults() Config {
 			Timeout:    Duration(10 * time.Second),
 		},
 		Bitbucket: Bitbucket{
-			BaseURL: "https://api.bitbucket.org",
-			Timeout: Duration(10 * time.Second),
+			BaseURL:     "https://api.bitbucket.org",
+			Timeout:     Duration(10 * time.Second),
+			MemberCache: MemberCache{MaxSize: 100000, MaxAge: Duration(time.Hour)},
 		},
 		Invitations: Invitations{
 			ExpireAfter:        Duration(168 * time.Hour),
@@ -363,6 +380,7 @@ func Defaults() Config {
 			Jira:                 Budget{Requests: 100, Per: Duration(time.Minute)},
 			AtlassianAdmin:       Budget{Requests: 100, Per: Duration(time.Minute)},
 			MaxWait:              Duration(6 * time.Hour),
+			EarlyCheckShare:      0.1,
 		},
 		Intake: Intake{
 			MaxBodyBytes: 1 << 20,

@@ -285,3 +285,20 @@ func TestDataCenterAndOrganizationTargetsAreValidated(t *testing.T) {
 		t.Fatalf("unified organization defaults = %+v", u)
 	}
 }
+
+// The early-check share and the member cache have defaults and are checked.
+func TestEarlyCheckShareAndMemberCache(t *testing.T) {
+	cfg, err := Parse("a.yaml", []byte("workspaces: []\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RateLimits.EarlyCheckShare != 0.1 || cfg.Bitbucket.MemberCache.MaxSize != 100000 || cfg.Bitbucket.MemberCache.MaxAge.D() != time.Hour {
+		t.Fatalf("defaults: share %v, member cache %+v", cfg.RateLimits.EarlyCheckShare, cfg.Bitbucket.MemberCache)
+	}
+	_, err = Parse("a.yaml", []byte("rate_limits: {early_check_share: 1.5}\nbitbucket: {member_cache: {max_size: -1, max_age: 0s}}\nworkspaces: []\n"), nil)
+	for _, want := range []string{"rate_limits.early_check_share", "bitbucket.member_cache.max_size", "bitbucket.member_cache.max_age"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not name %s", err, want)
+		}
+	}
+}

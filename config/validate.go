@@ -123,6 +123,13 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 		}
 	}
 	v.positive("rate_limits.max_wait", int64(c.RateLimits.MaxWait))
+	if sh := c.RateLimits.EarlyCheckShare; !(sh > 0 && sh <= 1) {
+		v.fail("rate_limits.early_check_share", "must be more than 0 and at most 1 (a share of rate_limits.bitbucket such as 0.1), got %v; invitations.early_check_interval: 0 turns early checks off", sh)
+	}
+	if c.Bitbucket.MemberCache.MaxSize < 0 {
+		v.fail("bitbucket.member_cache.max_size", "must not be negative (0 turns the member cache off)")
+	}
+	v.positive("bitbucket.member_cache.max_age", int64(c.Bitbucket.MemberCache.MaxAge))
 	v.positive("worker.concurrency", int64(c.Worker.Concurrency))
 	if c.Worker.MaxRetry < 0 {
 		v.fail("worker.max_retry", "must not be negative")

@@ -20,9 +20,13 @@ import (
 const seatReservationTTL = 5 * time.Minute
 
 // seatSettledKept is how long a sent invitation's reservation keeps counting
-// for counts that began before it was sent (they may have missed it). Counts
-// take seconds; this is ample.
-const seatSettledKept = 10 * time.Minute
+// for counts that began before it was sent (they may have missed it). A
+// count taken from the member cache is up to SeatCountMaxAge old.
+const seatSettledKept = 2 * time.Hour
+
+// SeatCountMaxAge is the oldest a seat count may be when a seat is reserved
+// against it: invitations sent since are still known to the reservations.
+const SeatCountMaxAge = seatSettledKept - 10*time.Minute
 
 func (s *Store) seatsKey(ws string) string  { return s.prefix + ":seats:" + ws }
 func (s *Store) seatedKey(ws string) string { return s.prefix + ":seated:" + ws }
@@ -30,6 +34,13 @@ func (s *Store) seatedKey(ws string) string { return s.prefix + ":seated:" + ws 
 // SeatCount marks when a count of a workspace's seats began, by Redis's clock
 // (the one reservations are settled by).
 type SeatCount struct{ at int64 } // unix µs
+
+// Micros is when the count began (unix µs, Redis's clock).
+func (c SeatCount) Micros() int64 { return c.at }
+
+// SeatCountAt is a count that began at us (unix µs, Redis's clock), as
+// Micros gave it: a count kept with the member cache.
+func SeatCountAt(us int64) SeatCount { return SeatCount{at: us} }
 
 // BeginSeatCount is called before counting a workspace's members and
 // invitations in Bitbucket.

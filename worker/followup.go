@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/autoinvite/autoinvite/integrations/ratelimit"
 	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/ledger"
 )
@@ -46,7 +47,20 @@ func (w *Worker) HandleFollowUp(ctx context.Context, t *asynq.Task) error {
 		}
 		return err
 	}
+	if f.Reason == jobs.ReasonCheck {
+		if w.signupsWaiting(log.WithContext(ctx)) {
+			log.Debug().Msg("early check deferred: signups wait for the Bitbucket budget and go first; the check stays due")
+			return nil
+		}
+		// Early checks spend their own share of the budget (rate_limits.early_check_share).
+		ctx = ratelimit.WithClass(ctx, ratelimit.ClassEarlyCheck)
+	}
 	_, err := w.FollowUp(log.WithContext(ctx), ledger.Ref{Workspace: f.Workspace, PersonID: f.PersonID}, false, actorSweep)
+	if wait, ok := ratelimit.AsWait(err); ok && f.Reason == jobs.ReasonCheck {
+		// Nothing was written: the check stays due and a later sweep queues it again.
+		log.Debug().Str("budget", wait.Budget).Msg("early check deferred: its share of the budget is spent")
+		return nil
+	}
 	err = w.deadline(err)
 	if errors.Is(err, ledger.ErrBusy) || errors.Is(err, ledger.ErrLockLost) {
 		return err // retried shortly, not a failure
@@ -85,7 +99,14 @@ func (w *Worker) followUpLocked(ctx context.Context, ref ledger.Ref, force bool,
 	now := w.o.Now()
 	cfg := w.o.Rules().Config().Invitations
 	if entry.AccountID != "" {
-		member, err := w.isMember(ctx, entry)
+		member, listed, err := w.isMember(ctx, entry)
+		if err == nil && listed && !member && resendDue(entry, now, force) {
+			// A re-send goes only to someone asked about: they may have
+			// joined since the listing.
+			if member, _, err = w.checkOne(ctx, entry.Workspace, entry.PersonID, entry.AccountID); member {
+				entry.MemberSeenAt = now
+			}
+		}
 		if err != nil {
 			return OutcomeNothing, w.failAs(ctx, entry, err, actor)
 		}
@@ -162,6 +183,16 @@ func (w *Worker) followUpLocked(ctx context.Context, ref ledger.Ref, force bool,
 		entry.Status, entry.LastError = ledger.StatusInvited, ""
 	}
 	return outcome, w.o.Ledger.Put(ctx, entry)
+}
+
+// resendDue reports whether a follow-up would re-send an invitation now.
+func resendDue(e *ledger.Entry, now time.Time, force bool) bool {
+	for _, inv := range e.Invitations {
+		if inv.State == ledger.InvitationPending && (force || !inv.ExpiresAt.After(now)) {
+			return true
+		}
+	}
+	return false
 }
 
 // HandleSweep is the Asynq handler for jobs.TypeSweep: it queues a follow-up
@@ -257,6 +288,20 @@ func (w *Worker) eachDue(ctx context.Context, tick time.Time, fn func(ledger.Ref
 }
 
 const maxEarlyChecksPerSweep = 50
+
+// signupsWaiting reports whether user events wait for the Bitbucket budget:
+// early checks then yield it to them. An unreadable backlog counts as none.
+func (w *Worker) signupsWaiting(ctx context.Context) bool {
+	if w.o.Backlog == nil {
+		return false
+	}
+	n, err := w.o.Backlog.Waiting(ctx, ratelimit.APIBitbucket)
+	if err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("budget backlog unreadable: early check goes ahead")
+		return false
+	}
+	return n > 0
+}
 
 // resendGuard keeps an admin's repeated resend from mailing someone twice.
 const resendGuard = time.Minute

@@ -13,10 +13,12 @@ import (
 	"github.com/autoinvite/autoinvite/integrations/bitbucket"
 	"github.com/autoinvite/autoinvite/integrations/fake/faketest"
 	"github.com/autoinvite/autoinvite/integrations/jira"
+	"github.com/autoinvite/autoinvite/integrations/ratelimit"
 	"github.com/autoinvite/autoinvite/internal/redistest"
 	"github.com/autoinvite/autoinvite/internal/testenv"
 	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/ledger"
+	"github.com/autoinvite/autoinvite/membership"
 	"github.com/autoinvite/autoinvite/rules"
 	"github.com/autoinvite/autoinvite/worker"
 )
@@ -59,9 +61,13 @@ func newHarness(t *testing.T, rulesYAML string, lease time.Duration, extra ...fu
 	wo := worker.Options{
 		Jira: jira.New(o, false), Bitbucket: bitbucket.New(o), Ledger: store,
 		Rules: func() *rules.Engine { return engine }, Logger: zerolog.New(logs), LockLease: lease,
+		Members: membership.New(rdb, r.Prefix),
 	}
 	for _, opt := range extra {
 		opt(&wo, f)
+	}
+	if wo.Backlog == nil {
+		wo.Backlog = ratelimit.NewBacklog(rdb, r.Prefix)
 	}
 	w, err := worker.New(wo)
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/autoinvite/autoinvite/internal/transient"
 	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/ledger"
+	"github.com/autoinvite/autoinvite/membership"
 	"github.com/autoinvite/autoinvite/outcome"
 	"github.com/autoinvite/autoinvite/rules"
 )
@@ -78,6 +79,9 @@ type Options struct {
 	// Backlog orders the user events waiting for a budget by arrival (nil:
 	// they retry when the budget refills, in no particular order).
 	Backlog *ratelimit.Backlog
+	// Members caches the workspaces' member sets (nil: every signup checks
+	// its own membership).
+	Members *membership.Cache
 }
 
 // Validate reports missing dependencies.
@@ -266,8 +270,8 @@ func (w *Worker) signup(ctx context.Context, s *subject, taskID string) error {
 	for _, d := range decisions {
 		workspaces = append(workspaces, d.Workspace)
 	}
-	// The lock and the person's entries in one round trip.
-	lock, entries, err := w.o.Ledger.LockAndGet(ctx, s.personID, taskID, w.o.LockLease, workspaces)
+	// The lock, the person's entries and the event's watermark in one round trip.
+	lock, entries, err := w.o.Ledger.LockAndApply(ctx, s.personID, taskID, w.o.LockLease, workspaces, ledger.Watermark{At: s.ev.Timestamp})
 	if err != nil {
 		log.Debug().Err(err).Msg("person busy: retrying shortly")
 		return err
@@ -315,7 +319,8 @@ func (w *Worker) inOrder(ctx context.Context, s *subject, lock *ledger.Lock, dea
 			return false, err
 		}
 	}
-	if ts < wm.At || (ts == wm.At && wm.Deleted && !deactivation) {
+	event := ledger.Watermark{At: ts, Deleted: deactivation}
+	if wm.Older(event) {
 		detail := fmt.Sprintf("%s of %s is older than the newest event applied (%s%s): ignored",
 			s.ev.Event, time.UnixMilli(ts).UTC().Format(time.RFC3339Nano), time.UnixMilli(wm.At).UTC().Format(time.RFC3339Nano), map[bool]string{true: ", a deletion"}[wm.Deleted])
 		zerolog.Ctx(ctx).Info().Int64("event_timestamp", ts).Int64("newest_applied", wm.At).Msg("stale event: " + detail)
@@ -324,8 +329,8 @@ func (w *Worker) inOrder(ctx context.Context, s *subject, lock *ledger.Lock, dea
 		})
 	}
 	s.reactivate = (s.ev.Event == jobs.EventUserCreated && ts > wm.At) || (wm.Deleted && !deactivation)
-	if wm.At != ts || wm.Deleted != deactivation {
-		if err := w.o.Ledger.SetWatermark(ctx, s.personID, ledger.Watermark{At: ts, Deleted: deactivation}); err != nil {
+	if wm != event && !lock.Applied() {
+		if err := w.o.Ledger.SetWatermark(ctx, s.personID, event); err != nil {
 			return false, err
 		}
 	}
@@ -547,11 +552,14 @@ func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decisio
 		return w.queueAtlassian(ctx, entry, want, actorWebhook)
 	}
 
-	member := false
+	member, listed := false, false
 	if s.user.AccountID != "" {
-		if member, err = w.isMember(ctx, entry); err != nil {
+		if member, listed, err = w.isMember(ctx, entry); err != nil {
 			return w.fail(ctx, entry, err)
 		}
+	}
+	if listed {
+		ctx = context.WithValue(ctx, listedKey{}, true)
 	}
 	if member {
 		return w.grantAll(ctx, entry, want, actorWebhook)
@@ -572,22 +580,6 @@ func (w *Worker) applyWorkspace(ctx context.Context, s *subject, d rules.Decisio
 		return w.o.Ledger.Put(ctx, entry)
 	}
 	return w.invite(ctx, entry, want, actorWebhook)
-}
-
-// memberMemo is how long a "yes, a member" answer is trusted.
-const memberMemo = time.Hour
-
-// isMember asks Bitbucket unless it said yes within the last hour.
-func (w *Worker) isMember(ctx context.Context, entry *ledger.Entry) (bool, error) {
-	now := w.o.Now()
-	if !entry.MemberSeenAt.IsZero() && now.Sub(entry.MemberSeenAt) < memberMemo {
-		return true, nil
-	}
-	member, err := w.o.Bitbucket.IsMember(ctx, entry.Workspace, entry.AccountID)
-	if member {
-		entry.MemberSeenAt = now
-	}
-	return member, err
 }
 
 // putAndRedecide saves the email just learned and evaluates the workspace again.
@@ -669,6 +661,9 @@ func (w *Worker) grantAll(ctx context.Context, entry *ledger.Entry, groups []str
 			entry.Wait(g)
 			if !transient.Is(err) {
 				delete(entry.Intents, g) // refused: nothing was added
+				if fromListing(ctx) {
+					w.memberDoubted(ctx, entry.Workspace, entry.AccountID) // the retry asks about them
+				}
 			} else {
 				entry.Doubt(g, now) // no answer: it may still land
 			}
@@ -730,6 +725,18 @@ func (w *Worker) invite(ctx context.Context, entry *ledger.Entry, groups []strin
 			toOrg = true
 			break
 		}
+		if fromListing(ctx) && (already || (err != nil && !isTemporaryOrWait(err))) {
+			// The contract does not say how Bitbucket answers an invitation
+			// for a member: a listing's "not a member" is checked again.
+			if member, _, cerr := w.checkOne(ctx, entry.Workspace, entry.PersonID, entry.AccountID); cerr == nil && member {
+				log.Info().Str("group", g).Msg("a member after all (joined since the listing): adding to the groups instead")
+				if reserved {
+					w.settleSeat(ctx, entry.Workspace, entry.PersonID, false)
+				}
+				entry.MemberSeenAt = now
+				return w.grantAll(context.WithValue(ctx, listedKey{}, false), entry, groups, actor)
+			}
+		}
 		if err != nil {
 			entry.Wait(g)
 			errs = append(errs, err)
@@ -774,26 +781,17 @@ func (w *Worker) seatLimitReached(ctx context.Context, entry *ledger.Entry, grou
 	if ws == nil || ws.MaxMembers <= 0 {
 		return false, nil
 	}
-	count, err := w.o.Ledger.BeginSeatCount(ctx)
+	atl, err := w.atlassianAdministered(ctx, entry.Workspace)
 	if err != nil {
 		return false, w.failAs(ctx, entry, err, actor)
 	}
-	members, err := w.o.Bitbucket.CountMembers(ctx, entry.Workspace)
-	if err != nil {
-		return false, w.failAs(ctx, entry, err, actor)
-	}
-	emails := map[string]bool{}
-	if atl, err := w.atlassianAdministered(ctx, entry.Workspace); err != nil || !atl {
-		// Atlassian Administration has no invitation list: members only there.
-		pending, err := w.o.Bitbucket.ListInvitations(ctx, entry.Workspace)
-		if err != nil {
+	count, members, invitations, cached := w.cachedSeats(ctx, entry.Workspace, atl)
+	if !cached {
+		if count, members, invitations, err = w.countSeats(ctx, entry.Workspace, atl); err != nil {
 			return false, w.failAs(ctx, entry, err, actor)
 		}
-		for _, inv := range pending {
-			emails[strings.ToLower(inv.Email)] = true
-		}
 	}
-	seats := members + len(emails)
+	seats := members + invitations
 	admitted, reserved, err := w.o.Ledger.ReserveSeat(ctx, entry.Workspace, entry.PersonID, count, seats, ws.MaxMembers)
 	if err != nil {
 		return false, w.failAs(ctx, entry, err, actor)
@@ -801,9 +799,9 @@ func (w *Worker) seatLimitReached(ctx context.Context, entry *ledger.Entry, grou
 	if admitted {
 		return false, nil
 	}
-	detail := fmt.Sprintf("%d members + %d pending invitations reach max_members %d", members, len(emails), ws.MaxMembers)
+	detail := fmt.Sprintf("%d members + %d pending invitations reach max_members %d", members, invitations, ws.MaxMembers)
 	if reserved > 0 {
-		detail = fmt.Sprintf("%d members + %d pending invitations + %d being sent reach max_members %d", members, len(emails), reserved, ws.MaxMembers)
+		detail = fmt.Sprintf("%d members + %d pending invitations + %d being sent reach max_members %d", members, invitations, reserved, ws.MaxMembers)
 	}
 	for _, g := range groups {
 		entry.Wait(g)
@@ -813,6 +811,19 @@ func (w *Worker) seatLimitReached(ctx context.Context, entry *ledger.Entry, grou
 	zerolog.Ctx(ctx).Warn().Str("workspace", entry.Workspace).Str("email", entry.Email).Int("seats", seats+reserved).Int("max_members", ws.MaxMembers).
 		Msg("seat limit reached: invitation held, not sent; raise max_members or free seats, then `autoinvite invites resend`")
 	return true, w.o.Ledger.Put(ctx, entry)
+}
+
+// countSeats asks Bitbucket: the members and, administered in Bitbucket,
+// the pending invitations (Atlassian Administration has no invitation list).
+func (w *Worker) countSeats(ctx context.Context, ws string, atl bool) (count ledger.SeatCount, members, invitations int, err error) {
+	if count, err = w.o.Ledger.BeginSeatCount(ctx); err != nil {
+		return count, 0, 0, err
+	}
+	if members, err = w.o.Bitbucket.CountMembers(ctx, ws); err != nil || atl {
+		return count, members, 0, err
+	}
+	pending, err := w.o.Bitbucket.ListInvitations(ctx, ws)
+	return count, members, distinctEmails(pending), err
 }
 
 // settleSeat ends a seat reservation: used when the invitation went out.

@@ -340,3 +340,44 @@ func TestCurrentUserAndListGroups(t *testing.T) {
 		t.Fatalf("ListGroups(../acme) = %v", err)
 	}
 }
+
+// The member listing reads 100 members a page (the contract's maximum) and
+// follows Bitbucket's next link against the configured base URL.
+func TestListMembersPages(t *testing.T) {
+	f, c, _ := setup(t)
+	f.AddWorkspace("big")
+	for i := 0; i < 250; i++ {
+		f.AddMember("big", fmt.Sprintf("557058:m%03d", i))
+	}
+	var got []string
+	next, pages := "", 0
+	for {
+		p, err := c.ListMembersPage(context.Background(), "big", next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		if p.Size != 250 {
+			t.Fatalf("size = %d", p.Size)
+		}
+		got = append(got, p.AccountIDs...)
+		if next = p.Next; next == "" {
+			break
+		}
+		if strings.HasPrefix(next, "http") {
+			t.Fatalf("next %q kept the host", next)
+		}
+	}
+	if pages != 3 || len(got) != 250 || got[249] != "557058:m249" {
+		t.Fatalf("%d pages, %d members (last %q)", pages, len(got), got[len(got)-1])
+	}
+	if calls := f.CallsTo("GET", "/2.0/workspaces/big/members"); len(calls) != 3 || !strings.Contains(calls[0].Query, "pagelen=100") {
+		t.Fatalf("calls = %+v", calls)
+	}
+	if v := f.Violations(); len(v) > 0 {
+		t.Fatalf("contract violations: %v", v)
+	}
+	if _, err := c.ListMembersPage(context.Background(), "nope", ""); !errors.Is(err, bitbucket.ErrWorkspaceNotFound) {
+		t.Fatalf("missing workspace: %v", err)
+	}
+}

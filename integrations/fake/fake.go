@@ -523,11 +523,24 @@ func (f *Fake) getMember(w http.ResponseWriter, r *http.Request) {
 
 func (f *Fake) listMembers(w http.ResponseWriter, r *http.Request) {
 	f.inWorkspace(w, r, func(ws *workspace) {
+		// Paged as Bitbucket pages: pagelen defaults to 10, at most 100.
+		pagelen, page := 10, 1
+		if v, err := strconv.Atoi(r.URL.Query().Get("pagelen")); err == nil && v > 0 {
+			pagelen = min(v, 100)
+		}
+		if v, err := strconv.Atoi(r.URL.Query().Get("page")); err == nil && v > 0 {
+			page = v
+		}
+		all := sortedKeys(ws.members)
 		values := []map[string]any{}
-		for _, m := range sortedKeys(ws.members) {
+		for _, m := range all[min((page-1)*pagelen, len(all)):min(page*pagelen, len(all))] {
 			values = append(values, map[string]any{"type": "workspace_membership", "user": map[string]any{"type": "user", "account_id": m}})
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"size": len(values), "page": 1, "pagelen": len(values) + 1, "values": values})
+		body := map[string]any{"size": len(all), "page": page, "pagelen": pagelen, "values": values}
+		if page*pagelen < len(all) {
+			body["next"] = fmt.Sprintf("http://%s%s?page=%d&pagelen=%d", r.Host, r.URL.Path, page+1, pagelen)
+		}
+		writeJSON(w, http.StatusOK, body)
 	})
 }
 

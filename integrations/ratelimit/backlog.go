@@ -129,6 +129,33 @@ func (b *Backlog) Done(ctx context.Context, id string) error {
 	return nil
 }
 
+// Waiting is how many tasks wait for a budget of api (stale ones included
+// until a Queue prunes them).
+func (b *Backlog) Waiting(ctx context.Context, api string) (int, error) {
+	queues, err := b.rdb.HGetAll(ctx, b.tag+":queues").Result()
+	if err != nil {
+		return 0, fmt.Errorf("read the budget backlog: %w", err)
+	}
+	pipe := b.rdb.Pipeline()
+	var counts []*redis.IntCmd
+	for name, meta := range queues {
+		if strings.HasPrefix(meta, api+"\t") {
+			counts = append(counts, pipe.ZCard(ctx, b.keys(name)[1]))
+		}
+	}
+	if len(counts) == 0 {
+		return 0, nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, fmt.Errorf("read the %s budget backlog: %w", api, err)
+	}
+	n := 0
+	for _, c := range counts {
+		n += int(c.Val())
+	}
+	return n, nil
+}
+
 // QueueStatus is one budget's backlog.
 type QueueStatus struct {
 	API, Budget string

@@ -27,6 +27,9 @@ func TestBacklogServesOldestFirst(t *testing.T) {
 		t.Fatalf("wait = %+v", spent)
 	}
 	b := ratelimit.NewBacklog(rdb, prefix)
+	if n, err := b.Waiting(ctx, "bitbucket"); err != nil || n != 0 {
+		t.Fatalf("waiting before any = %d, %v", n, err)
+	}
 	arrival := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
 	queue := func(i int) *ratelimit.WaitError {
 		t.Helper()
@@ -45,6 +48,12 @@ func TestBacklogServesOldestFirst(t *testing.T) {
 		if want := spent.RetryAfter + time.Duration(i)*6*time.Minute; w.Position != i || w.RetryAfter != want {
 			t.Errorf("task %d: place %d, retry after %s; want %d, %s", i, w.Position, w.RetryAfter, i, want)
 		}
+	}
+	if n, err := b.Waiting(ctx, "bitbucket"); err != nil || n != 5 {
+		t.Fatalf("waiting for bitbucket = %d, %v; want 5", n, err)
+	}
+	if n, err := b.Waiting(ctx, "jira"); err != nil || n != 0 {
+		t.Fatalf("waiting for jira = %d, %v; want 0", n, err)
 	}
 	st, err := b.Status(ctx)
 	if err != nil || len(st) != 1 {

@@ -40,6 +40,25 @@ type Budget struct {
 	Per      time.Duration
 	// Match selects the requests the budget counts; nil counts all.
 	Match func(method, pathTemplate string) bool
+	// Class, when set, limits the budget to calls made with a context of
+	// that class (WithClass): a share of the budget for one kind of work.
+	Class string
+}
+
+// ClassEarlyCheck marks the calls of early acceptance checks.
+const ClassEarlyCheck = "early-check"
+
+type classKey struct{}
+
+// WithClass marks the calls made with ctx as of a class of work, which the
+// budgets of that class count as well.
+func WithClass(ctx context.Context, class string) context.Context {
+	return context.WithValue(ctx, classKey{}, class)
+}
+
+func classOf(ctx context.Context) string {
+	c, _ := ctx.Value(classKey{}).(string)
+	return c
 }
 
 // WaitError means the budget is spent: try again after RetryAfter. It is not a
@@ -139,7 +158,7 @@ func (l *Limiter) take(ctx context.Context, method, pathTemplate string) error {
 	var args []any
 	var budgets []Budget
 	for _, b := range l.o.Budgets {
-		if b.Match != nil && !b.Match(method, pathTemplate) {
+		if (b.Match != nil && !b.Match(method, pathTemplate)) || (b.Class != "" && b.Class != classOf(ctx)) {
 			continue
 		}
 		keys = append(keys, l.key+":"+b.Name)

@@ -160,3 +160,30 @@ func TestBackoffIsCappedAndJittered(t *testing.T) {
 		t.Fatal("no jitter")
 	}
 }
+
+// A class budget is a share of the whole: calls of the class spend both
+// (and wait when the share is spent), other calls only the whole budget.
+func TestClassBudgetIsAShare(t *testing.T) {
+	rdb, prefix := client(t)
+	ctx := context.Background()
+	l := ratelimit.New(rdb, ratelimit.Options{API: "bitbucket", Credential: "bot", Prefix: prefix, MaxInPlaceWait: -1,
+		Budgets: []ratelimit.Budget{{Name: "requests", Requests: 10, Per: time.Hour},
+			{Name: "early-checks", Requests: 2, Per: time.Hour, Class: ratelimit.ClassEarlyCheck}}})
+	early := ratelimit.WithClass(ctx, ratelimit.ClassEarlyCheck)
+	for i := 0; i < 2; i++ {
+		if err := l.Take(early, "GET", "/x"); err != nil {
+			t.Fatalf("early check %d: %v", i, err)
+		}
+	}
+	if w, ok := ratelimit.AsWait(l.Take(early, "GET", "/x")); !ok || w.Budget != "early-checks" {
+		t.Fatalf("third early check: %v, want a wait for the early-checks share", w)
+	}
+	for i := 0; i < 8; i++ {
+		if err := l.Take(ctx, "GET", "/x"); err != nil {
+			t.Fatalf("signup call %d: %v (the share is not theirs)", i, err)
+		}
+	}
+	if w, ok := ratelimit.AsWait(l.Take(ctx, "GET", "/x")); !ok || w.Budget != "requests" {
+		t.Fatalf("11th call: %v, want a wait for the whole budget", w)
+	}
+}

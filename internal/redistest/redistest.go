@@ -70,3 +70,15 @@ func (r *Redis) cleanup(t testing.TB) {
 		}
 	}
 }
+
+// Client returns a client of r, closed when the test ends.
+func (r *Redis) Client(t testing.TB) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
