@@ -18,6 +18,22 @@ type Watermark struct {
 	Deleted bool
 }
 
+// Older reports whether event comes before w in Jira's order: older, or a
+// non-deactivating event with the same timestamp as a deletion (a deletion
+// is a tombstone only a newer event lifts).
+func (w Watermark) Older(event Watermark) bool {
+	return event.At < w.At || (event.At == w.At && w.Deleted && !event.Deleted)
+}
+
+// String is the watermark as stored: "<ms>" or "<ms>:deleted".
+func (w Watermark) String() string {
+	v := strconv.FormatInt(w.At, 10)
+	if w.Deleted {
+		v += ":deleted"
+	}
+	return v
+}
+
 func (s *Store) watermarkKey(personID string) string { return s.prefix + ":events:" + personID }
 
 // GetWatermark returns the person's watermark (zero when none).
@@ -48,11 +64,7 @@ func parseWatermark(personID, raw string) (Watermark, error) {
 // SetWatermark records the newest event applied to the person; the caller
 // holds the person's lock and has checked that w is not older.
 func (s *Store) SetWatermark(ctx context.Context, personID string, w Watermark) error {
-	v := strconv.FormatInt(w.At, 10)
-	if w.Deleted {
-		v += ":deleted"
-	}
-	if err := s.rdb.Set(ctx, s.watermarkKey(personID), v, 0).Err(); err != nil {
+	if err := s.rdb.Set(ctx, s.watermarkKey(personID), w.String(), 0).Err(); err != nil {
 		return fmt.Errorf("record event watermark of %s: %w", personID, err)
 	}
 	return nil

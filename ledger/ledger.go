@@ -396,13 +396,27 @@ func (s *Store) PutLocked(ctx context.Context, lock *Lock, e *Entry) error {
 	if err := lock.Err(); err != nil {
 		return fmt.Errorf("write ledger %s/%s: %w", e.Workspace, e.PersonID, err)
 	}
-	return s.put(ctx, lock, e)
+	return s.putRelease(ctx, lock, e, false)
+}
+
+// PutAndUnlock is Put followed by Unlock, in one round trip: for a task's
+// last write. When the write fails the lock stays held, for Unlock.
+func (s *Store) PutAndUnlock(ctx context.Context, e *Entry) error {
+	lock := LockFrom(ctx)
+	if lock == nil || lock.personID != e.PersonID || lock.Err() != nil {
+		return s.Put(ctx, e) // the same errors as Put
+	}
+	err := s.putRelease(ctx, lock, e, true)
+	if err == nil {
+		lock.releasedByWrite()
+	}
+	return err
 }
 
 // PutUnlocked writes an entry without the person's lock: only for writers
 // that cannot race a worker (seeding a ledger in tests and benchmarks).
 func (s *Store) PutUnlocked(ctx context.Context, e *Entry) error {
-	return s.put(ctx, nil, e)
+	return s.putRelease(ctx, nil, e, false)
 }
 
 // putScript writes an entry, its indexes and its audit records, only while
@@ -414,13 +428,15 @@ func (s *Store) PutUnlocked(ctx context.Context, e *Entry) error {
 // workspaces, email index, old email key, due index, check index, audit stream.
 // ARGV: token, dry run ("1"), entry's compact JSON, workspace, person, email
 // ("" = none), due score ("" = none), check score ("" = none), index member,
-// audit max length, values per audit record, then the records' values.
+// audit max length, values per audit record, release the lock after ("1"),
+// then the records' values.
 var putScript = redis.NewScript(`
 if ARGV[1] ~= "" and redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
 local n = tonumber(ARGV[11])
-for i = 12, #ARGV, n do
+for i = 13, #ARGV, n do
   redis.call("XADD", KEYS[11], "MAXLEN", "~", ARGV[10], "*", unpack(ARGV, i, i + n - 1))
 end
+if ARGV[12] == "1" and ARGV[1] ~= "" then redis.call("DEL", KEYS[1]) end
 if ARGV[2] == "1" then return 1 end
 local rec = ARGV[4] .. "\t" .. ARGV[3] .. "\n"
 local v = redis.call("GET", KEYS[2]) or ""
@@ -444,7 +460,7 @@ if ARGV[7] ~= "" then redis.call("ZADD", KEYS[9], ARGV[7], ARGV[9]) else redis.c
 if ARGV[8] ~= "" then redis.call("ZADD", KEYS[10], ARGV[8], ARGV[9]) else redis.call("ZREM", KEYS[10], ARGV[9]) end
 return 1`)
 
-func (s *Store) put(ctx context.Context, lock *Lock, e *Entry) error {
+func (s *Store) putRelease(ctx context.Context, lock *Lock, e *Entry, release bool) error {
 	if !validWorkspace(e.Workspace) {
 		return fmt.Errorf("write ledger %q/%s: a workspace name must be non-empty, without tabs or newlines", e.Workspace, e.PersonID)
 	}
@@ -472,9 +488,9 @@ func (s *Store) put(ctx context.Context, lock *Lock, e *Entry) error {
 		s.workspaceKey(e.Workspace), s.workspacesKey(), s.emailsKey(), s.emailKey(e.Email), s.DueKey(), s.CheckKey(), s.AuditKey(),
 	}
 	perRecord := len(auditValues(AuditRecord{}))
-	args := make([]any, 0, 11+perRecord*len(records))
+	args := make([]any, 0, 12+perRecord*len(records))
 	args = append(args, token, dry, raw, e.Workspace, e.PersonID, strings.ToLower(e.Email), due, check,
-		dueMember(e.Workspace, e.PersonID), s.opts.AuditMaxLen, perRecord)
+		dueMember(e.Workspace, e.PersonID), s.opts.AuditMaxLen, perRecord, map[bool]string{true: "1"}[release])
 	for _, rec := range records {
 		args = append(args, auditValues(rec)...)
 	}

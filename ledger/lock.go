@@ -25,14 +25,25 @@ var ErrNotLocked = errors.New("ledger write without the person's lock")
 var (
 	unlockScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 	// KEYS: the lock, the person's value, their event watermark, then the
-	// old format's entry key of each workspace in ARGV[3..]. Returns nil when
-	// the lock is taken, else the value, the watermark and, per workspace the
-	// value has no record of, its old-format entry ("" if none).
+	// old format's entry key of each workspace in ARGV[6..]. ARGV[3..5]: an
+	// event to record as the watermark ("<ms>[:deleted]", ms, "1" when it
+	// deactivates; "" = none), recorded only when it is not older than the
+	// watermark (the rule of Lock.Watermark's callers). Returns nil when the
+	// lock is taken, else the value, the watermark as it was and, per
+	// workspace the value has no record of, its old-format entry ("" if none).
 	lockAndGetScript = redis.NewScript(`if not redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return false end
 local v = redis.call("GET", KEYS[2]) or ""
-local out = {v, redis.call("GET", KEYS[3]) or ""}
+local wm = redis.call("GET", KEYS[3]) or ""
+if ARGV[3] ~= "" then
+  local at = tonumber(string.match(wm, "^%d+") or "0")
+  local del = string.find(wm, ":deleted", 1, true) ~= nil
+  local evAt, evDel = tonumber(ARGV[4]), ARGV[5] == "1"
+  local stale = evAt < at or (evAt == at and del and not evDel)
+  if not stale and (evAt ~= at or del ~= evDel) then redis.call("SET", KEYS[3], ARGV[3]) end
+end
+local out = {v, wm}
 for i = 4, #KEYS do
-  if string.find("\n" .. v, "\n" .. ARGV[i - 1] .. "\t", 1, true) then out[i - 1] = ""
+  if string.find("\n" .. v, "\n" .. ARGV[i + 2] .. "\t", 1, true) then out[i - 1] = ""
   else out[i - 1] = redis.call("GET", KEYS[i]) or "" end
 end
 return out`)
@@ -58,6 +69,8 @@ type Lock struct {
 	// watermark is the person's event watermark as read with the lock
 	// (LockAndGet), nil when it was not read.
 	watermark *Watermark
+	// applied: LockAndApply recorded its event as the new watermark.
+	applied bool
 
 	mu       sync.Mutex
 	cancels  []context.CancelCauseFunc
@@ -109,14 +122,22 @@ func (l *Lock) Context(parent context.Context) context.Context {
 
 // Unlock stops the renewal and deletes the lock key if it still holds this
 // holder's token. Safe to call more than once.
-func (l *Lock) Unlock() {
+func (l *Lock) Unlock() { l.release(true) }
+
+// releasedByWrite records that a write released the lock (PutAndUnlock):
+// Unlock has nothing left to do in Redis.
+func (l *Lock) releasedByWrite() { l.release(false) }
+
+func (l *Lock) release(inRedis bool) {
 	l.once.Do(func() {
 		close(l.stop)
 		<-l.renewing
-		// A fresh context: the task's may be cancelled, the lock must still go.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		unlockScript.Run(ctx, l.s.rdb, []string{l.key}, l.token)
+		if inRedis {
+			// A fresh context: the task's may be cancelled, the lock must still go.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			unlockScript.Run(ctx, l.s.rdb, []string{l.key}, l.token)
+		}
 		l.mu.Lock()
 		l.released = true
 		for _, c := range l.cancels {
@@ -188,6 +209,10 @@ func (l *Lock) Watermark() (w Watermark, ok bool) {
 	return *l.watermark, true
 }
 
+// Applied reports whether LockAndApply recorded its event as the person's
+// watermark (the caller need not SetWatermark).
+func (l *Lock) Applied() bool { return l.applied }
+
 func (s *Store) newLock(personID, token string, lease time.Duration) *Lock {
 	l := &Lock{
 		s: s, key: s.lockKey(personID), personID: personID, token: token, lease: lease,
@@ -218,9 +243,24 @@ func (s *Store) Lock(ctx context.Context, personID, owner string, lease time.Dur
 // in one round trip. Every workspace asked is in the map, nil when the person
 // has no entry there.
 func (s *Store) LockAndGet(ctx context.Context, personID, owner string, lease time.Duration, workspaces []string) (*Lock, map[string]*Entry, error) {
+	return s.LockAndApply(ctx, personID, owner, lease, workspaces, Watermark{})
+}
+
+// LockAndApply is LockAndGet that also records event as the person's
+// watermark when it is not older than the one on record (event.At 0: none):
+// one round trip where the lock, the read and SetWatermark took two. The lock
+// carries the watermark as it was before (Lock.Watermark) and whether event
+// was recorded (Lock.Applied).
+func (s *Store) LockAndApply(ctx context.Context, personID, owner string, lease time.Duration, workspaces []string, event Watermark) (*Lock, map[string]*Entry, error) {
 	token := newToken(owner)
 	keys := []string{s.lockKey(personID), s.personValueKey(personID), s.watermarkKey(personID)}
-	args := []any{token, lease.Milliseconds()}
+	args := []any{token, lease.Milliseconds(), "", 0, "0"}
+	if event.At != 0 {
+		args[2], args[3] = event.String(), event.At
+		if event.Deleted {
+			args[4] = "1"
+		}
+	}
 	for _, ws := range workspaces {
 		keys = append(keys, s.entryKey(ws, personID))
 		args = append(args, ws)
@@ -239,6 +279,7 @@ func (s *Store) LockAndGet(ctx context.Context, personID, owner string, lease ti
 		return nil, nil, err
 	}
 	lock.watermark = &wm
+	lock.applied = event.At != 0 && !wm.Older(event) && wm != event
 	recs := records(res[0])
 	entries := make(map[string]*Entry, len(workspaces))
 	for i, ws := range workspaces {

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -272,4 +273,111 @@ func TestLockAndGetReadsTheWatermark(t *testing.T) {
 	if _, ok := other.Watermark(); ok {
 		t.Fatal("Lock claims to have read a watermark")
 	}
+}
+
+// LockAndApply records the event as the watermark in the lock's round trip,
+// by the same rule as Watermark.Older: never an older event, never a
+// non-deactivating event over a deletion of the same instant.
+func TestLockAndApplyRecordsOnlyNewerEvents(t *testing.T) {
+	s, _, _ := testStore(t, Options{})
+	ctx := context.Background()
+	const at = int64(1763800003000)
+	for _, c := range []struct {
+		name          string
+		before, event Watermark
+		applied       bool
+		after         Watermark
+	}{
+		{"first event", Watermark{}, Watermark{At: at}, true, Watermark{At: at}},
+		{"newer", Watermark{At: at}, Watermark{At: at + 1}, true, Watermark{At: at + 1}},
+		{"same event again", Watermark{At: at}, Watermark{At: at}, false, Watermark{At: at}},
+		{"older", Watermark{At: at}, Watermark{At: at - 1}, false, Watermark{At: at}},
+		{"deletion at the same instant", Watermark{At: at}, Watermark{At: at, Deleted: true}, true, Watermark{At: at, Deleted: true}},
+		{"update at a deletion's instant", Watermark{At: at, Deleted: true}, Watermark{At: at}, false, Watermark{At: at, Deleted: true}},
+		{"newer than a deletion", Watermark{At: at, Deleted: true}, Watermark{At: at + 1}, true, Watermark{At: at + 1}},
+	} {
+		person := "acct:" + strings.ReplaceAll(c.name, " ", "-")
+		if c.before.At != 0 {
+			if err := s.SetWatermark(ctx, person, c.before); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l, _, err := s.LockAndApply(ctx, person, "task", time.Minute, []string{"acme"}, c.event)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Unlock()
+		if wm, _ := l.Watermark(); wm != c.before || l.Applied() != c.applied {
+			t.Errorf("%s: lock read %+v applied %v, want %+v applied %v", c.name, wm, l.Applied(), c.before, c.applied)
+		}
+		if got, err := s.GetWatermark(ctx, person); err != nil || got != c.after {
+			t.Errorf("%s: watermark %+v (%v), want %+v", c.name, got, err, c.after)
+		}
+		if c.before.Older(c.event) == c.applied && c.event != c.before {
+			t.Errorf("%s: Watermark.Older disagrees with the script", c.name)
+		}
+	}
+}
+
+// A task's last write releases the lock in the same script: the next holder
+// gets the person at once, the writer can no longer write, and its deferred
+// Unlock touches nothing. A stale holder's PutAndUnlock neither writes nor
+// releases the later holder's lock.
+func TestPutAndUnlock(t *testing.T) {
+	s, r, rdb := testStore(t, Options{})
+	ctx := context.Background()
+	const person = "acct:557058:ida"
+	a, err := s.Lock(ctx, person, "task-a", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx := a.Context(ctx)
+	e := &Entry{Workspace: "acme", PersonID: person, Email: "ida@acme.com", Status: StatusGranted, Granted: []string{"developers"}}
+	e.Record(time.Now(), "webhook", ActionGroupAdded, "developers", "")
+	if err := s.PutAndUnlock(actx, e); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(ctx, "acme", person); got == nil || got.Status != StatusGranted {
+		t.Fatalf("entry after PutAndUnlock: %+v", got)
+	}
+	if n, _ := rdb.XLen(ctx, s.AuditKey()).Result(); n != 1 {
+		t.Fatalf("audit records: %d, want 1", n)
+	}
+	if n, _ := rdb.Exists(ctx, s.lockKey(person)).Result(); n != 0 {
+		t.Fatal("the lock is still held after PutAndUnlock")
+	}
+	if actx.Err() == nil {
+		t.Fatal("the released holder's context is not cancelled")
+	}
+	b, err := s.Lock(ctx, person, "task-b", time.Minute)
+	if err != nil {
+		t.Fatalf("next holder: %v", err)
+	}
+	a.Unlock() // the first task's deferred Unlock
+	if tok, _ := rdb.Get(ctx, s.lockKey(person)).Result(); tok != b.Token() {
+		t.Fatalf("lock holds %q after the old holder's Unlock, want the next holder's", tok)
+	}
+	if err := s.Put(actx, e); err == nil {
+		t.Fatal("a write after PutAndUnlock went through")
+	}
+
+	// b stalls, c takes over; b's last write must not land nor free c's lock.
+	bctx := b.Context(ctx)
+	expire(t, r, rdb, s.lockKey(person))
+	c, err := s.Lock(ctx, person, "task-c", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Unlock()
+	stale := &Entry{Workspace: "acme", PersonID: person, Status: StatusRevoked}
+	if err := s.PutAndUnlock(bctx, stale); !errors.Is(err, ErrLockLost) {
+		t.Fatalf("stale PutAndUnlock = %v, want ErrLockLost", err)
+	}
+	if got, _ := s.Get(ctx, "acme", person); got == nil || got.Status != StatusGranted {
+		t.Fatalf("stale PutAndUnlock wrote: %+v", got)
+	}
+	if tok, _ := rdb.Get(ctx, s.lockKey(person)).Result(); tok != c.Token() {
+		t.Fatalf("lock holds %q, want the current holder's", tok)
+	}
+	b.Unlock()
 }

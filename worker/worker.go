@@ -290,17 +290,31 @@ func (w *Worker) signup(ctx context.Context, s *subject, taskID string) error {
 			Time: w.o.Now(), PersonID: s.personID, Email: s.user.Email, Actor: actorWebhook, Action: ledger.ActionNoRuleMatches,
 		})
 	}
+	last := -1
+	for i, d := range decisions {
+		if s.onlyWorkspace == "" || d.Workspace == s.onlyWorkspace {
+			last = i
+		}
+	}
 	var errs []error
-	for _, d := range decisions {
+	for i, d := range decisions {
 		if s.onlyWorkspace != "" && d.Workspace != s.onlyWorkspace {
 			continue
 		}
-		if err := w.applyWorkspace(ctx, s, d); err != nil {
+		dctx := ctx
+		if i == last {
+			dctx = context.WithValue(ctx, lastWriteKey{}, true)
+		}
+		if err := w.applyWorkspace(dctx, s, d); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return w.finish(ctx, errs)
 }
+
+// lastWriteKey marks the context of a task's last workspace: its settling
+// write releases the person's lock in the same round trip.
+type lastWriteKey struct{}
 
 // inOrder applies Jira's ordering of one person's events, under their lock:
 // an event older than the newest applied is recorded as stale and changes
@@ -852,6 +866,11 @@ func without(groups []string, g string) []string {
 func (w *Worker) settle(ctx context.Context, entry *ledger.Entry, ok ledger.Status, errs []error, actor string) error {
 	if len(errs) == 0 {
 		entry.Status, entry.LastError = ok, ""
+		if last, _ := ctx.Value(lastWriteKey{}).(bool); last {
+			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+			defer cancel()
+			return w.o.Ledger.PutAndUnlock(bctx, entry)
+		}
 		return w.putBookkeeping(ctx, entry)
 	}
 	return w.failAs(ctx, entry, errors.Join(errs...), actor)
