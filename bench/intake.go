@@ -21,7 +21,7 @@ import (
 
 const (
 	senders      = 64
-	intakeRounds = 5
+	intakeRounds = 7
 )
 
 // benchIntake: signed webhooks per second and latency through autoinvite's
@@ -109,7 +109,14 @@ func benchIntake(ctx context.Context, env *benchEnv) error {
 	}
 	fmt.Printf("| bare asynq Enqueue, %d goroutines, no HTTP | %.0f | | | | | |\n", senders, bare)
 	fmt.Printf("\nper round: minimal %s webhooks/s; autoinvite %s; ratio %s\n", m.list(rate, "%.0f"), a.list(rate, "%.0f"), joinf(ratios, "%.2f"))
-	fmt.Printf("ratio %.2f (median of the rounds' ratios, range %.2f-%.2f; goal >= 0.80), p99 ratio %.2f (goal <= 1.50): %s\n",
+	// On a shared machine the rates follow what else runs; the CPU each
+	// webhook costs the three processes moves less (the verdict is on rates).
+	total := func(r intakeRun) float64 {
+		return float64((r.cpu + r.loadCPU + r.redisCPU).Microseconds()) / float64(r.n)
+	}
+	fmt.Printf("CPU per webhook, intake + load generator + redis: minimal %.0f µs, autoinvite %.0f µs (ratio %.2f)\n",
+		m.median(total), a.median(total), m.median(total)/a.median(total))
+	fmt.Printf("ratio %.3f (median of the rounds' ratios, range %.2f-%.2f; goal >= 0.80), p99 ratio %.2f (goal <= 1.50): %s\n",
 		ratio, slices.Min(ratios), slices.Max(ratios), p99Ratio, verdict(ratio >= 0.8 && p99Ratio <= 1.5))
 	return nil
 }

@@ -205,7 +205,7 @@ type response struct {
 // Strings that need no escaping, the usual case, are copied; any other
 // answer goes through encoding/json.
 func (r response) appendJSON(b []byte) []byte {
-	if !plainJSON(r.Status) || !plainJSON(r.Error) || !plainJSON(r.TaskID) || !plainJSON(r.RequestID) {
+	if !jobs.PlainJSON(r.Status) || !jobs.PlainJSON(r.Error) || !jobs.PlainJSON(r.TaskID) || !jobs.PlainJSON(r.RequestID) {
 		j, _ := json.Marshal(r)
 		return append(append(b, j...), '\n')
 	}
@@ -216,18 +216,6 @@ func (r response) appendJSON(b []byte) []byte {
 		}
 	}
 	return append(append(append(b, `"request_id":"`...), r.RequestID...), "\"}\n"...)
-}
-
-// plainJSON reports whether encoding/json writes s as is between quotes:
-// printable ASCII other than the quote, the backslash and the characters it
-// escapes for HTML (<, >, &).
-func plainJSON(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return false
-		}
-	}
-	return true
 }
 
 // requestLog collects what one request's log line says.

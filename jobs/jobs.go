@@ -131,11 +131,13 @@ type EnqueueOptions struct {
 type Enqueuer struct {
 	client *asynq.Client
 	opts   EnqueueOptions
+	// userEvent: the options of every user event, built once.
+	userEvent []asynq.Option
 }
 
 // NewEnqueuer returns an enqueuer over an Asynq client (owned by the caller).
 func NewEnqueuer(client *asynq.Client, opts EnqueueOptions) *Enqueuer {
-	return &Enqueuer{client: client, opts: opts}
+	return &Enqueuer{client: client, opts: opts, userEvent: userEventOptions(opts)}
 }
 
 // TaskID is the Asynq task id of a delivery: one delivery, one task.
@@ -144,18 +146,13 @@ func TaskID(deliveryID string) string { return "delivery:" + deliveryID }
 // EnqueueUserEvent enqueues the event once per delivery id. duplicate is true
 // when a task for this delivery already exists (a re-delivery).
 func (q *Enqueuer) EnqueueUserEvent(ctx context.Context, e UserEvent) (taskID string, duplicate bool, err error) {
-	payload, err := json.Marshal(e)
+	payload, err := marshalUserEvent(e)
 	if err != nil {
 		return "", false, fmt.Errorf("encode user event: %w", err)
 	}
 	taskID = TaskID(e.DeliveryID)
-	_, err = q.client.EnqueueContext(ctx, asynq.NewTask(TypeUserEvent, payload),
-		asynq.TaskID(taskID),
-		asynq.Queue(q.opts.Queue),
-		asynq.MaxRetry(q.opts.MaxRetry),
-		asynq.Timeout(q.opts.Timeout),
-		asynq.Retention(q.opts.Retention),
-	)
+	opts := append(q.userEvent[:len(q.userEvent):len(q.userEvent)], asynq.TaskID(taskID))
+	_, err = q.client.EnqueueContext(ctx, asynq.NewTask(TypeUserEvent, payload), opts...)
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return taskID, true, nil
 	}
