@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -155,6 +156,13 @@ func (c *counts) add(sink, outcome string) {
 	c.n[sink+"/"+outcome]++
 }
 
+// String is the counts, read under the lock (for failure messages).
+func (c *counts) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return fmt.Sprint(c.n)
+}
+
 func (c *counts) get(k string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -294,7 +302,7 @@ func TestWebhookIsSignedAndBurstsAreAggregated(t *testing.T) {
 		t.Fatalf("filtered sink got %d messages", hits)
 	}
 	if h.counts.get("webhook/sent") != 2 {
-		t.Fatalf("counts = %v", h.counts.n)
+		t.Fatalf("counts = %v", h.counts)
 	}
 	// Routine records notify nobody.
 	for _, action := range []string{ledger.ActionInvitationSent, ledger.ActionGroupAdded, ledger.ActionDecided} {
@@ -313,7 +321,9 @@ func TestDeliveryIsRetriedAfterA500(t *testing.T) {
 	if err := h.n.Emit(context.Background(), notify.Event{Event: config.EventReloadFailed, Detail: "autoinvite.yaml:3: listen: bad"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "delivery after two 500s", func() bool { b, _, _ := hook.got(); return len(b) == 1 })
+	// The receiver has the message before the sender has read the answer
+	// and counted it: wait for both.
+	waitFor(t, "delivery after two 500s", func() bool { b, _, _ := hook.got(); return len(b) == 1 && h.counts.get("webhook/sent") == 1 })
 	bodies, sigs, hits := hook.got()
 	if hits != 3 || sigs[0] != "" {
 		t.Fatalf("hits = %d, signature %q (no secret: unsigned)", hits, sigs[0])
@@ -324,7 +334,7 @@ func TestDeliveryIsRetriedAfterA500(t *testing.T) {
 		t.Fatalf("message = %+v", m)
 	}
 	if h.counts.get("webhook/failed") != 2 || h.counts.get("webhook/sent") != 1 {
-		t.Fatalf("counts = %v", h.counts.n)
+		t.Fatalf("counts = %v", h.counts)
 	}
 }
 
@@ -402,7 +412,7 @@ func TestEmailThroughSMTP(t *testing.T) {
 		t.Fatalf("AUTH PLAIN not used: %v", auths)
 	}
 	if h.counts.get("email/sent") != 1 {
-		t.Fatalf("counts = %v", h.counts.n)
+		t.Fatalf("counts = %v", h.counts)
 	}
 }
 
