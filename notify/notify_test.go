@@ -348,7 +348,7 @@ func TestA4xxIsNotRetried(t *testing.T) {
 	waitFor(t, "dropped", func() bool { return h.counts.get("webhook/dropped") == 1 })
 	time.Sleep(200 * time.Millisecond)
 	if h.counts.get("webhook/failed") != 0 {
-		t.Fatalf("a 404 must not be retried: %v", h.counts.n)
+		t.Fatalf("a 404 must not be retried: %v", h.counts)
 	}
 }
 
