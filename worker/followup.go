@@ -99,13 +99,15 @@ func (w *Worker) followUpLocked(ctx context.Context, ref ledger.Ref, force bool,
 	now := w.o.Now()
 	cfg := w.o.Rules().Config().Invitations
 	if entry.AccountID != "" {
-		member, listed, err := w.isMember(ctx, entry)
-		if err == nil && listed && !member && resendDue(entry, now, force) {
-			// A re-send goes only to someone asked about: they may have
-			// joined since the listing.
+		var member bool
+		if resendDue(entry, now, force) && (entry.MemberSeenAt.IsZero() || now.Sub(entry.MemberSeenAt) >= memberMemo) {
+			// A re-send goes only to someone asked about: a listing may
+			// predate their joining.
 			if member, _, err = w.checkOne(ctx, entry.Workspace, entry.PersonID, entry.AccountID); member {
 				entry.MemberSeenAt = now
 			}
+		} else {
+			member, _, err = w.isMember(ctx, entry)
 		}
 		if err != nil {
 			return OutcomeNothing, w.failAs(ctx, entry, err, actor)
