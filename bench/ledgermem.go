@@ -23,7 +23,7 @@ func benchLedger(ctx context.Context, env *benchEnv) error {
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	small := env.o.ledger / 10
 	fmt.Println("newcomer: invited, one pending invitation, an early-check time, 2 events; member: granted 3 groups, 4 events")
-	fmt.Println("(ids as in the sweep benchmark: person acct:557058:<n>, email p<n>@acme.com, one workspace)")
+	fmt.Println("(ids of real length, as in the sweep benchmark: person acct:557058:<UUID>, 43-character account id; email first.last<n>@acme-corp.com; one workspace)")
 	fmt.Println()
 	fmt.Println("| entry | layout | entries | Redis used_memory | per entry | MEMORY USAGE of one entry's key |")
 	fmt.Println("| --- | --- | ---: | ---: | ---: | ---: |")
@@ -86,8 +86,8 @@ func typicalEntry(kind string, i int, now time.Time) (*ledger.Entry, []ledger.Ev
 	n := strconv.Itoa(i)
 	sent := now.Add(-24 * time.Hour)
 	e := &ledger.Entry{
-		Workspace: "acme", PersonID: personID(i), AccountID: "557058:" + n,
-		Email: "p" + n + "@acme.com", DisplayName: "Person " + n, CreatedAt: sent, UpdatedAt: sent,
+		Workspace: "acme", PersonID: personID(i), AccountID: realAccountID(i),
+		Email: realEmail(i), DisplayName: "Person " + n, CreatedAt: sent, UpdatedAt: sent,
 	}
 	if kind == "member" {
 		e.Status = ledger.StatusGranted
@@ -113,8 +113,8 @@ func newcomerEntry(i int, now time.Time, due bool) (*ledger.Entry, []ledger.Even
 		sent, expires = now.Add(-169*time.Hour), now.Add(-time.Hour)
 	}
 	e := &ledger.Entry{
-		Workspace: "acme", PersonID: personID(i), AccountID: "557058:" + n,
-		Email: "p" + n + "@acme.com", DisplayName: "Person " + n,
+		Workspace: "acme", PersonID: personID(i), AccountID: realAccountID(i),
+		Email: realEmail(i), DisplayName: "Person " + n,
 		Status: ledger.StatusInvited, Waiting: []string{"readers"}, NextCheckAt: now.Add(3 * time.Hour),
 		RulesByGroup: map[string][]string{"developers": {"staff"}, "readers": {"everyone"}},
 		Invitations:  []ledger.Invitation{{Group: "developers", SentAt: sent, ExpiresAt: expires, State: ledger.InvitationPending}},

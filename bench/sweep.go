@@ -76,7 +76,16 @@ func benchSweep(ctx context.Context, env *benchEnv) error {
 	return nil
 }
 
-func personID(i int) string { return "acct:557058:" + strconv.Itoa(i) }
+func personID(i int) string { return "acct:" + realAccountID(i) }
+
+// realAccountID is an Atlassian account id of the real length (43
+// characters: "557058:" and a UUID): memory per entry depends on it.
+func realAccountID(i int) string {
+	return fmt.Sprintf("557058:%08x-%04x-4%03x-8%03x-%012x", i, i&0xffff, i&0xfff, (i>>12)&0xfff, i)
+}
+
+// realEmail is an address of a typical length.
+func realEmail(i int) string { return fmt.Sprintf("first.last%07d@acme-corp.com", i) }
 
 // populate writes entries [from, to) as the worker would (their audit
 // records go to a stream trimmed to a few nodes, deleted after); due ones
