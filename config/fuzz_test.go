@@ -34,10 +34,15 @@ func FuzzParse(f *testing.F) {
 				if r.Name == "" || len(r.Groups) == 0 {
 					t.Fatalf("accepted rule %+v", r)
 				}
+				seen := map[string]bool{}
 				for _, g := range r.Groups {
-					if !validate.Slug(g) {
-						t.Fatalf("accepted group %q", g)
+					// Atlassian-administered workspaces name organization
+					// groups (spaces allowed); the others take slugs.
+					ok := validate.Slug(g) || (ws.Administration == AdministrationAtlassian && validate.GroupName(g))
+					if !ok || seen[g] {
+						t.Fatalf("accepted group %q in %+v", g, ws)
 					}
+					seen[g] = true
 				}
 			}
 		}

@@ -203,11 +203,12 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 			for k, g := range r.Groups {
 				gp := fmt.Sprintf("%s.groups[%d]", rp, k)
 				switch {
-				case ws.Administration == AdministrationAtlassian && validate.GroupName(g):
-				case !validate.Slug(g):
-					v.fail(gp, "%q is not a group slug (lowercase letters, digits, '-', '_', '.'; use the slug, not the display name)", g)
 				case seenGroup[g]:
 					v.fail(gp, "group %q is listed twice", g)
+				case ws.Administration == AdministrationAtlassian && validate.GroupName(g):
+					// an organization group's name, spaces and all
+				case !validate.Slug(g):
+					v.fail(gp, "%q is not a group slug (lowercase letters, digits, '-', '_', '.'; use the slug, not the display name)", g)
 				}
 				seenGroup[g] = true
 			}
