@@ -60,19 +60,11 @@ workspaces:
 		return err
 	}
 	defer a.Close()
-	for i, h := range signups(people, accountID) {
-		if err := post(a, "user_created", h.deliveryID, map[string]any{"accountId": accountID(i), "accountType": "atlassian", "emailAddress": fmt.Sprintf("p%07d@acme.com", i), "active": true}); err != nil {
-			return err
-		}
-	}
-	start := time.Now()
-	if err := a.StartWorkers(); err != nil {
+	hooks := signups(people, accountID)
+	took, err := env.queueThenDrain(a, people, func(i int) string { return hooks[i].deliveryID }, 10*time.Minute)
+	if err != nil {
 		return err
 	}
-	if err := env.waitIdle(a.Queue(), 10*time.Minute); err != nil {
-		return err
-	}
-	took := time.Since(start)
 	var at []time.Time
 	for _, c := range f.Calls() {
 		at = append(at, c.At)

@@ -68,19 +68,10 @@ workspaces:
 		return err
 	}
 	defer a.Close()
-	for i := 0; i < people; i++ {
-		if err := post(a, "user_created", fmt.Sprintf("bulk-%07d", i), map[string]any{"accountId": accountID(i), "accountType": "atlassian", "emailAddress": fmt.Sprintf("p%07d@acme.com", i), "active": true}); err != nil {
-			return err
-		}
-	}
-	start := time.Now()
-	if err := a.StartWorkers(); err != nil {
+	took, err := env.queueThenDrain(a, people, func(i int) string { return fmt.Sprintf("bulk-%07d", i) }, 15*time.Minute)
+	if err != nil {
 		return err
 	}
-	if err := env.waitIdle(a.Queue(), 15*time.Minute); err != nil {
-		return err
-	}
-	took := time.Since(start)
 
 	// Calls: every Bitbucket call spends the requests budget.
 	var at, invites []time.Time

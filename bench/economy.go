@@ -82,6 +82,25 @@ func benchEconomy(ctx context.Context, env *benchEnv) error {
 	return nil
 }
 
+// queueThenDrain queues n signups (delivery(i) names the i-th) while
+// no worker runs, then starts the workers and times them to an idle queue.
+func (env *benchEnv) queueThenDrain(a *app.App, n int, delivery func(i int) string, timeout time.Duration) (time.Duration, error) {
+	for i := range n {
+		user := map[string]any{"accountId": accountID(i), "accountType": "atlassian", "emailAddress": fmt.Sprintf("p%07d@acme.com", i), "active": true}
+		if err := post(a, "user_created", delivery(i), user); err != nil {
+			return 0, err
+		}
+	}
+	start := time.Now()
+	if err := a.StartWorkers(); err != nil {
+		return 0, err
+	}
+	if err := env.waitIdle(a.Queue(), timeout); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
 func post(a *app.App, event, delivery string, user map[string]any) error {
 	body := testenv.Payload(event, user)
 	req := httptest.NewRequest(http.MethodPost, "/webhooks/jira", bytes.NewReader(body))

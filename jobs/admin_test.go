@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/autoinvite/autoinvite/internal/redistest"
 	"github.com/autoinvite/autoinvite/jobs"
@@ -45,12 +44,7 @@ func TestAdminActionTask(t *testing.T) {
 // Two identical requests are two tasks, not retried and kept for their result.
 func TestAdminActionTasksAreNotDeduplicated(t *testing.T) {
 	r := redistest.New(t)
-	opts, err := redis.ParseURL(r.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := r.Client(t)
 	client, ins, q := asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb), jobs.EventsQueue(r.Prefix)
 	act := jobs.AdminAction{Action: jobs.AdminSweep, Actor: "cli:alice"}
 	for range 2 {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/autoinvite/autoinvite/internal/redistest"
 	"github.com/autoinvite/autoinvite/jobs"
@@ -14,12 +13,7 @@ import (
 
 func enqueuer(t *testing.T) (*jobs.Enqueuer, *asynq.Inspector, string) {
 	r := redistest.New(t)
-	opts, err := redis.ParseURL(r.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := r.Client(t)
 	q := jobs.EventsQueue(r.Prefix)
 	return jobs.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), jobs.EnqueueOptions{Queue: q, MaxRetry: 3, Timeout: time.Minute, Retention: time.Hour}),
 		asynq.NewInspectorFromRedisClient(rdb), q

@@ -16,12 +16,7 @@ import (
 func testStore(t *testing.T, opts Options) (*Store, *redistest.Redis, redis.UniversalClient) {
 	t.Helper()
 	r := redistest.New(t)
-	o, err := redis.ParseURL(r.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(o)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := r.Client(t)
 	return New(rdb, r.Prefix, opts), r, rdb
 }
 

@@ -180,12 +180,7 @@ type harness struct {
 func start(t *testing.T, cfg config.Notifications, env map[string]string, digest func(context.Context, time.Time, time.Time) (notify.Digest, error)) *harness {
 	t.Helper()
 	r := redistest.New(t)
-	opts, err := redis.ParseURL(r.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := r.Client(t)
 	client := asynq.NewClientFromRedisClient(rdb)
 	if cfg.Window == 0 {
 		cfg.Window = config.Duration(300 * time.Millisecond)

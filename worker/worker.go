@@ -867,9 +867,7 @@ func (w *Worker) settle(ctx context.Context, entry *ledger.Entry, ok ledger.Stat
 	if len(errs) == 0 {
 		entry.Status, entry.LastError = ok, ""
 		if last, _ := ctx.Value(lastWriteKey{}).(bool); last {
-			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
-			defer cancel()
-			return w.o.Ledger.PutAndUnlock(bctx, entry)
+			return w.bookkeep(ctx, entry, w.o.Ledger.PutAndUnlock)
 		}
 		return w.putBookkeeping(ctx, entry)
 	}
@@ -924,9 +922,15 @@ const bookkeepingTimeout = 10 * time.Second
 // own context has just timed out or been cancelled: what Atlassian applied
 // must be on record. The write is still fenced by the person's lock.
 func (w *Worker) putBookkeeping(ctx context.Context, entry *ledger.Entry) error {
+	return w.bookkeep(ctx, entry, w.o.Ledger.Put)
+}
+
+// bookkeep is putBookkeeping with the write to make: Put, or PutAndUnlock
+// for a task's last write.
+func (w *Worker) bookkeep(ctx context.Context, entry *ledger.Entry, put func(context.Context, *ledger.Entry) error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
-	return w.o.Ledger.Put(ctx, entry)
+	return put(ctx, entry)
 }
 
 // isTemporaryOrWait reports an error that a later try may not have: a

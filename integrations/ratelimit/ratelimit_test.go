@@ -14,20 +14,8 @@ import (
 )
 
 func client(t *testing.T) (redis.UniversalClient, string) {
-	r := redistest.New(t)
-	opts, err := redis.ParseURL(r.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() {
-		iter := rdb.Scan(context.Background(), 0, "{"+r.Prefix+":*", 100).Iterator()
-		for iter.Next(context.Background()) {
-			rdb.Del(context.Background(), iter.Val())
-		}
-		rdb.Close()
-	})
-	return rdb, r.Prefix
+	r := redistest.New(t) // its cleanup removes the limiter's keys too
+	return r.Client(t), r.Prefix
 }
 
 // Three processes (limiters) on one credential spend one budget between them.
