@@ -311,11 +311,15 @@ func New(rdb redis.UniversalClient, prefix string, opts Options) *Store {
 // personValueKey holds every workspace record of a person (see compact.go).
 func (s *Store) personValueKey(personID string) string { return s.prefix + ":p:" + personID }
 
-// emailsKey is the hash email -> person id.
+// emailsKey is the hash email -> person number (or person id, as written
+// before numbers).
 func (s *Store) emailsKey() string              { return s.prefix + ":emails" }
 func (s *Store) lockKey(personID string) string { return s.prefix + ":lock:" + personID }
-func (s *Store) workspaceKey(ws string) string  { return s.prefix + ":ws:" + ws }
-func (s *Store) workspacesKey() string          { return s.prefix + ":workspaces" }
+
+// workspaceKey is the set of a workspace's people: person numbers (or ids,
+// as written before numbers).
+func (s *Store) workspaceKey(ws string) string { return s.prefix + ":ws:" + ws }
+func (s *Store) workspacesKey() string         { return s.prefix + ":workspaces" }
 
 // Keys of the old format, read until Put rewrites the person's entries: an
 // entry's JSON, the set of a person's workspaces, an email's person id.
@@ -326,13 +330,15 @@ func (s *Store) personKey(personID string) string { return s.prefix + ":person:"
 func (s *Store) emailKey(email string) string     { return s.prefix + ":email:" + strings.ToLower(email) }
 
 // CheckKey is the sorted set of invited people whose membership is due for an
-// early-acceptance check (score: unix seconds of NextCheckAt).
+// early-acceptance check (members as DueKey's, score: unix seconds of NextCheckAt).
 func (s *Store) CheckKey() string { return s.prefix + ":check" }
 
 // DueKey is the sorted set of pending invitations by expiry (member
-// "workspace\x00person", score unix seconds), so the sweep reads only what is due.
+// "workspace\x00<person number>", or "workspace\x00<person id>" as written
+// before numbers; score unix seconds), so the sweep reads only what is due.
 func (s *Store) DueKey() string { return s.prefix + ":due" }
 
+// dueMember is an index member of the format before person numbers.
 func dueMember(workspace, personID string) string { return workspace + "\x00" + personID }
 
 // Get returns the entry, or nil when there is none.
@@ -423,23 +429,33 @@ func (s *Store) PutUnlocked(ctx context.Context, e *Entry) error {
 // KEYS[1] (the person's lock) holds ARGV[1] (ARGV[1] "" = no lock). Returns 0
 // when the lock is not the caller's: nothing is written. The workspace's
 // record replaces its old one in the person's value (compact.go); the old
-// format's entry key, person-set membership and email key go.
+// format's entry key, person-set membership and email key go. The indexes
+// name the person by their number, given here on their first write
+// (numbers.go); members naming them by id, written before numbers, go.
 // KEYS: lock, person's value, old entry, old person set, workspace's people,
-// workspaces, email index, old email key, due index, check index, audit stream.
+// workspaces, email index, old email key, due index, check index, audit
+// stream, numbers' counter (and the hash ARGV[13] .. n/128 of a new number).
 // ARGV: token, dry run ("1"), entry's compact JSON, workspace, person, email
-// ("" = none), due score ("" = none), check score ("" = none), index member,
-// audit max length, values per audit record, release the lock after ("1"),
-// then the records' values.
+// ("" = none), due score ("" = none), check score ("" = none), index member
+// by id (the old format's), audit max length, values per audit record,
+// release the lock after ("1"), numbers' hash prefix, then the records' values.
 var putScript = redis.NewScript(`
 if ARGV[1] ~= "" and redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
 local n = tonumber(ARGV[11])
-for i = 13, #ARGV, n do
+for i = 14, #ARGV, n do
   redis.call("XADD", KEYS[11], "MAXLEN", "~", ARGV[10], "*", unpack(ARGV, i, i + n - 1))
 end
 if ARGV[12] == "1" and ARGV[1] ~= "" then redis.call("DEL", KEYS[1]) end
 if ARGV[2] == "1" then return 1 end
 local rec = ARGV[4] .. "\t" .. ARGV[3] .. "\n"
 local v = redis.call("GET", KEYS[2]) or ""
+local num = string.match(v, "^#(%d+)\n")
+if not num then
+  local id = redis.call("INCR", KEYS[12])
+  num = string.format("%d", id)
+  v = "#" .. num .. "\n" .. v
+  redis.call("HSET", ARGV[13] .. string.format("%d", math.floor(id / 128)), string.format("%d", id % 128), ARGV[5])
+end
 local at = string.find("\n" .. v, "\n" .. ARGV[4] .. "\t", 1, true)
 if at then
   local stop = string.find(v, "\n", at, true)
@@ -450,14 +466,18 @@ end
 redis.call("SET", KEYS[2], v)
 redis.call("DEL", KEYS[3])
 redis.call("SREM", KEYS[4], ARGV[4])
-redis.call("SADD", KEYS[5], ARGV[5])
+redis.call("SREM", KEYS[5], ARGV[5])
+redis.call("SADD", KEYS[5], num)
 redis.call("SADD", KEYS[6], ARGV[4])
 if ARGV[6] ~= "" then
-  redis.call("HSET", KEYS[7], ARGV[6], ARGV[5])
+  redis.call("HSET", KEYS[7], ARGV[6], num)
   redis.call("DEL", KEYS[8])
 end
-if ARGV[7] ~= "" then redis.call("ZADD", KEYS[9], ARGV[7], ARGV[9]) else redis.call("ZREM", KEYS[9], ARGV[9]) end
-if ARGV[8] ~= "" then redis.call("ZADD", KEYS[10], ARGV[8], ARGV[9]) else redis.call("ZREM", KEYS[10], ARGV[9]) end
+local member = ARGV[4] .. "\0" .. num
+redis.call("ZREM", KEYS[9], ARGV[9])
+redis.call("ZREM", KEYS[10], ARGV[9])
+if ARGV[7] ~= "" then redis.call("ZADD", KEYS[9], ARGV[7], member) else redis.call("ZREM", KEYS[9], member) end
+if ARGV[8] ~= "" then redis.call("ZADD", KEYS[10], ARGV[8], member) else redis.call("ZREM", KEYS[10], member) end
 return 1`)
 
 func (s *Store) putRelease(ctx context.Context, lock *Lock, e *Entry, release bool) error {
@@ -486,11 +506,12 @@ func (s *Store) putRelease(ctx context.Context, lock *Lock, e *Entry, release bo
 	keys := []string{
 		s.lockKey(e.PersonID), s.personValueKey(e.PersonID), s.entryKey(e.Workspace, e.PersonID), s.personKey(e.PersonID),
 		s.workspaceKey(e.Workspace), s.workspacesKey(), s.emailsKey(), s.emailKey(e.Email), s.DueKey(), s.CheckKey(), s.AuditKey(),
+		s.numbersKey(),
 	}
 	perRecord := len(auditValues(AuditRecord{}))
-	args := make([]any, 0, 12+perRecord*len(records))
+	args := make([]any, 0, 13+perRecord*len(records))
 	args = append(args, token, dry, raw, e.Workspace, e.PersonID, strings.ToLower(e.Email), due, check,
-		dueMember(e.Workspace, e.PersonID), s.opts.AuditMaxLen, perRecord, map[bool]string{true: "1"}[release])
+		dueMember(e.Workspace, e.PersonID), s.opts.AuditMaxLen, perRecord, map[bool]string{true: "1"}[release], s.numberedPrefix())
 	for _, rec := range records {
 		args = append(args, auditValues(rec)...)
 	}
@@ -565,11 +586,20 @@ func (s *Store) DueAt(ctx context.Context, index string, t time.Time, limit int6
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", index, err)
 	}
-	out := make([]Ref, 0, len(members))
+	workspaces, whos := make([]string, 0, len(members)), make([]string, 0, len(members))
 	for _, m := range members {
-		ws, person, ok := strings.Cut(m, "\x00")
-		if ok {
-			out = append(out, Ref{Workspace: ws, PersonID: person})
+		if ws, who, ok := strings.Cut(m, "\x00"); ok {
+			workspaces, whos = append(workspaces, ws), append(whos, who)
+		}
+	}
+	people, err := s.resolve(ctx, whos)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", index, err)
+	}
+	out := make([]Ref, 0, len(people))
+	for i, person := range people {
+		if person != "" {
+			out = append(out, Ref{Workspace: workspaces[i], PersonID: person})
 		}
 	}
 	return out, nil
@@ -588,12 +618,20 @@ func (s *Store) List(ctx context.Context, workspace string) ([]*Entry, error) {
 	}
 	var out []*Entry
 	for _, ws := range workspaces {
-		people, err := s.rdb.SMembers(ctx, s.workspaceKey(ws)).Result()
+		whos, err := s.rdb.SMembers(ctx, s.workspaceKey(ws)).Result()
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", ws, err)
+		}
+		people, err := s.resolve(ctx, whos)
 		if err != nil {
 			return nil, fmt.Errorf("list %s: %w", ws, err)
 		}
 		slices.Sort(people)
+		people = slices.Compact(people)
 		for _, p := range people {
+			if p == "" {
+				continue
+			}
 			e, err := s.Get(ctx, ws, p)
 			if err != nil {
 				return nil, err
@@ -617,10 +655,15 @@ func (s *Store) PersonByEmail(ctx context.Context, email string) (string, error)
 	if err = firstErr(err, id, old); err != nil {
 		return "", fmt.Errorf("read ledger email index: %w", err)
 	}
-	if id.Val() != "" {
-		return id.Val(), nil
+	who := id.Val()
+	if who == "" {
+		who = old.Val()
 	}
-	return old.Val(), nil
+	people, err := s.resolve(ctx, []string{who})
+	if err != nil {
+		return "", fmt.Errorf("read ledger email index: %w", err)
+	}
+	return people[0], nil
 }
 
 // Cursor returns a stored position (0 when none).
