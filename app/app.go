@@ -211,16 +211,17 @@ const recentRuntimes = 8
 
 // App is a running autoinvite.
 type App struct {
-	opts     Options
-	cfg      *config.Config // the startup config: settings that need a restart
-	log      zerolog.Logger
-	rdb      redis.UniversalClient
-	redisOpt asynq.RedisConnOpt
-	embedded *miniredis.Miniredis
-	sandbox  *fake.Fake
-	closers  []func()
-	metrics  *metrics.Metrics
-	backlog  *ratelimit.Backlog // tasks waiting for a budget, oldest first
+	opts      Options
+	cfg       *config.Config // the startup config: settings that need a restart
+	log       zerolog.Logger
+	rdb       redis.UniversalClient
+	redisOpt  asynq.RedisConnOpt
+	embedded  *miniredis.Miniredis
+	sandbox   *fake.Fake
+	closers   []func()
+	metrics   *metrics.Metrics
+	backlog   *ratelimit.Backlog // tasks waiting for a budget, oldest first
+	inspector *asynq.Inspector
 
 	jiraOpts, bbOpts atlassian.Options
 
@@ -281,7 +282,8 @@ func (a *App) core() error {
 	if a.jiraOpts, a.bbOpts, err = a.atlassianOptions(a.opts.Secrets); err != nil {
 		return err
 	}
-	a.metrics = metrics.New(asynq.NewInspectorFromRedisClient(a.rdb))
+	a.inspector = asynq.NewInspectorFromRedisClient(a.rdb)
+	a.metrics = metrics.New(a.inspector)
 	a.backlog = ratelimit.NewBacklog(a.rdb, a.cfg.Redis.KeyPrefix)
 	a.metrics.WatchBacklog(a.backlog)
 
@@ -422,6 +424,7 @@ func (a *App) buildRuntime(cfg *config.Config) (*runtime, error) {
 		SignupDone:   func(received time.Time) { a.metrics.SignupDuration.Observe(a.now().Sub(received).Seconds()) },
 		Backlog:      a.backlog,
 		Members:      membership.New(a.rdb, cfg.Redis.KeyPrefix),
+		Queued:       a.queuedUserEvents,
 	})
 	if err != nil {
 		return nil, err
@@ -789,6 +792,19 @@ func (a *App) Redis() redis.UniversalClient { return a.rdb }
 
 // Queue returns the name of the events queue.
 func (a *App) Queue() string { return a.queue }
+
+// queuedUserEvents counts the tasks queued and not yet started: in a burst,
+// user events on their way to a worker.
+func (a *App) queuedUserEvents(context.Context) (int, error) {
+	info, err := a.inspector.GetQueueInfo(a.queue)
+	if errors.Is(err, asynq.ErrQueueNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("count the queued tasks of %s: %w", a.queue, err)
+	}
+	return info.Pending, nil
+}
 
 // Handler is the HTTP API: webhooks, health and readiness.
 func (a *App) Handler() http.Handler { return a.handler }

@@ -251,7 +251,11 @@ func (s *Store) LockAndGet(ctx context.Context, personID, owner string, lease ti
 // one round trip where the lock, the read and SetWatermark took two. The lock
 // carries the watermark as it was before (Lock.Watermark) and whether event
 // was recorded (Lock.Applied).
-func (s *Store) LockAndApply(ctx context.Context, personID, owner string, lease time.Duration, workspaces []string, event Watermark) (*Lock, map[string]*Entry, error) {
+//
+// along queues reads of other stores (the member cache) in the same round
+// trip, after the lock's script; their results are theirs to read once
+// LockAndApply returns, whatever it returns.
+func (s *Store) LockAndApply(ctx context.Context, personID, owner string, lease time.Duration, workspaces []string, event Watermark, along ...func(redis.Pipeliner)) (*Lock, map[string]*Entry, error) {
 	token := newToken(owner)
 	keys := []string{s.lockKey(personID), s.personValueKey(personID), s.watermarkKey(personID)}
 	args := []any{token, lease.Milliseconds(), "", 0, "0"}
@@ -265,7 +269,7 @@ func (s *Store) LockAndApply(ctx context.Context, personID, owner string, lease 
 		keys = append(keys, s.entryKey(ws, personID))
 		args = append(args, ws)
 	}
-	res, err := lockAndGetScript.Run(ctx, s.rdb, keys, args...).StringSlice()
+	res, err := runAlong(ctx, s.rdb, lockAndGetScript, keys, args, along).StringSlice()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil, fmt.Errorf("lock %s: %w", personID, ErrBusy)
 	}
@@ -291,4 +295,30 @@ func (s *Store) LockAndApply(ctx context.Context, personID, owner string, lease 
 		entries[ws] = e
 	}
 	return lock, entries, nil
+}
+
+// runAlong runs script with other commands queued behind it in one
+// pipeline (one round trip). A server that does not have the script yet
+// (NOSCRIPT: restarted, failed over) is given it and the pipeline sent again.
+func runAlong(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, keys []string, args []any, along []func(redis.Pipeliner)) *redis.Cmd {
+	if len(along) == 0 {
+		return script.Run(ctx, rdb, keys, args...)
+	}
+	send := func() *redis.Cmd {
+		pipe := rdb.Pipeline()
+		cmd := script.EvalSha(ctx, pipe, keys, args...)
+		for _, queue := range along {
+			queue(pipe)
+		}
+		_, _ = pipe.Exec(ctx) // each command carries its own error
+		return cmd
+	}
+	cmd := send()
+	if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		if err := script.Load(ctx, rdb).Err(); err != nil {
+			return cmd
+		}
+		cmd = send()
+	}
+	return cmd
 }

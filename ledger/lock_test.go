@@ -376,3 +376,40 @@ func TestPutAndUnlock(t *testing.T) {
 	}
 	b.Unlock()
 }
+
+// Reads sent along the lock's script come back in its round trip, also from
+// a server that lost its scripts (restarted, failed over): the script is
+// loaded again and the whole pipeline resent, the lock taken once.
+func TestLockAndApplyCarriesOtherReadsAlong(t *testing.T) {
+	s, r, rdb := testStore(t, Options{})
+	ctx := context.Background()
+	key := "{" + r.Prefix + "}:along"
+	if err := rdb.Set(ctx, key, "carried", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i, flush := range []bool{false, true} {
+		if flush {
+			if r.Mini == nil {
+				t.Log("a real server's scripts are shared with others: not flushed")
+				continue
+			}
+			if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var got *redis.StringCmd
+		person := "acct:along-" + string(rune('a'+i))
+		lock, entries, err := s.LockAndApply(ctx, person, "task", time.Minute, []string{"acme"}, Watermark{At: 5},
+			func(p redis.Pipeliner) { got = p.Get(ctx, key) })
+		if err != nil {
+			t.Fatalf("flush %v: %v", flush, err)
+		}
+		if got.Val() != "carried" || entries["acme"] != nil || !lock.Applied() {
+			t.Fatalf("flush %v: along %q, entries %v, applied %v", flush, got.Val(), entries, lock.Applied())
+		}
+		if _, _, err := s.LockAndApply(ctx, person, "other", time.Minute, nil, Watermark{}); !errors.Is(err, ErrBusy) {
+			t.Fatalf("flush %v: second lock: %v, want busy", flush, err)
+		}
+		lock.Unlock()
+	}
+}

@@ -111,36 +111,48 @@ type Answer struct {
 
 // Lookup answers for accountID ("" asks only about the workspace) as of now.
 func (c *Cache) Lookup(ctx context.Context, ws, accountID string, now time.Time, maxAge time.Duration) (Answer, error) {
-	k := c.keys(ws)
 	pipe := c.rdb.Pipeline()
+	answer := c.QueueLookup(ctx, pipe, ws, accountID)
+	_, _ = pipe.Exec(ctx) // the answer reads each command's error
+	return answer(now, maxAge)
+}
+
+// QueueLookup queues Lookup's reads on pipe, so that another store's round
+// trip carries them; the returned func reads the answer once pipe ran.
+func (c *Cache) QueueLookup(ctx context.Context, pipe redis.Pipeliner, ws, accountID string) func(now time.Time, maxAge time.Duration) (Answer, error) {
+	k := c.keys(ws)
 	meta := pipe.HMGet(ctx, k.meta, "listed_at", "counted_at", "invitations")
 	in := pipe.SIsMember(ctx, k.set, accountID)
 	card := pipe.SCard(ctx, k.set)
 	size := pipe.Get(ctx, k.size)
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return Answer{}, fmt.Errorf("read the member cache of %s: %w", ws, err)
-	}
-	a := Answer{Known: -1, Snapshot: Snapshot{Invitations: -1}}
-	if n, err := size.Int(); err == nil {
-		a.Known = n
-	}
-	v := meta.Val()
-	listed, ok := parseInt(v[0])
-	if !ok {
+	return func(now time.Time, maxAge time.Duration) (Answer, error) {
+		for _, cmd := range []redis.Cmder{meta, in, card, size} {
+			if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+				return Answer{}, fmt.Errorf("read the member cache of %s: %w", ws, err)
+			}
+		}
+		a := Answer{Known: -1, Snapshot: Snapshot{Invitations: -1}}
+		if n, err := size.Int(); err == nil {
+			a.Known = n
+		}
+		v := meta.Val()
+		listed, ok := parseInt(v[0])
+		if !ok {
+			return a, nil
+		}
+		a.ListedAt = time.UnixMilli(listed)
+		if age := now.Sub(a.ListedAt); age < 0 || age >= maxAge {
+			return a, nil
+		}
+		a.Fresh, a.Member, a.Members = true, in.Val(), int(card.Val())
+		if at, ok := parseInt(v[1]); ok {
+			a.Snapshot.CountedAt = at
+		}
+		if n, ok := parseInt(v[2]); ok {
+			a.Snapshot.Invitations = int(n)
+		}
 		return a, nil
 	}
-	a.ListedAt = time.UnixMilli(listed)
-	if age := now.Sub(a.ListedAt); age < 0 || age >= maxAge {
-		return a, nil
-	}
-	a.Fresh, a.Member, a.Members = true, in.Val(), int(card.Val())
-	if at, ok := parseInt(v[1]); ok {
-		a.Snapshot.CountedAt = at
-	}
-	if n, ok := parseInt(v[2]); ok {
-		a.Snapshot.Invitations = int(n)
-	}
-	return a, nil
 }
 
 func parseInt(v any) (int64, bool) {
@@ -218,8 +230,14 @@ func (c *Cache) Demand(ctx context.Context, ws, person string, now time.Time) (i
 
 // Served says person has their answer.
 func (c *Cache) Served(ctx context.Context, ws, person string) error {
-	if err := c.rdb.ZRem(ctx, c.keys(ws).demand, person).Err(); err != nil {
+	if err := c.QueueServed(ctx, c.rdb, ws, person).Err(); err != nil {
 		return fmt.Errorf("mark the membership question of %s in %s answered: %w", person, ws, err)
 	}
 	return nil
+}
+
+// QueueServed is Served on a pipeline (or any client): another store's
+// round trip carries it.
+func (c *Cache) QueueServed(ctx context.Context, cmd redis.Cmdable, ws, person string) *redis.IntCmd {
+	return cmd.ZRem(ctx, c.keys(ws).demand, person)
 }

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/autoinvite/autoinvite/config"
 	"github.com/autoinvite/autoinvite/integrations/bitbucket"
 	"github.com/autoinvite/autoinvite/integrations/ratelimit"
 	"github.com/autoinvite/autoinvite/ledger"
@@ -53,22 +56,39 @@ func (w *Worker) memberAnswer(ctx context.Context, ws, person, account string) (
 	}
 	log := zerolog.Ctx(ctx).With().Str("workspace", ws).Logger()
 	giveUp := time.Now().Add(listerWait)
+	// A question registered as pending, by this try or an earlier one,
+	// is marked answered; the lock's round trip already did for a question
+	// of an earlier try.
+	prefetched := prefetchedMember(ctx, ws, account)
+	asked := prefetched == nil
 	for {
-		a, err := mc.Lookup(ctx, ws, account, w.o.Now(), lim.MaxAge)
+		var a membership.Answer
+		var err error
+		if prefetched != nil {
+			a, err = prefetched(w.o.Now(), lim.MaxAge)
+			prefetched = nil
+		} else {
+			a, err = mc.Lookup(ctx, ws, account, w.o.Now(), lim.MaxAge)
+		}
 		if err != nil {
 			return false, false, err
 		}
 		if a.Fresh && w.o.Now().Sub(a.ListedAt) < lim.MaxAge*3/4 {
-			w.served(ctx, ws, person)
+			if asked {
+				w.served(ctx, ws, person)
+			}
 			return a.Member, true, nil
 		}
 		pending, err := w.pendingQuestions(ctx, ws, person, a.Fresh)
 		if err != nil {
 			return false, false, err
 		}
+		asked = asked || !a.Fresh
 		if membership.Choose(false, a.Known, pending, bitbucket.MemberPageLen, lim.MaxSize) != membership.List {
 			if a.Fresh {
-				w.served(ctx, ws, person)
+				if asked {
+					w.served(ctx, ws, person)
+				}
 				return a.Member, true, nil
 			}
 			return w.checkOne(ctx, ws, person, account)
@@ -81,7 +101,9 @@ func (w *Worker) memberAnswer(ctx context.Context, ws, person, account string) (
 		case a.Fresh && (err != nil || !done):
 			// Listed ahead of expiry: until the new listing is done the
 			// current one answers (a budget wait keeps the pages read).
-			w.served(ctx, ws, person)
+			if asked {
+				w.served(ctx, ws, person)
+			}
 			return a.Member, true, nil
 		case errors.Is(err, membership.ErrBusy):
 			if time.Now().After(giveUp) {
@@ -105,6 +127,67 @@ func (w *Worker) memberAnswer(ctx context.Context, ws, person, account string) (
 	}
 }
 
+// prefetchedKey carries the member-cache answers read in the lock's round
+// trip, by workspace.
+type prefetchedKey struct{}
+
+type memberAnswerFunc = func(now time.Time, maxAge time.Duration) (membership.Answer, error)
+
+// prefetchMembers queues, for the lock's round trip, a member-cache read for
+// each workspace of the signup whose membership a listing may answer (a
+// Bitbucket Cloud workspace not known to be administered in Atlassian
+// Administration), and marks answered the person's question there that an
+// earlier try registered (asked again if the cache cannot answer).
+func (w *Worker) prefetchMembers(ctx context.Context, person, account string, workspaces []string) (along []func(redis.Pipeliner), answers map[string]memberAnswerFunc) {
+	mc := w.o.Members
+	if _, canList := w.o.Bitbucket.(membership.Source); mc == nil || !canList || account == "" || w.memberLimits().MaxSize <= 0 {
+		return nil, nil
+	}
+	cfg := w.o.Rules().Config()
+	for _, ws := range workspaces {
+		c := cfg.Workspace(ws)
+		if c == nil || c.Bitbucket.DataCenter() || c.Administration == config.AdministrationAtlassian || w.adminKnown(ws) {
+			continue
+		}
+		if answers == nil {
+			answers = map[string]memberAnswerFunc{}
+		}
+		along = append(along, func(pipe redis.Pipeliner) {
+			answers[ws] = mc.QueueLookup(ctx, pipe, ws, account)
+			mc.QueueServed(ctx, pipe, ws, person)
+		})
+	}
+	return along, answers
+}
+
+// withPrefetched makes the answers read ahead available to the task's
+// membership questions; each answers only the first question about its
+// workspace and account (a later one, after a contradiction, reads again).
+func withPrefetched(ctx context.Context, account string, answers map[string]memberAnswerFunc) context.Context {
+	if len(answers) == 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, prefetchedKey{}, &prefetched{account: account, answers: answers})
+}
+
+type prefetched struct {
+	mu      sync.Mutex
+	account string
+	answers map[string]memberAnswerFunc
+}
+
+func prefetchedMember(ctx context.Context, ws, account string) memberAnswerFunc {
+	p, ok := ctx.Value(prefetchedKey{}).(*prefetched)
+	if !ok || p.account != account {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a := p.answers[ws]
+	delete(p.answers, ws)
+	return a
+}
+
 // pendingQuestions estimates the membership questions pending in ws: those
 // registered (this one too, unless a listing answers it) or, when more,
 // the signups waiting for the Bitbucket budget (most will ask).
@@ -123,7 +206,42 @@ func (w *Worker) pendingQuestions(ctx context.Context, ws, person string, fresh 
 		}
 		n = max(n, waiting)
 	}
-	return n, nil
+	return max(n, w.queuedFor(ctx)), nil
+}
+
+// queuedRefresh is how often a process counts the queued user events.
+const queuedRefresh = time.Second
+
+// queuedCount is the last count of queued user events, shared by a
+// process's tasks: counting costs a round trip, and a burst changes it
+// slowly.
+type queuedCount struct {
+	mu sync.Mutex
+	at time.Time
+	n  int
+}
+
+// queuedFor estimates the queued user events that will ask about one
+// workspace: the queued events shared evenly among the configured
+// workspaces (exact for a site with one; with several, an estimate that
+// errs toward checking each person, today's cost, never toward a listing
+// that does not pay).
+func (w *Worker) queuedFor(ctx context.Context) int {
+	if w.o.Queued == nil {
+		return 0
+	}
+	q := &w.queued
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if now := time.Now(); now.Sub(q.at) >= queuedRefresh {
+		n, err := w.o.Queued(ctx)
+		if err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("queued user events uncounted: counting the registered membership questions only")
+			n = 0
+		}
+		q.at, q.n = now, n
+	}
+	return q.n / max(1, len(w.o.Rules().Config().Workspaces))
 }
 
 // checkOne asks Bitbucket about one person; a member found is added to the

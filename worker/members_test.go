@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -350,5 +351,41 @@ workspaces:
 	after, _ := e.ledger.Get(ctx, "acme", "acct:"+fake.DemoNewcomerAccountID)
 	if bb.waits != 1 || !after.UpdatedAt.Equal(before.UpdatedAt) || !after.NextCheckAt.Equal(before.NextCheckAt) {
 		t.Fatalf("waits %d; entry updated %v (was %v), next check %v (was %v)", bb.waits, after.UpdatedAt, before.UpdatedAt, after.NextCheckAt, before.NextCheckAt)
+	}
+}
+
+// Signups queued and not yet started count as questions to come: twenty
+// queued in a one-workspace site make the first signup list the 251 members
+// (3 pages) instead of asking about itself; with the count unreadable it asks
+// about itself alone.
+func TestQueuedSignupsMakeTheFirstOneList(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		queued func(context.Context) (int, error)
+		want   memberCalls
+	}{
+		{"twenty queued", func(context.Context) (int, error) { return 20, nil }, memberCalls{pages: 3, adds: 2}},
+		{"two queued", func(context.Context) (int, error) { return 2, nil }, memberCalls{checks: 1, adds: 2}},
+		{"count unreadable", func(context.Context) (int, error) { return 0, errors.New("redis down") }, memberCalls{checks: 1, adds: 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newMemberEnv(t, memberRules, func(o *worker.Options, _ *faketest.Server) { o.Queued = tc.queued })
+			for _, id := range ids("m", 250) {
+				e.fake.AddMember("acme", id)
+			}
+			// The size is known from an earlier listing.
+			if _, err := e.cache.Refresh(context.Background(), membership.Listing{Workspace: "acme", Source: bitbucket.New(bbOptions(e.fake)),
+				PageLen: bitbucket.MemberPageLen, Pending: 1, Limits: membership.Limits{MaxSize: 1000, MaxAge: time.Hour}, Now: e.clock.Now}); err != nil {
+				t.Fatal(err)
+			}
+			e.fake.ResetCalls()
+			e.signup(t, "557058:m001")
+			if got := countMemberCalls(e.fake.Fake); got != tc.want {
+				t.Fatalf("calls = %+v, want %+v", got, tc.want)
+			}
+			if s := e.status(t, "557058:m001"); s != ledger.StatusGranted {
+				t.Fatalf("status %s, want granted", s)
+			}
+		})
 	}
 }

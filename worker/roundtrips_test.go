@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/autoinvite/autoinvite/integrations/fake"
+	"github.com/autoinvite/autoinvite/ledger"
 )
 
 // personCommands records the Redis commands that name one person.
@@ -78,5 +79,61 @@ func TestFirstSignupLedgerRoundTrips(t *testing.T) {
 	e, _ := h.ledger.Get(context.Background(), "acme", "acct:"+mia)
 	if e == nil || !e.HasGranted("developers") {
 		t.Fatalf("entry: %+v", e)
+	}
+}
+
+// roundTrips counts every Redis round trip (a pipeline is one).
+type roundTrips struct {
+	mu    sync.Mutex
+	trips []string
+}
+
+func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		r.add(cmd.Name())
+		return next(ctx, cmd)
+	}
+}
+func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		names := make([]string, len(cmds))
+		for i, c := range cmds {
+			names[i] = c.Name()
+		}
+		r.add("pipeline(" + strings.Join(names, ",") + ")")
+		return next(ctx, cmds)
+	}
+}
+func (r *roundTrips) add(s string) {
+	r.mu.Lock()
+	r.trips = append(r.trips, s)
+	r.mu.Unlock()
+}
+
+// In a burst a fresh member listing answers the membership question in the
+// lock's round trip: a member's signup costs three round trips in all (the
+// lock with the entry, the watermark and the cache's answer; the intent
+// before the adds; the result with its audit records and the unlock), and
+// Bitbucket only the two adds.
+func TestListedMemberSignupRoundTrips(t *testing.T) {
+	e := newMemberEnv(t, memberRules)
+	for _, id := range ids("m", 250) {
+		e.fake.AddMember("acme", id)
+	}
+	e.waiting(t, "557058:a", "557058:b", "557058:c")
+	e.signup(t, "557058:a") // lists (3 questions, 3 pages), loads the scripts
+	e.fake.ResetCalls()
+	counter := &roundTrips{}
+	e.rdb.AddHook(counter)
+	e.signup(t, "557058:m007")
+	if got := counter.trips; len(got) != 3 || !strings.HasPrefix(got[0], "pipeline(evalsha,hmget,sismember,scard,get,zrem)") {
+		t.Fatalf("round trips: %d %v, want 3, the first the lock's pipeline with the cache's reads", len(got), got)
+	}
+	if got, want := countMemberCalls(e.fake.Fake), (memberCalls{adds: 2}); got != want {
+		t.Fatalf("calls = %+v, want %+v", got, want)
+	}
+	if s := e.status(t, "557058:m007"); s != ledger.StatusGranted {
+		t.Fatalf("status %s, want granted", s)
 	}
 }

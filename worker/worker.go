@@ -82,6 +82,11 @@ type Options struct {
 	// Members caches the workspaces' member sets (nil: every signup checks
 	// its own membership).
 	Members *membership.Cache
+	// Queued counts the user events queued and not yet started (nil: not
+	// counted). In a burst they are membership questions still to come:
+	// with them, one member listing can answer a backlog that has not
+	// reached a worker yet.
+	Queued func(ctx context.Context) (int, error)
 }
 
 // Validate reports missing dependencies.
@@ -121,6 +126,7 @@ type Worker struct {
 	// Administration (adminMemo by workspace); Redis is the shared truth.
 	adminSeen sync.Map
 	orgs      orgCache
+	queued    queuedCount
 }
 
 // New returns a worker.
@@ -271,12 +277,15 @@ func (w *Worker) signup(ctx context.Context, s *subject, taskID string) error {
 		workspaces = append(workspaces, d.Workspace)
 	}
 	// The lock, the person's entries and the event's watermark in one round trip.
-	lock, entries, err := w.o.Ledger.LockAndApply(ctx, s.personID, taskID, w.o.LockLease, workspaces, ledger.Watermark{At: s.ev.Timestamp})
+	// The member cache's answers come along in the same round trip.
+	along, members := w.prefetchMembers(ctx, s.personID, s.user.AccountID, workspaces)
+	lock, entries, err := w.o.Ledger.LockAndApply(ctx, s.personID, taskID, w.o.LockLease, workspaces, ledger.Watermark{At: s.ev.Timestamp}, along...)
 	if err != nil {
 		log.Debug().Err(err).Msg("person busy: retrying shortly")
 		return err
 	}
 	defer lock.Unlock()
+	ctx = withPrefetched(ctx, s.user.AccountID, members)
 	// Cancelled if the lock is lost; the ledger writes under it.
 	ctx = lock.Context(ctx)
 	s.prefetched = entries
