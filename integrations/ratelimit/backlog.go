@@ -36,6 +36,15 @@ func NewBacklog(rdb redis.UniversalClient, prefix string) *Backlog {
 	return &Backlog{rdb: rdb, prefix: prefix, tag: "{" + prefix + ":rl:backlog}"}
 }
 
+// spacingCap bounds the time one task is taken to need under a budget at
+// spacingCap requests' worth. The measure (the window over the waiting
+// tasks served in the last one) overshoots early in a burst, when most
+// tasks served never waited: 5 served in the first window made a task of
+// place 1,200 wait 240 windows. Too short a wait is cheap (the task comes
+// back early and waits again, with a smaller place), too long a wait
+// stalls it, so the estimate errs short: a signup takes 1–4 requests.
+const spacingCap = 4
+
 // staleAfter is how long past its planned retry a queued task still counts:
 // one that neither waits again nor finishes by then was deleted or lost.
 func staleAfter(per time.Duration) time.Duration { return max(per, time.Minute) }
@@ -44,7 +53,8 @@ func staleAfter(per time.Duration) time.Duration { return max(per, time.Minute) 
 // KEYS: queues (hash: name -> meta), waiting (zset: id -> arrival ms), due
 // (zset: id -> planned retry ms), done (zset: id -> when it left the queue),
 // of (hash: id -> name). ARGV: id, arrival ms, name, meta, refill ms, window
-// ms, requests, stale ms. Returns {place, delay ms, tasks waiting}.
+// ms, requests, stale ms, most requests a task is assumed to take (the
+// spacing's cap). Returns {place, delay ms, tasks waiting}.
 var queueScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -62,7 +72,9 @@ redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - window)
 local place = redis.call('ZRANK', KEYS[2], ARGV[1])
 local left = redis.call('ZCARD', KEYS[4])
 local spacing = window / tonumber(ARGV[7])
-if left > 0 and window / left > spacing then spacing = window / left end
+if left > 0 and window / left > spacing then
+  spacing = math.min(window / left, spacing * tonumber(ARGV[9]))
+end
 local delay = tonumber(ARGV[5]) + math.floor(place * spacing)
 redis.call('ZADD', KEYS[3], now + delay, ARGV[1])
 local ttl = delay + 2 * tonumber(ARGV[8]) + window
@@ -102,7 +114,7 @@ func (b *Backlog) Queue(ctx context.Context, id string, arrived time.Time, w *Wa
 	meta := strings.Join([]string{w.API, w.Budget, strconv.Itoa(w.Requests), strconv.FormatInt(w.Per.Milliseconds(), 10), w.limiter}, "\t")
 	stale := staleAfter(w.Per)
 	res, err := queueScript.Run(ctx, b.rdb, b.keys(name), id, arrived.UnixMilli(), name, meta,
-		w.RetryAfter.Milliseconds(), w.Per.Milliseconds(), w.Requests, stale.Milliseconds()).Int64Slice()
+		w.RetryAfter.Milliseconds(), w.Per.Milliseconds(), w.Requests, stale.Milliseconds(), spacingCap).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("queue %s for the %s %s budget: %w", id, w.API, w.Budget, err)
 	}

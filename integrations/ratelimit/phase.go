@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // A phase is a step that makes several calls to one API in a row (a
@@ -27,6 +28,7 @@ type spent struct {
 	id   string
 	next int // members id:next..id:last are unused
 	last int
+	at   time.Time // when they were counted
 }
 
 type phaseKey struct{ api string }
@@ -47,20 +49,21 @@ func phaseOf(ctx context.Context, api string) *phase {
 	return p
 }
 
-// use takes one call spent ahead in keys; false when there is none.
-func (p *phase) use(keys []string) bool {
+// use takes one call spent ahead in keys, and says when it was counted;
+// false when there is none.
+func (p *phase) use(keys []string) (time.Time, bool) {
 	if p == nil {
-		return false
+		return time.Time{}, false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.held[strings.Join(keys, "\x00")]
 	if s == nil || s.next > s.last {
-		return false
+		return time.Time{}, false
 	}
 	s.next++
 	p.calls--
-	return true
+	return s.at, true
 }
 
 // ahead is how many calls the next spend covers: this one and the rest the
@@ -76,7 +79,7 @@ func (p *phase) ahead() int {
 
 // record records a spend of count calls for keys, the first of them made
 // now; calls 2..count are kept for the phase's next calls.
-func (p *phase) record(l *Limiter, keys []string, id string, count int) {
+func (p *phase) record(l *Limiter, keys []string, id string, count int, at time.Time) {
 	if p == nil {
 		return
 	}
@@ -89,7 +92,7 @@ func (p *phase) record(l *Limiter, keys []string, id string, count int) {
 	if p.held == nil {
 		p.held = map[string]*spent{}
 	}
-	p.held[strings.Join(keys, "\x00")] = &spent{l: l, keys: keys, id: id, next: 2, last: count}
+	p.held[strings.Join(keys, "\x00")] = &spent{l: l, keys: keys, id: id, next: 2, last: count, at: at}
 }
 
 // release gives back what was spent ahead and not used, and ends spending

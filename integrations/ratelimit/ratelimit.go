@@ -111,6 +111,48 @@ type Limiter struct {
 	// throttled when this process last saw a 429.
 	backoffChecked atomic.Int64
 	throttled      atomic.Int64
+	// lag is the longest this process saw between a call's spend and its
+	// answer lately: the most a call can arrive after it was counted.
+	lag lagMax
+}
+
+// lagMemory is how long an observed lag widens the windows.
+const lagMemory = time.Minute
+
+// lagMax is the largest lag observed in the current and the previous
+// period of lagMemory.
+type lagMax struct {
+	period    atomic.Int64 // unix ms when the current period began
+	cur, prev atomic.Int64 // ms
+}
+
+// observe records a lag; true when it is the longest remembered.
+func (m *lagMax) observe(d time.Duration) bool {
+	longest := m.value()
+	ms := d.Milliseconds()
+	for {
+		cur := m.cur.Load()
+		if ms <= cur {
+			return false
+		}
+		if m.cur.CompareAndSwap(cur, ms) {
+			return d > longest
+		}
+	}
+}
+
+func (m *lagMax) value() time.Duration {
+	m.rotate()
+	return time.Duration(max(m.cur.Load(), m.prev.Load())) * time.Millisecond
+}
+
+func (m *lagMax) rotate() {
+	now := time.Now().UnixMilli()
+	began := m.period.Load()
+	if now-began < lagMemory.Milliseconds() || !m.period.CompareAndSwap(began, now) {
+		return
+	}
+	m.prev.Store(m.cur.Swap(0))
 }
 
 // New returns a limiter for one API and credential.
@@ -136,24 +178,31 @@ func New(rdb redis.UniversalClient, o Options) *Limiter {
 // one round trip to Redis (none when no budget applies and no 429 was seen
 // lately).
 func (l *Limiter) Take(ctx context.Context, method, pathTemplate string) error {
+	_, err := l.spend(ctx, method, pathTemplate)
+	return err
+}
+
+// spend is Take that also says when the call was counted (zero: not counted
+// by any budget).
+func (l *Limiter) spend(ctx context.Context, method, pathTemplate string) (time.Time, error) {
 	deadline := time.Now().Add(l.o.MaxInPlaceWait)
 	for {
-		err := l.take(ctx, method, pathTemplate)
+		at, err := l.take(ctx, method, pathTemplate)
 		w, waiting := AsWait(err)
 		if !waiting || time.Now().Add(w.RetryAfter).After(deadline) {
-			return err
+			return at, err
 		}
 		t := time.NewTimer(w.RetryAfter)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return err
+			return at, err
 		case <-t.C:
 		}
 	}
 }
 
-func (l *Limiter) take(ctx context.Context, method, pathTemplate string) error {
+func (l *Limiter) take(ctx context.Context, method, pathTemplate string) (time.Time, error) {
 	var keys []string
 	var args []any
 	var budgets []Budget
@@ -163,33 +212,35 @@ func (l *Limiter) take(ctx context.Context, method, pathTemplate string) error {
 		}
 		keys = append(keys, l.key+":"+b.Name)
 		// A call counts from when it is spent here, Atlassian counts from
-		// when it arrives there: a margin of 0.2% of the window keeps that
-		// jitter from letting one call too many into some window.
-		args = append(args, b.Requests, (b.Per + b.Per/500).Milliseconds())
+		// when it arrives there: the window is widened by that lag (see
+		// spendScript), at least 0.2% of it.
+		args = append(args, b.Requests, b.Per.Milliseconds(), (b.Per + b.Per/500).Milliseconds())
 		budgets = append(budgets, b)
 	}
 	if len(keys) == 0 && time.Since(time.UnixMilli(l.backoffChecked.Load())) < backoffRecheck {
-		return nil
+		return time.Time{}, nil
 	}
 	ph := phaseOf(ctx, l.o.API)
-	if ph.use(keys) {
-		return nil // spent ahead by the phase's first call
+	if at, ok := ph.use(keys); ok {
+		return at, nil // spent ahead by the phase's first call
 	}
-	// KEYS[1] is the back-off; the budgets follow.
-	keys = append([]string{l.key + ":backoff"}, keys...)
+	// KEYS[1] is the back-off, KEYS[2] the lag; the budgets follow.
+	keys = append([]string{l.key + ":backoff", l.key + ":lag"}, keys...)
 	id := strconv.FormatUint(rand.Uint64(), 36)
 	count := ph.ahead()
-	res, err := spendScript.Run(ctx, l.rdb, keys, append([]any{id, count}, args...)...).Int64Slice()
+	head := []any{id, count, l.lag.value().Milliseconds(), lagMemory.Milliseconds()}
+	res, err := spendScript.Run(ctx, l.rdb, keys, append(head, args...)...).Int64Slice()
 	if err == nil && res[0] != -1 && count > 1 {
 		// Not room for the whole phase: spend for this call alone.
-		count = 1
-		res, err = spendScript.Run(ctx, l.rdb, keys, append([]any{id, count}, args...)...).Int64Slice()
+		count, head[1] = 1, 1
+		res, err = spendScript.Run(ctx, l.rdb, keys, append(head, args...)...).Int64Slice()
 	}
 	if err != nil {
-		return fmt.Errorf("rate limiter %s: %w", l.key, err)
+		return time.Time{}, fmt.Errorf("rate limiter %s: %w", l.key, err)
 	}
+	at := time.Now()
 	if res[0] == -1 {
-		ph.record(l, keys[1:], id, count)
+		ph.record(l, keys[2:], id, count, at)
 	}
 	switch {
 	case res[0] == -2:
@@ -198,15 +249,18 @@ func (l *Limiter) take(ctx context.Context, method, pathTemplate string) error {
 		if since, err := l.rdb.Get(ctx, l.key+":429since").Int64(); err == nil {
 			w.ThrottledFor = max(time.Since(time.UnixMilli(since)), 0)
 		}
-		return w
+		return time.Time{}, w
 	case res[0] >= 0:
 		l.o.OnWait(l.o.API)
 		b := budgets[res[0]]
-		return &WaitError{API: l.o.API, Budget: b.Name, RetryAfter: time.Duration(max(res[1], 1)) * time.Millisecond,
+		return time.Time{}, &WaitError{API: l.o.API, Budget: b.Name, RetryAfter: time.Duration(max(res[1], 1)) * time.Millisecond,
 			Requests: b.Requests, Per: b.Per, Position: -1, limiter: l.id}
 	}
 	l.backoffChecked.Store(time.Now().UnixMilli())
-	return nil
+	if len(budgets) == 0 {
+		return time.Time{}, nil
+	}
+	return at, nil
 }
 
 // limiterKey is the Redis key (a Cluster hash tag) of one API and
@@ -218,12 +272,17 @@ func limiterKey(prefix, id string) string { return "{" + prefix + ":rl:" + id + 
 const backoffRecheck = 250 * time.Millisecond
 
 // spendScript checks the shared 429 back-off (KEYS[1]: its end in unix ms),
-// then every budget (KEYS[2..]: sorted sets of call times in ms; ARGV: a
-// unique id, the number of calls to spend, then limit and window in ms per
-// budget), and records the calls (members id:1..id:n) in all budgets only
-// when all have room for them. It answers {-1, 0} when allowed, {-2, ms left}
-// during a back-off, else {index of the spent budget, ms until its oldest
-// call leaves the window}. Time is Redis's, so every process agrees.
+// then every budget (KEYS[3..]: sorted sets of call times in ms; ARGV: a
+// unique id, the number of calls to spend, this process's lag in ms and how
+// long a lag is remembered, then per budget its limit, period and least
+// window in ms), and records the calls (members id:1..id:n) in all budgets
+// only when all have room for them. A budget's window is its period widened
+// by the longest lag any process reported lately (KEYS[2]), the time from a
+// spend to its call's answer, which bounds how late Atlassian can see the
+// call it counts; at least 0.2% of the period. It answers {-1, 0} when
+// allowed, {-2, ms left} during a back-off, else {index of the spent budget,
+// ms until its oldest call leaves the window}. Time is Redis's, so every
+// process agrees.
 var spendScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -231,22 +290,27 @@ local untilMs = tonumber(redis.call('GET', KEYS[1]) or '0')
 if untilMs > now then
   return {-2, untilMs - now}
 end
+local lag = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[3]) > lag then
+  lag = tonumber(ARGV[3])
+  redis.call('SET', KEYS[2], lag, 'PX', ARGV[4])
+end
 local n = tonumber(ARGV[2])
-for i = 2, #KEYS do
-  local limit = tonumber(ARGV[2 * i - 1])
-  local window = tonumber(ARGV[2 * i])
+for i = 3, #KEYS do
+  local limit = tonumber(ARGV[3 * i - 4])
+  local window = math.max(tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 3]) + lag)
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
   if redis.call('ZCARD', KEYS[i]) + n > limit then
     local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
-    if oldest[2] == nil then return {i - 2, 1} end
-    return {i - 2, tonumber(oldest[2]) + window - now}
+    if oldest[2] == nil then return {i - 3, 1} end
+    return {i - 3, tonumber(oldest[2]) + window - now}
   end
 end
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   for j = 1, n do
     redis.call('ZADD', KEYS[i], now, ARGV[1] .. ':' .. j)
   end
-  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2 * i]))
+  redis.call('PEXPIRE', KEYS[i], math.max(tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 3]) + lag))
 end
 return {-1, 0}
 `)
@@ -299,9 +363,20 @@ func Backoff(n int, base, max time.Duration) time.Duration {
 // every 429 slow everyone down.
 func (l *Limiter) Install(c *resty.Client) {
 	c.OnBeforeRequest(func(_ *resty.Client, r *resty.Request) error {
-		return l.Take(r.Context(), r.Method, r.URL)
+		at, err := l.spend(r.Context(), r.Method, r.URL)
+		if err == nil && !at.IsZero() {
+			r.SetContext(context.WithValue(r.Context(), spentAtKey{}, at))
+		}
+		return err
 	})
 	c.OnAfterResponse(func(_ *resty.Client, r *resty.Response) error {
+		if at, ok := r.Request.Context().Value(spentAtKey{}).(time.Time); ok {
+			// The answer came: the call arrived before. A longer lag than
+			// any remembered widens every process's windows at once.
+			if lag := time.Since(at); l.lag.observe(lag) {
+				l.reportLag(context.WithoutCancel(r.Request.Context()), lag)
+			}
+		}
 		if r.StatusCode() == http.StatusTooManyRequests {
 			// What the phase spent ahead is given back: the rest of its
 			// calls wait out the back-off like any other.
@@ -313,6 +388,23 @@ func (l *Limiter) Install(c *resty.Client) {
 		return nil
 	})
 }
+
+// raiseLag raises the lag every process's spends widen their windows by
+// (KEYS[1]) to ARGV[1] ms, for ARGV[2] ms.
+var raiseLag = redis.NewScript(`
+if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 0`)
+
+// reportLag shares a new longest lag. A failure only leaves it to this
+// process's next spend.
+func (l *Limiter) reportLag(ctx context.Context, lag time.Duration) {
+	_ = raiseLag.Run(ctx, l.rdb, []string{l.key + ":lag"}, lag.Milliseconds(), lagMemory.Milliseconds()).Err()
+}
+
+// spentAtKey carries when a request was counted by its budgets.
+type spentAtKey struct{}
 
 // AsWait returns the WaitError in err, if any.
 func AsWait(err error) (*WaitError, bool) {
