@@ -12,9 +12,11 @@ import (
 // Person numbers. The indexes name a person by a short number rather than by
 // their id (48 characters for an Atlassian account): the due and check
 // sorted sets ("<workspace>\x00<number>"), the workspace's set of people and
-// the email index's values. With real-length ids that is about 50 B less per
-// member, so about 200 B less for an invited newcomer, for the 56 B the
-// number's way back to the id costs.
+// the email index's values. With real-length ids that is 48 to 56 B less per
+// member, 208 B less for an invited newcomer (four members) and 112 B for a
+// member (two), for the 56 B the number's way back to the id costs: 861 B and
+// 641 B per entry at 1M entries, from 1014 B and 697 B (docs/performance.md,
+// section 3).
 //
 // putScript gives a person their number on their first write, in the same
 // script (INCR on {prefix}:n), so two writers for one person get one number.
