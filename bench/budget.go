@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -78,13 +79,15 @@ workspaces:
 		most = max(most, j-i+1)
 	}
 	span := at[len(at)-1].Sub(at[0])
-	allowed := 1000 * (float64(span)/float64(window) + 1)
-	used := float64(len(at)) / allowed
-	fmt.Printf("%d signups (workspace members, 2 groups: 3 calls each), Bitbucket budget 1,000 requests per rolling hour on a clock %d× faster (1,000 per %s)\n\n", people, compression, window)
+	// The k-th thousand calls cannot start before the (k-1)-th has left the
+	// window: the least span these calls can take.
+	least := time.Duration(math.Ceil(float64(len(at))/1000)-1) * window
+	used := float64(least) / float64(span)
+	fmt.Printf("%d signups (workspace members, 2 groups: 2 adds each; their membership from one listing of the %d members), Bitbucket budget 1,000 requests per rolling hour on a clock %d× faster (1,000 per %s)\n\n", people, people, compression, window)
 	fmt.Println("| calls | span | most calls in any rolling window | budget used | time |")
 	fmt.Println("| ---: | ---: | ---: | ---: | ---: |")
 	fmt.Printf("| %d | %s | %d of 1000 | %.1f%% | %s |\n", len(at), span.Round(time.Millisecond), most, 100*used, took.Round(time.Millisecond))
-	fmt.Printf("\nbudget used >= 95%% and never exceeded: %s (budget used = calls / (1000 × (span / window + 1)), the most the window allows over the span)\n",
-		verdict(used >= 0.95 && most <= 1000))
+	fmt.Printf("\nbudget used >= 95%% and never exceeded: %s (budget used = the least span the budget allows for these calls, (⌈calls / 1000⌉ − 1) × window = %s, over the span)\n",
+		verdict(used >= 0.95 && most <= 1000), least)
 	return nil
 }

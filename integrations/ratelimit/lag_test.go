@@ -14,41 +14,56 @@ import (
 
 // Atlassian counts a call when it arrives, the limiter when it spends it: a
 // call answered 300 ms after its spend may have arrived that late, so every
-// process's window grows by that lag (here 1.3 s instead of 1.002 s), and
-// no window at Atlassian sees more than the budget. Before any lag is seen
-// the window is the period plus 0.2%.
+// process's window grows by that lag (here 40.3 s instead of 40.08 s, the
+// period plus 0.2%), and no window at Atlassian sees more than the budget.
+// The widening is at most 1% of the period.
 func TestObservedLagWidensEveryProcessWindow(t *testing.T) {
+	const delay = 300 * time.Millisecond
 	for _, tc := range []struct {
-		name  string
-		delay time.Duration
-		min   time.Duration // least wait of the third call
-		max   time.Duration
+		name   string
+		per    time.Duration
+		late   bool          // the server answers delay late (else the client waits as long)
+		window time.Duration // the window the third call's wait implies
 	}{
-		{"fast answers", 0, 500 * time.Millisecond, 1010 * time.Millisecond},
-		{"answers 300ms late", 300 * time.Millisecond, 950 * time.Millisecond, 1310 * time.Millisecond},
+		{"fast answers", 40 * time.Second, false, 40080 * time.Millisecond},
+		{"answers 300ms late", 40 * time.Second, true, 40300 * time.Millisecond},
+		{"lag over 1% of the period", 10 * time.Second, true, 10100 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rdb, prefix := client(t)
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				time.Sleep(tc.delay)
+				if tc.late {
+					time.Sleep(delay)
+				}
 				w.WriteHeader(http.StatusNoContent)
 			}))
 			defer srv.Close()
-			budget := []ratelimit.Budget{{Name: "requests", Requests: 2, Per: time.Second}}
+			budget := []ratelimit.Budget{{Name: "requests", Requests: 2, Per: tc.per}}
 			opts := ratelimit.Options{API: "bitbucket", Credential: "c", Prefix: prefix, Budgets: budget, MaxInPlaceWait: -1}
 			a, b := ratelimit.New(rdb, opts), ratelimit.New(rdb, opts) // two processes
 			c := resty.New().SetBaseURL(srv.URL)
 			a.Install(c)
+			start := time.Now()
 			if _, err := c.R().Get("/x"); err != nil {
 				t.Fatal(err)
+			}
+			if !tc.late {
+				time.Sleep(delay)
 			}
 			ctx := context.Background()
 			if err := b.Take(ctx, "GET", "/x"); err != nil {
 				t.Fatal(err)
 			}
 			w, ok := ratelimit.AsWait(b.Take(ctx, "GET", "/x"))
-			if !ok || w.RetryAfter < tc.min || w.RetryAfter > tc.max {
-				t.Fatalf("third call: %v, want a wait in [%s, %s]", w, tc.min, tc.max)
+			elapsed := time.Since(start)
+			if !ok {
+				t.Fatal("third call within the window must wait")
+			}
+			// The wait is the window less the time between the first and
+			// the third spend, which is at least delay and at most elapsed.
+			low, high := w.RetryAfter+delay, w.RetryAfter+elapsed
+			if low > tc.window+2*time.Millisecond || high < tc.window-2*time.Millisecond {
+				t.Fatalf("third call waits %s: the window is in [%s, %s], want %s", w.RetryAfter, low, high, tc.window)
 			}
 		})
 	}

@@ -279,7 +279,8 @@ const backoffRecheck = 250 * time.Millisecond
 // only when all have room for them. A budget's window is its period widened
 // by the longest lag any process reported lately (KEYS[2]), the time from a
 // spend to its call's answer, which bounds how late Atlassian can see the
-// call it counts; at least 0.2% of the period. It answers {-1, 0} when
+// call it counts: at least 0.2% of the period, at most 1% (a one-off stall
+// of a process must not cost a minute of everyone's budget). It answers {-1, 0} when
 // allowed, {-2, ms left} during a back-off, else {index of the spent budget,
 // ms until its oldest call leaves the window}. Time is Redis's, so every
 // process agrees.
@@ -296,9 +297,14 @@ if tonumber(ARGV[3]) > lag then
   redis.call('SET', KEYS[2], lag, 'PX', ARGV[4])
 end
 local n = tonumber(ARGV[2])
+local windows = {}
+for i = 3, #KEYS do
+  local period = tonumber(ARGV[3 * i - 3])
+  windows[i] = math.max(tonumber(ARGV[3 * i - 2]), period + math.min(lag, math.floor(period / 100)))
+end
 for i = 3, #KEYS do
   local limit = tonumber(ARGV[3 * i - 4])
-  local window = math.max(tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 3]) + lag)
+  local window = windows[i]
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
   if redis.call('ZCARD', KEYS[i]) + n > limit then
     local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
@@ -310,7 +316,7 @@ for i = 3, #KEYS do
   for j = 1, n do
     redis.call('ZADD', KEYS[i], now, ARGV[1] .. ':' .. j)
   end
-  redis.call('PEXPIRE', KEYS[i], math.max(tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 3]) + lag))
+  redis.call('PEXPIRE', KEYS[i], windows[i])
 end
 return {-1, 0}
 `)
