@@ -24,22 +24,27 @@ var ErrNotLocked = errors.New("ledger write without the person's lock")
 
 var (
 	unlockScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
-	// KEYS: the lock, the person's value, their event watermark, then the
-	// old format's entry key of each workspace in ARGV[6..]. ARGV[3..5]: an
-	// event to record as the watermark ("<ms>[:deleted]", ms, "1" when it
-	// deactivates; "" = none), recorded only when it is not older than the
-	// watermark (the rule of Lock.Watermark's callers). Returns nil when the
+	// KEYS: the lock, the person's value, their old-format event watermark
+	// key, then the old format's entry key of each workspace in ARGV[6..].
+	// ARGV[3..5]: an event to record as the watermark ("<ms>[:deleted]",
+	// ms, "1" when it deactivates; "" = none), recorded only when it is not
+	// older than the watermark (the rule of Lock.Watermark's callers), in the
+	// person's value (its "@" line, see watermarkLine). Returns nil when the
 	// lock is taken, else the value, the watermark as it was and, per
 	// workspace the value has no record of, its old-format entry ("" if none).
 	lockAndGetScript = redis.NewScript(`if not redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return false end
 local v = redis.call("GET", KEYS[2]) or ""
-local wm = redis.call("GET", KEYS[3]) or ""
+` + watermarkLua + `
+local wm, old = watermarkOf(v, KEYS[3])
 if ARGV[3] ~= "" then
   local at = tonumber(string.match(wm, "^%d+") or "0")
   local del = string.find(wm, ":deleted", 1, true) ~= nil
   local evAt, evDel = tonumber(ARGV[4]), ARGV[5] == "1"
   local stale = evAt < at or (evAt == at and del and not evDel)
-  if not stale and (evAt ~= at or del ~= evDel) then redis.call("SET", KEYS[3], ARGV[3]) end
+  if not stale and (evAt ~= at or del ~= evDel) then
+    redis.call("SET", KEYS[2], withWatermark(v, ARGV[3]))
+    if old then redis.call("DEL", KEYS[3]) end
+  end
 end
 local out = {v, wm}
 for i = 4, #KEYS do

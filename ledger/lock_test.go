@@ -413,3 +413,57 @@ func TestLockAndApplyCarriesOtherReadsAlong(t *testing.T) {
 		lock.Unlock()
 	}
 }
+
+// The watermark is a line of the person's value, not a key of its own: it
+// survives the entry's writes, keeps the number line first, and one written
+// by the old format (its own key) is read and moved into the value when a
+// newer event is recorded.
+func TestWatermarkLivesInThePersonsValue(t *testing.T) {
+	s, _, rdb := testStore(t, Options{})
+	ctx := context.Background()
+	person := "acct:wm"
+	oldKey := s.watermarkKey(person)
+	if err := rdb.Set(ctx, oldKey, "100:deleted", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if wm, err := s.GetWatermark(ctx, person); err != nil || wm != (Watermark{At: 100, Deleted: true}) {
+		t.Fatalf("old-format watermark: %+v, %v", wm, err)
+	}
+	lock, _, err := s.LockAndApply(ctx, person, "t1", time.Minute, []string{"acme"}, Watermark{At: 200})
+	if err != nil || !lock.Applied() {
+		t.Fatalf("lock: %v, applied %v", err, lock != nil && lock.Applied())
+	}
+	if wm, _ := lock.Watermark(); wm != (Watermark{At: 100, Deleted: true}) {
+		t.Fatalf("watermark before: %+v", wm)
+	}
+	if n, _ := rdb.Exists(ctx, oldKey).Result(); n != 0 {
+		t.Fatal("the old-format key outlived the move")
+	}
+	e := &Entry{Workspace: "acme", PersonID: person, AccountID: "wm", Status: StatusGranted, CreatedAt: time.Unix(1, 0)}
+	if err := s.PutAndUnlock(lock.Context(ctx), e); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := rdb.Get(ctx, s.personValueKey(person)).Result()
+	if !strings.HasPrefix(v, "#") || !strings.Contains(v, "\n@200\n") || numberOf(v) == "" {
+		t.Fatalf("value %q: want the number line, then the watermark", v)
+	}
+	if err := s.SetWatermark(ctx, person, Watermark{At: 300, Deleted: true}); err != nil {
+		t.Fatal(err)
+	}
+	if wm, err := s.GetWatermark(ctx, person); err != nil || wm != (Watermark{At: 300, Deleted: true}) {
+		t.Fatalf("after set: %+v, %v", wm, err)
+	}
+	got, err := s.Get(ctx, "acme", person)
+	if err != nil || got == nil || got.Status != StatusGranted {
+		t.Fatalf("entry after the watermark moves: %+v, %v", got, err)
+	}
+	// A stale event changes nothing.
+	lock, _, err = s.LockAndApply(ctx, person, "t2", time.Minute, []string{"acme"}, Watermark{At: 250})
+	if err != nil || lock.Applied() {
+		t.Fatalf("stale event: %v, applied %v", err, lock != nil && lock.Applied())
+	}
+	lock.Unlock()
+	if v2, _ := rdb.Get(ctx, s.personValueKey(person)).Result(); strings.Count(v2, "\n@") != 1 || !strings.Contains(v2, "\n@300:deleted\n") {
+		t.Fatalf("value %q: want one watermark line, 300:deleted", v2)
+	}
+}
