@@ -107,6 +107,11 @@ func (Organization) FindUsers(ctx context.Context, directoryID string, accountID
 	return nil, nil
 }
 
+// FindUserActivity finds nobody.
+func (Organization) FindUserActivity(ctx context.Context, directoryID string, accountIDs []string) (map[string]organization.UserActivity, error) {
+	return nil, nil
+}
+
 // AddToGroup pretends to add.
 func (Organization) AddToGroup(ctx context.Context, directoryID, groupID, accountID string) (bool, error) {
 	zerolog.Ctx(ctx).Info().Str("group_id", groupID).Msg("dry run: would add to the organization group")

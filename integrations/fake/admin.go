@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // The fake Atlassian Organization Admin API (api.atlassian.com/admin): one
@@ -47,7 +48,15 @@ type orgGroup struct {
 	members        map[string]bool
 }
 
-type orgUser struct{ accountID, email string }
+type orgUser struct {
+	accountID, email string
+	products         []orgProductAccess // what expand productAccess answers
+}
+
+type orgProductAccess struct {
+	key, id    string
+	lastActive time.Time
+}
 
 type orgWorkspace struct{ slug, resourceID string }
 
@@ -147,6 +156,25 @@ func (f *Fake) addOrgUserLocked(accountID, email string) {
 		return
 	}
 	f.org.users = append(f.org.users, &orgUser{accountID: accountID, email: email})
+}
+
+// SetOrgUserActivity records a directory user's last activity in a product
+// instance (key such as "bitbucket", id the instance's id), which the user
+// search answers under expand productAccess.
+func (f *Fake) SetOrgUserActivity(accountID, productKey, productID string, at time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	u := f.org.user(accountID)
+	if u == nil {
+		panic("fake: SetOrgUserActivity of an account not in the directory: " + accountID)
+	}
+	for i, p := range u.products {
+		if p.key == productKey && p.id == productID {
+			u.products[i].lastActive = at
+			return
+		}
+	}
+	u.products = append(u.products, orgProductAccess{key: productKey, id: productID, lastActive: at})
 }
 
 // AddOrgWorkspace adds a Bitbucket workspace to the organization; resourceID
@@ -532,6 +560,13 @@ func (f *Fake) adminUserSearch(w http.ResponseWriter, r *http.Request) {
 				}
 				m["groups"] = groups
 			}
+			if slices.Contains(filter.Expand, "productAccess") {
+				products := []map[string]any{}
+				for _, p := range u.products {
+					products = append(products, map[string]any{"key": p.key, "id": p.id, "lastActiveTimestamp": p.lastActive.UTC().Format(time.RFC3339Nano)})
+				}
+				m["productAccess"] = products
+			}
 			data = append(data, m)
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"data": data, "links": pageLinks(next)})
@@ -558,6 +593,12 @@ func (f *Fake) adminGetUser(w http.ResponseWriter, r *http.Request) {
 }
 
 var orgEmail = regexp.MustCompile(`^[^@\s,]+@[^@\s,]+\.[^@\s,]+$`)
+
+// InvitedAccountID is the account the fake's organization invitation
+// creates for an email it does not know: a test can send the person's
+// signup under it (one Atlassian account in Jira, Bitbucket and the
+// directory, as in real life).
+func InvitedAccountID(email string) string { return invitedAccountID(email) }
 
 // invitedAccountID is the account a new invitee gets: stable per email.
 func invitedAccountID(email string) string {

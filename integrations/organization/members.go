@@ -14,8 +14,8 @@ const memberPageSize = 100
 func (c *Client) GroupMembers(ctx context.Context, directoryID, groupID string) ([]User, error) {
 	o := op{name: "list group members", groupID: groupID}
 	var out []User
-	err := c.searchUsers(ctx, o, directoryID, map[string]any{"groupIds": []string{groupID}, "limit": memberPageSize}, func(u User) {
-		out = append(out, u)
+	err := c.searchUsers(ctx, o, directoryID, map[string]any{"groupIds": []string{groupID}, "limit": memberPageSize}, func(u UserActivity) {
+		out = append(out, u.User)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list members of group %s in directory %s of organization %s: %w", groupID, directoryID, c.orgID, err)

@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/go-resty/resty/v2"
 
@@ -95,6 +96,20 @@ type Workspace struct{ ID, Name, TypeKey, HostURL string }
 
 // User is a user of a directory.
 type User struct{ AccountID, Email, AccountStatus, MembershipStatus string }
+
+// ProductAccess is a user's last activity in one product instance, as the
+// user search's productAccess expansion gives it (Atlassian says the data
+// may lag by up to 24 hours; a user who never used the product has none).
+type ProductAccess struct {
+	Key, ID    string    // product key (jira, bitbucket, …) and instance id
+	LastActive time.Time // zero when absent or unreadable
+}
+
+// UserActivity is a user with their product access.
+type UserActivity struct {
+	User
+	Products []ProductAccess
+}
 
 // Invitation is what Invite sends.
 type Invitation struct {
@@ -461,7 +476,7 @@ func hostSlug(hostURL string) string {
 
 // searchUsers pages through POST …/directories/{directoryId}/users/search
 // with filter (the cursor is added per page) and hands each user to fn.
-func (c *Client) searchUsers(ctx context.Context, o op, directoryID string, filter map[string]any, fn func(User)) error {
+func (c *Client) searchUsers(ctx context.Context, o op, directoryID string, filter map[string]any, fn func(UserActivity)) error {
 	return pages(o.name, func(cursor string) (*string, error) {
 		body := maps.Clone(filter)
 		if cursor != "" {
@@ -473,6 +488,11 @@ func (c *Client) searchUsers(ctx context.Context, o op, directoryID string, filt
 				Email            string `json:"email"`
 				AccountStatus    string `json:"accountStatus"`
 				MembershipStatus string `json:"membershipStatus"`
+				ProductAccess    []struct {
+					Key        string `json:"key"`
+					ID         string `json:"id"`
+					LastActive string `json:"lastActiveTimestamp"`
+				} `json:"productAccess"`
 			} `json:"data"`
 			Links links `json:"links"`
 		}
@@ -481,7 +501,12 @@ func (c *Client) searchUsers(ctx context.Context, o op, directoryID string, filt
 			return nil, c.classify(o, err)
 		}
 		for _, u := range page.Data {
-			fn(User{AccountID: u.AccountID, Email: u.Email, AccountStatus: u.AccountStatus, MembershipStatus: u.MembershipStatus})
+			ua := UserActivity{User: User{AccountID: u.AccountID, Email: u.Email, AccountStatus: u.AccountStatus, MembershipStatus: u.MembershipStatus}}
+			for _, p := range u.ProductAccess {
+				at, _ := time.Parse(time.RFC3339Nano, p.LastActive) // unreadable: no proof of activity
+				ua.Products = append(ua.Products, ProductAccess{Key: p.Key, ID: p.ID, LastActive: at})
+			}
+			fn(ua)
 		}
 		return page.Links.Next, nil
 	})
@@ -490,7 +515,33 @@ func (c *Client) searchUsers(ctx context.Context, o op, directoryID string, filt
 // FindUsers looks accounts up in a directory ("-" for all), at most 100 ids
 // per call. The result is keyed by account id; unknown ids are absent.
 func (c *Client) FindUsers(ctx context.Context, directoryID string, accountIDs []string) (map[string]User, error) {
-	o := op{name: "search users"}
+	out := map[string]User{}
+	err := c.findUsers(ctx, op{name: "search users"}, directoryID, accountIDs, nil, func(u UserActivity) { out[u.AccountID] = u.User })
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// FindUserActivity is FindUsers with each user's last activity per product
+// (expand productAccess): one call per 100 accounts answers for all of them.
+func (c *Client) FindUserActivity(ctx context.Context, directoryID string, accountIDs []string) (map[string]UserActivity, error) {
+	out := map[string]UserActivity{}
+	err := c.findUsers(ctx, op{name: "search users' product access"}, directoryID, accountIDs, []string{"productAccess"}, func(u UserActivity) {
+		if prev, ok := out[u.AccountID]; ok { // "-" may answer once per directory
+			u.Products = append(prev.Products, u.Products...)
+		}
+		out[u.AccountID] = u
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// findUsers searches accounts by exact id, maxIDsPerSearch per call, and
+// hands fn each user asked about.
+func (c *Client) findUsers(ctx context.Context, o op, directoryID string, accountIDs, expand []string, fn func(UserActivity)) error {
 	wanted := map[string]bool{}
 	var unique []string
 	for _, id := range accountIDs {
@@ -499,20 +550,23 @@ func (c *Client) FindUsers(ctx context.Context, directoryID string, accountIDs [
 			unique = append(unique, id)
 		}
 	}
-	out := map[string]User{}
 	for start := 0; start < len(unique); start += maxIDsPerSearch {
 		chunk := unique[start:min(start+maxIDsPerSearch, len(unique))]
 		// limit = the chunk size, so one call usually answers a chunk.
-		err := c.searchUsers(ctx, o, directoryID, map[string]any{"accountIds": chunk, "limit": len(chunk)}, func(u User) {
+		filter := map[string]any{"accountIds": chunk, "limit": len(chunk)}
+		if len(expand) > 0 {
+			filter["expand"] = expand
+		}
+		err := c.searchUsers(ctx, o, directoryID, filter, func(u UserActivity) {
 			if wanted[u.AccountID] {
-				out[u.AccountID] = u
+				fn(u)
 			}
 		})
 		if err != nil {
-			return nil, fmt.Errorf("find %d users in directory %s of organization %s: %w", len(chunk), directoryID, c.orgID, err)
+			return fmt.Errorf("find %d users in directory %s of organization %s: %w", len(chunk), directoryID, c.orgID, err)
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // AddToGroup adds an account to a group of its directory. alreadyMember is

@@ -224,6 +224,53 @@ func TestFindUsersChunksOf100(t *testing.T) {
 	}
 }
 
+// The product-access search asks for exact ids (no searchTerm, no emails),
+// 100 per call with expand productAccess, and reads each user's last
+// activity per product; a user who never used a product has none.
+func TestFindUserActivity(t *testing.T) {
+	s, c := start(t)
+	at := time.Date(2026, 11, 20, 8, 30, 0, 0, time.UTC)
+	var ids []string
+	for i := range 130 {
+		id := fmt.Sprintf("557058:user-%03d", i)
+		s.AddOrgUser(id, fmt.Sprintf("u%03d@acme.com", i))
+		ids = append(ids, id)
+	}
+	s.SetOrgUserActivity("557058:user-007", "bitbucket", "ari:cloud:bitbucket::workspace/w1", at)
+	s.SetOrgUserActivity("557058:user-007", "jira", "site-1", at.Add(-time.Hour))
+	s.SetOrgUserActivity("557058:user-120", "bitbucket", "ari:cloud:bitbucket::workspace/w1", at)
+
+	got, err := c.FindUserActivity(ctx, "-", append(ids, "557058:unknown"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 130 {
+		t.Fatalf("found %d, want 130", len(got))
+	}
+	want := []organization.ProductAccess{{Key: "bitbucket", ID: "ari:cloud:bitbucket::workspace/w1", LastActive: at}, {Key: "jira", ID: "site-1", LastActive: at.Add(-time.Hour)}}
+	if u := got["557058:user-007"]; u.Email != "u007@acme.com" || !slices.EqualFunc(u.Products, want, func(a, b organization.ProductAccess) bool {
+		return a.Key == b.Key && a.ID == b.ID && a.LastActive.Equal(b.LastActive)
+	}) {
+		t.Fatalf("user-007 = %+v", u)
+	}
+	if u := got["557058:user-001"]; len(u.Products) != 0 || u.AccountStatus != "active" {
+		t.Fatalf("user-001 = %+v, want no product access", u)
+	}
+	calls := s.CallsTo("POST", path("/directories/-/users/search"))
+	if len(calls) != 2 {
+		t.Fatalf("%d calls, want 2 (100 + 31 ids)", len(calls))
+	}
+	for i, call := range calls {
+		b := bodyOf(t, call)
+		if n := len(strs(b["accountIds"])); n != []int{100, 31}[i] || b["limit"] != float64(n) || !slices.Equal(strs(b["expand"]), []string{"productAccess"}) || b["searchTerm"] != nil || b["emails"] != nil {
+			t.Fatalf("call %d body = %s", i, call.Body)
+		}
+	}
+	if v := s.Violations(); len(v) != 0 {
+		t.Fatalf("contract violations: %q", v)
+	}
+}
+
 func TestAddToGroup(t *testing.T) {
 	s, c := start(t)
 	dev := s.AddOrgGroup("developers", false)
