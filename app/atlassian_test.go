@@ -203,6 +203,52 @@ func TestAtlassianInvitationsAreResentBySweep(t *testing.T) {
 	}
 }
 
+// Early checks of invitees in an Atlassian-administered workspace, through
+// the queue: the sweep's one users/search (expand productAccess) answers all
+// of them, and no Bitbucket member check is made. The one seen active in
+// globex's Bitbucket since the invitation is accepted; the others wait for
+// their next check.
+func TestAtlassianEarlyChecksShareOneSearch(t *testing.T) {
+	clock := testenv.NewClock(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
+	fx := atlassianEnv(t, "invitations: {early_check_interval: 6h}\n"+atlassianRules, testenv.WithClock(clock))
+	e, f := fx.e, fx.e.Fake
+	var accounts []string
+	for _, name := range []string{"ida", "jon", "kim", "lou"} {
+		email := name + "@globex.com"
+		account := fake.InvitedAccountID(email) // the account the invitation gives the email
+		accounts = append(accounts, account)
+		assertAccepted(t, e.Webhook("user_created", "atl-"+name, atlassianUser(account, email)), "accepted")
+	}
+	e.WaitIdle()
+	clock.Advance(6*time.Hour + time.Minute)
+	f.SetOrgUserActivity(accounts[0], "bitbucket", globexResource, clock.Now())
+	f.ResetCalls()
+
+	due, checks, err := e.App.Worker().QueueFollowUps(context.Background(), clock.Now())
+	if err != nil || due != 0 || checks != 4 {
+		t.Fatalf("sweep queued %d due, %d checks, %v; want 4 checks", due, checks, err)
+	}
+	e.WaitIdle()
+	searches := f.CallsTo("POST", "/admin/v2/orgs/org-1/directories/-/users/search")
+	if len(searches) != 1 || !strings.Contains(searches[0].Body, `"productAccess"`) {
+		t.Fatalf("user searches = %+v, want one with expand productAccess", searches)
+	}
+	for _, c := range f.Calls() {
+		if strings.HasPrefix(c.Path, "/2.0/workspaces/globex/members") {
+			t.Fatalf("a Bitbucket member call: %s", c)
+		}
+	}
+	for i, account := range accounts {
+		want := ledger.StatusInvited
+		if i == 0 {
+			want = ledger.StatusGranted
+		}
+		if got := e.Entry("globex", "acct:"+account); got.Status != want {
+			t.Fatalf("%s: ledger = %+v, want %s", account, got, want)
+		}
+	}
+}
+
 // Thirty invitees: calls of at most 25 emails, every email exactly once.
 func TestAtlassianInvitationsAreBatchedAtMost25PerCall(t *testing.T) {
 	fx := atlassianEnv(t, strings.Replace(atlassianRules, "batch_wait: 1s", "batch_wait: 3s", 1))

@@ -42,6 +42,16 @@ type FollowUp struct {
 	Groups []string `json:"groups,omitempty"`
 	// NotBefore delays the follow-up (zero: now).
 	NotBefore time.Time `json:"not_before,omitzero"`
+	// Activity is the sweep's answer from the organization's user search
+	// (Atlassian-administered workspaces; nil: nobody searched).
+	Activity *Activity `json:"activity,omitempty"`
+}
+
+// Activity is what one users/search (expand productAccess) said about an
+// invitee's use of the workspace's Bitbucket.
+type Activity struct {
+	// LastActive is their last activity there (zero: none seen).
+	LastActive time.Time `json:"last_active,omitzero"`
 }
 
 // Sweep is the payload of TypeSweep.

@@ -28,6 +28,7 @@ type OrgAdmin interface {
 	FindGroups(ctx context.Context, names []string) (map[string]organization.Group, error)
 	FindWorkspace(ctx context.Context, slug string) (organization.Workspace, error)
 	FindUsers(ctx context.Context, directoryID string, accountIDs []string) (map[string]organization.User, error)
+	FindUserActivity(ctx context.Context, directoryID string, accountIDs []string) (map[string]organization.UserActivity, error)
 	AddToGroup(ctx context.Context, directoryID, groupID, accountID string) (alreadyMember bool, err error)
 	RemoveFromGroup(ctx context.Context, directoryID, groupID, accountID string) error
 	Invite(ctx context.Context, inv organization.Invitation) ([]organization.InviteResult, int, error)

@@ -48,13 +48,15 @@ func (w *Worker) HandleFollowUp(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	if f.Reason == jobs.ReasonCheck {
-		if w.signupsWaiting(log.WithContext(ctx)) {
+		// A check the sweep's user search answered asks Bitbucket nothing.
+		if f.Activity == nil && w.signupsWaiting(log.WithContext(ctx)) {
 			log.Debug().Msg("early check deferred: signups wait for the Bitbucket budget and go first; the check stays due")
 			return nil
 		}
 		// Early checks spend their own share of the budget (rate_limits.early_check_share).
 		ctx = ratelimit.WithClass(ctx, ratelimit.ClassEarlyCheck)
 	}
+	ctx = withActivity(ctx, f.Activity)
 	_, err := w.FollowUp(log.WithContext(ctx), ledger.Ref{Workspace: f.Workspace, PersonID: f.PersonID}, false, actorSweep)
 	if wait, ok := ratelimit.AsWait(err); ok && f.Reason == jobs.ReasonCheck {
 		// Nothing was written: the check stays due and a later sweep queues it again.
@@ -100,13 +102,24 @@ func (w *Worker) followUpLocked(ctx context.Context, ref ledger.Ref, force bool,
 	cfg := w.o.Rules().Config().Invitations
 	if entry.AccountID != "" {
 		var member bool
-		if resendDue(entry, now, force) && (entry.MemberSeenAt.IsZero() || now.Sub(entry.MemberSeenAt) >= memberMemo) {
+		act, due := carriedActivity(ctx), resendDue(entry, now, force)
+		switch {
+		case activityProves(act, entry):
+			// The organization's user search saw them in the workspace's
+			// Bitbucket since the invitation: they joined.
+			member, entry.MemberSeenAt = true, now
+			w.memberJoined(ctx, entry.Workspace, entry.AccountID)
+		case due && (entry.MemberSeenAt.IsZero() || now.Sub(entry.MemberSeenAt) >= memberMemo):
 			// A re-send goes only to someone asked about: a listing may
 			// predate their joining.
 			if member, _, err = w.checkOne(ctx, entry.Workspace, entry.PersonID, entry.AccountID); member {
 				entry.MemberSeenAt = now
 			}
-		} else {
+		case act != nil && !due:
+			// An early check the search answered: no activity yet (it may
+			// lag by a day; the check before a re-send is exact).
+			member = !entry.MemberSeenAt.IsZero() && now.Sub(entry.MemberSeenAt) < memberMemo
+		default:
 			member, _, err = w.isMember(ctx, entry)
 		}
 		if err != nil {
@@ -218,14 +231,14 @@ func (w *Worker) QueueFollowUps(ctx context.Context, tick time.Time) (due, check
 	// of ten thousand invitations well under a second.
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(sweepEnqueuers)
-	err = w.eachDue(ctx, tick, func(ref ledger.Ref, reason string) error {
+	err = w.eachDue(ctx, tick, func(ref ledger.Ref, reason string, act *jobs.Activity) error {
 		if reason == jobs.ReasonDue {
 			due++
 		} else {
 			checks++
 		}
 		g.Go(func() error {
-			return w.o.FollowUps.EnqueueFollowUp(gctx, jobs.FollowUp{Workspace: ref.Workspace, PersonID: ref.PersonID, Reason: reason, Tick: tick})
+			return w.o.FollowUps.EnqueueFollowUp(gctx, jobs.FollowUp{Workspace: ref.Workspace, PersonID: ref.PersonID, Reason: reason, Tick: tick, Activity: act})
 		})
 		return gctx.Err()
 	})
@@ -241,8 +254,8 @@ type SweepSummary map[Outcome]int
 func (w *Worker) SweepOnce(ctx context.Context, actor string) (SweepSummary, error) {
 	sum := SweepSummary{}
 	var errs []error
-	err := w.eachDue(ctx, w.o.Now(), func(ref ledger.Ref, _ string) error {
-		out, err := w.FollowUp(ctx, ref, false, actor)
+	err := w.eachDue(ctx, w.o.Now(), func(ref ledger.Ref, _ string, act *jobs.Activity) error {
+		out, err := w.FollowUp(withActivity(ctx, act), ref, false, actor)
 		sum[out]++
 		if err != nil && !errors.Is(err, ledger.ErrBusy) {
 			errs = append(errs, err)
@@ -256,34 +269,47 @@ func (w *Worker) SweepOnce(ctx context.Context, actor string) (SweepSummary, err
 }
 
 // eachDue calls fn for every expired invitation, then for the early checks due;
-// an entry found by both is visited once.
-func (w *Worker) eachDue(ctx context.Context, tick time.Time, fn func(ledger.Ref, string) error) error {
+// an entry found by both is visited once. In Atlassian-administered
+// workspaces one user search per organization answers the early checks
+// (orgActivity): fn gets its answer, and a check whose search failed for
+// now is left due.
+func (w *Worker) eachDue(ctx context.Context, tick time.Time, fn func(ledger.Ref, string, *jobs.Activity) error) error {
 	cfg := w.o.Rules().Config().Invitations
 	due, err := w.o.Ledger.DueAt(ctx, w.o.Ledger.DueKey(), tick, int64(cfg.SweepBatch))
 	if err != nil {
 		return err
 	}
-	seen := make(map[ledger.Ref]bool, len(due))
+	var checks []ledger.Ref
+	if cfg.EarlyCheckInterval > 0 {
+		// Early checks cost one membership call each unless a search
+		// answers them: bound them per sweep so they stay a small share of
+		// Bitbucket's hourly budget.
+		found, err := w.o.Ledger.DueAt(ctx, w.o.Ledger.CheckKey(), tick, int64(maxEarlyChecksPerSweep))
+		if err != nil {
+			return err
+		}
+		seen := make(map[ledger.Ref]bool, len(due))
+		for _, ref := range due {
+			seen[ref] = true
+		}
+		for _, ref := range found {
+			if !seen[ref] {
+				checks = append(checks, ref)
+			}
+		}
+	}
+	answers, held := w.orgActivity(ctx, due, checks)
 	for _, ref := range due {
-		seen[ref] = true
-		if err := fn(ref, jobs.ReasonDue); err != nil {
+		if err := fn(ref, jobs.ReasonDue, answers[ref]); err != nil {
 			return err
 		}
 	}
-	if cfg.EarlyCheckInterval <= 0 {
-		return nil
-	}
-	// Early checks cost one membership call each: bound them per sweep so they
-	// stay a small share of Bitbucket's hourly budget.
-	checks, err := w.o.Ledger.DueAt(ctx, w.o.Ledger.CheckKey(), tick, int64(maxEarlyChecksPerSweep))
-	if err != nil {
-		return err
-	}
 	for _, ref := range checks {
-		if !seen[ref] {
-			if err := fn(ref, jobs.ReasonCheck); err != nil {
-				return err
-			}
+		if held[ref] {
+			continue
+		}
+		if err := fn(ref, jobs.ReasonCheck, answers[ref]); err != nil {
+			return err
 		}
 	}
 	return nil
