@@ -118,3 +118,31 @@ func (s *Store) SettleSeat(ctx context.Context, ws, holder string, used bool) er
 	}
 	return nil
 }
+
+// keptSeatCount is a member count shared by the signups of a burst.
+type keptSeatCount struct {
+	At      int64 `json:"at"` // when the count began, unix µs (Redis's clock)
+	Members int   `json:"members"`
+}
+
+func (s *Store) seatCountKey(ws string) string { return s.prefix + ":seatcount:" + ws }
+
+// KeepSeatCount shares a count of ws's members, begun at c, with every
+// process for ttl (at most SeatCountMaxAge): reserving against it is as safe
+// as against a count of one's own, since every reservation settled since c
+// still counts.
+func (s *Store) KeepSeatCount(ctx context.Context, ws string, c SeatCount, members int, ttl time.Duration) error {
+	if s.opts.DryRun {
+		return nil
+	}
+	return s.putJSON(ctx, s.seatCountKey(ws), "the seat count of "+ws, keptSeatCount{At: c.at, Members: members}, min(ttl, SeatCountMaxAge))
+}
+
+// KeptSeatCount returns the count KeepSeatCount shared for ws, while it lasts.
+func (s *Store) KeptSeatCount(ctx context.Context, ws string) (c SeatCount, members int, ok bool, err error) {
+	var k keptSeatCount
+	if ok, err = s.getJSON(ctx, s.seatCountKey(ws), "the seat count of "+ws, &k); !ok || err != nil {
+		return c, 0, false, err
+	}
+	return SeatCount{at: k.At}, k.Members, true, nil
+}

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"testing"
+	"time"
 )
 
 func TestSeatReservationsAdmitOneIntoTheLastSeat(t *testing.T) {
@@ -63,5 +64,28 @@ func TestSeatReservationsAdmitOneIntoTheLastSeat(t *testing.T) {
 	// Other workspaces are apart.
 	if ok, _, _ := s.ReserveSeat(ctx, "beta", "acct:b", begin(), members, max); !ok {
 		t.Fatal("another workspace's reservation refused")
+	}
+}
+
+// A shared count is read back with its start until it expires.
+func TestKeptSeatCount(t *testing.T) {
+	s, _, _ := testStore(t, Options{})
+	ctx := context.Background()
+	if _, _, ok, err := s.KeptSeatCount(ctx, "acme"); ok || err != nil {
+		t.Fatalf("before: ok %v, %v", ok, err)
+	}
+	c, err := s.BeginSeatCount(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.KeepSeatCount(ctx, "acme", c, 7, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	got, members, ok, err := s.KeptSeatCount(ctx, "acme")
+	if err != nil || !ok || members != 7 || got != c {
+		t.Fatalf("kept = %v %d %v, %v; want %v 7", got, members, ok, err, c)
+	}
+	if _, _, ok, _ := s.KeptSeatCount(ctx, "other"); ok {
+		t.Fatal("another workspace's count")
 	}
 }

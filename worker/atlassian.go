@@ -303,6 +303,34 @@ func (w *Worker) queueAtlassian(ctx context.Context, entry *ledger.Entry, groups
 	return w.settle(ctx, entry, ledger.StatusBatched, nil, actor)
 }
 
+// orgSeatCountKept is how long a member count of an Atlassian-administered
+// workspace answers the seat guard of every signup: a burst counts once,
+// not once per signup (those workspaces have no invitation list and no
+// member listing at signup). Reserving against a shared count is safe:
+// every reservation settled since the count began still counts.
+const orgSeatCountKept = time.Minute
+
+// orgSeatCount counts the members of an Atlassian-administered workspace
+// for the seat guard, or takes a count another signup made within
+// orgSeatCountKept.
+func (w *Worker) orgSeatCount(ctx context.Context, ws string) (ledger.SeatCount, int, error) {
+	if count, members, ok, err := w.o.Ledger.KeptSeatCount(ctx, ws); err != nil || ok {
+		return count, members, err
+	}
+	count, err := w.o.Ledger.BeginSeatCount(ctx)
+	if err != nil {
+		return count, 0, err
+	}
+	members, err := w.o.Bitbucket.CountMembers(ctx, ws)
+	if err != nil {
+		return count, 0, err
+	}
+	if err := w.o.Ledger.KeepSeatCount(ctx, ws, count, members, orgSeatCountKept); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Str("workspace", ws).Msg("seat count not shared: the next signup counts again")
+	}
+	return count, members, nil
+}
+
 // orgBatchProgress is what the calls of one org batch did so far, stored
 // under its task id: adds attempted (person|group) and invitations sent.
 type orgBatchProgress struct {

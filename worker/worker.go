@@ -839,6 +839,10 @@ func (w *Worker) seatLimitReached(ctx context.Context, entry *ledger.Entry, grou
 // countSeats asks Bitbucket: the members and, administered in Bitbucket,
 // the pending invitations (Atlassian Administration has no invitation list).
 func (w *Worker) countSeats(ctx context.Context, ws string, atl bool) (count ledger.SeatCount, members, invitations int, err error) {
+	if atl {
+		count, members, err = w.orgSeatCount(ctx, ws)
+		return count, members, 0, err
+	}
 	if count, err = w.o.Ledger.BeginSeatCount(ctx); err != nil {
 		return count, 0, 0, err
 	}
