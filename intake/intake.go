@@ -78,13 +78,20 @@ type Handler struct {
 	macs sync.Pool
 }
 
+// keyedMAC is a pooled HMAC state with room for its sum (a local array
+// handed to hash.Hash.Sum would escape: one allocation per request).
+type keyedMAC struct {
+	mac hash.Hash
+	sum [sha256.Size]byte
+}
+
 // New returns the webhook handler.
 func New(o Options) (*Handler, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
 	h := &Handler{o: o}
-	h.macs.New = func() any { return hmac.New(sha256.New, h.o.Secret) }
+	h.macs.New = func() any { return &keyedMAC{mac: hmac.New(sha256.New, h.o.Secret)} }
 	return h, nil
 }
 
@@ -228,7 +235,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.o.Now()
 	requestID := requestIDOf(r)
 	header := w.Header()
-	header.Set(HeaderRequestID, requestID)
+	header[HeaderRequestID] = []string{requestID} // the names are canonical: no Set needed
 	var rl requestLog
 	status, resp := h.handle(r, start, requestID, &rl)
 	resp.RequestID = requestID
@@ -238,7 +245,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if status == http.StatusServiceUnavailable {
 		header.Set("Retry-After", "30")
 	}
-	header.Set("Content-Type", "application/json")
+	header["Content-Type"] = []string{"application/json"}
 	w.WriteHeader(status)
 	w.Write(resp.appendJSON(make([]byte, 0, 128)))
 
@@ -321,9 +328,9 @@ func (h *Handler) read(r *http.Request) (ev jobs.UserEvent, status int, resp res
 		return ev, http.StatusRequestEntityTooLarge, h.tooLarge()
 	}
 	if len(h.o.Secret) > 0 {
-		mac := h.macs.Get().(hash.Hash)
-		err := checkMAC(mac, body, r.Header.Get(HeaderSignature))
-		h.macs.Put(mac)
+		k := h.macs.Get().(*keyedMAC)
+		err := checkMAC(k.mac, body, r.Header.Get(HeaderSignature), k.sum[:0])
+		h.macs.Put(k)
 		if err != nil {
 			return ev, http.StatusUnauthorized, response{Error: err.Error()}
 		}
@@ -343,8 +350,53 @@ func (h *Handler) tooLarge() response {
 var ErrNoUser = errors.New("payload has no user")
 
 // Decode parses a Jira user webhook body. Unknown events decode without a
-// user; a known event without one is an error.
+// user; a known event without one is an error. The usual body is read
+// without reflection (decodeFast), any other by encoding/json: the result,
+// errors included, is encoding/json's either way.
 func Decode(body []byte) (jobs.UserEvent, error) {
+	wb, ok := decodeFast(body)
+	if !ok {
+		return decodeJSON(body)
+	}
+	ev := jobs.UserEvent{Timestamp: wb.timestamp}
+	// One copy of the body's part that holds the strings (the body is a
+	// pooled buffer), which they then share.
+	lo, hi := len(body), 0
+	for _, sp := range wb.user {
+		if sp.start >= 0 {
+			lo, hi = min(lo, sp.start), max(hi, sp.end)
+		}
+	}
+	if sp := wb.event; sp.start >= 0 {
+		lo, hi = min(lo, sp.start), max(hi, sp.end)
+	}
+	var held string
+	if lo < hi {
+		held = string(body[lo:hi])
+	}
+	str := func(sp span) string {
+		if sp.start < 0 {
+			return ""
+		}
+		return held[sp.start-lo : sp.end-lo]
+	}
+	ev.Event = str(wb.event)
+	if !jobs.KnownEvent(ev.Event) {
+		return ev, nil
+	}
+	if !wb.hasUser {
+		return ev, ErrNoUser
+	}
+	ev.User = jobs.User{
+		AccountID: str(wb.user[fAccountID]), AccountType: str(wb.user[fAccountType]), Name: str(wb.user[fName]),
+		Key: str(wb.user[fKey]), DisplayName: str(wb.user[fDisplayName]), Active: wb.active,
+		Email: strings.TrimSpace(str(wb.user[fEmail])),
+	}
+	return ev, nil
+}
+
+// decodeJSON is Decode with encoding/json.
+func decodeJSON(body []byte) (jobs.UserEvent, error) {
 	var wb webhookBody
 	if err := json.Unmarshal(body, &wb); err != nil {
 		return jobs.UserEvent{}, fmt.Errorf("malformed JSON: %w", err)
@@ -370,14 +422,14 @@ var ErrSignature = errors.New("missing or invalid X-Hub-Signature")
 
 // VerifySignature checks "sha256=<hex HMAC-SHA256(body, secret)>" in constant time.
 func VerifySignature(secret, body []byte, header string) error {
-	return checkMAC(hmac.New(sha256.New, secret), body, header)
+	return checkMAC(hmac.New(sha256.New, secret), body, header, nil)
 }
 
 // checkMAC is VerifySignature with an HMAC-SHA256 state keyed with the
-// secret, in any state: it is reset first.
-func checkMAC(mac hash.Hash, body []byte, header string) error {
+// secret, in any state: it is reset first. The sum is appended to scratch.
+func checkMAC(mac hash.Hash, body []byte, header string, scratch []byte) error {
 	hexSig, ok := strings.CutPrefix(strings.TrimSpace(header), "sha256=")
-	var got, want [sha256.Size]byte
+	var got [sha256.Size]byte
 	if !ok || len(hexSig) != 2*len(got) { // any other length cannot match
 		return ErrSignature
 	}
@@ -391,7 +443,7 @@ func checkMAC(mac hash.Hash, body []byte, header string) error {
 	}
 	mac.Reset()
 	mac.Write(body)
-	if !hmac.Equal(got[:], mac.Sum(want[:0])) {
+	if !hmac.Equal(got[:], mac.Sum(scratch)) {
 		return ErrSignature
 	}
 	return nil

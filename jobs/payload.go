@@ -20,7 +20,7 @@ func marshalUserEvent(e UserEvent) ([]byte, error) {
 		!PlainJSON(u.Email) || !PlainJSON(u.DisplayName) {
 		return json.Marshal(e)
 	}
-	b := make([]byte, 0, 256)
+	b := make([]byte, 0, payloadSize(e))
 	b = append(append(append(b, `{"event":"`...), e.Event...), `","delivery_id":"`...)
 	b = append(append(b, e.DeliveryID...), '"')
 	if e.RequestID != "" {
@@ -51,6 +51,14 @@ func marshalUserEvent(e UserEvent) ([]byte, error) {
 		b = append(append(append(b, `,"config_hash":"`...), e.ConfigHash...), '"')
 	}
 	return append(b, '}'), nil
+}
+
+// payloadSize is room for marshalUserEvent's payload, every key and value
+// included (one allocation, no growth; TestPayloadFitsItsSize).
+func payloadSize(e UserEvent) int {
+	u := e.User
+	return 320 + len(e.Event) + len(e.DeliveryID) + len(e.RequestID) + len(e.ConfigHash) +
+		len(u.AccountID) + len(u.AccountType) + len(u.Name) + len(u.Key) + len(u.Email) + len(u.DisplayName)
 }
 
 // PlainJSON reports whether encoding/json writes s as is between quotes:

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"encoding/json"
+	"math"
 	"testing"
 	"time"
 )
@@ -45,5 +46,21 @@ func checkPayload(t *testing.T, e UserEvent) {
 	got, err := marshalUserEvent(e)
 	if string(got) != string(want) || (err == nil) != (wantErr == nil) {
 		t.Fatalf("payload of %+v:\n got %s (%v)\nwant %s (%v)", e, got, err, want, wantErr)
+	}
+}
+
+// The payload of the longest event (every key, the longest numbers and
+// time) fits the room marshalUserEvent makes for it.
+func TestPayloadFitsItsSize(t *testing.T) {
+	no := false
+	e := UserEvent{Event: "e", DeliveryID: "d", RequestID: "r", Timestamp: math.MinInt64, ConfigHash: "h",
+		ReceivedAt: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		User:       User{AccountID: "a", AccountType: "t", Name: "n", Key: "k", Email: "e", DisplayName: "d", Active: &no}}
+	got, err := marshalUserEvent(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) > payloadSize(e) {
+		t.Fatalf("payload of %d bytes, room for %d: %s", len(got), payloadSize(e), got)
 	}
 }
