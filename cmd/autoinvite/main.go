@@ -22,6 +22,7 @@ import (
 
 	"github.com/autoinvite/autoinvite/app"
 	"github.com/autoinvite/autoinvite/config"
+	"github.com/autoinvite/autoinvite/internal/logwriter"
 )
 
 const usage = `autoinvite gives new Jira users their Bitbucket access.
@@ -173,7 +174,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 		return 2
 	}
 	zerolog.TimeFieldFormat = time.RFC3339Nano
-	log := zerolog.New(stderr).Level(lvl).With().Timestamp().Str("service", "autoinvite").Logger()
+	// Info lines go out in batches, at most logDelay after they are logged
+	// (one write(2) for many under load); warnings and errors at once. The
+	// deferred Close, which runs last, writes any still queued.
+	logOut := logwriter.New(stderr, logDelay)
+	defer logOut.Close()
+	log := zerolog.New(logOut).Level(lvl).With().Timestamp().Str("service", "autoinvite").Logger()
 	// go-redis logs through a process-wide logger: keep its lines in the JSON stream.
 	redis.SetLogger(redisLogger{log.With().Str("component", "redis").Logger()})
 
@@ -217,6 +223,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 	}
 	return 0
 }
+
+// logDelay: the longest an info line waits to be written (and what a
+// crash can lose of them); docs/performance.md section 1.
+const logDelay = 5 * time.Millisecond
 
 type redisLogger struct{ l zerolog.Logger }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -194,9 +195,10 @@ func TestWorkerKilledMidTaskIsRecoveredWithOneInvitation(t *testing.T) {
 		t.Fatalf("invitation calls by status = %v, pending invitations = %d: want one sent (200) and the re-run's 409",
 			calls, len(p.fake.Invitations("acme")))
 	}
-	if !strings.Contains(b.logs.String(), `"message":"signup processed"`) {
-		t.Fatal("the second process did not finish the signup")
-	}
+	// Info lines are written within milliseconds (logDelay), not at once.
+	waitFor(t, 5*time.Second, "the second process to log the finished signup", func() bool {
+		return strings.Contains(b.logs.String(), `"message":"signup processed"`)
+	})
 }
 
 // SIGTERM: the intake stops, an in-flight task finishes within the shutdown
@@ -274,7 +276,43 @@ func TestRolesSplitIntakeAndWorkers(t *testing.T) {
 	if code := wk.webhook(t, fake.DemoMemberAccountID, "mia@acme.com"); code != http.StatusNotFound {
 		t.Fatalf("webhook to a worker-only process = %d, want 404", code)
 	}
-	if !strings.Contains(wk.logs.String(), `"roles":"worker"`) || !strings.Contains(in.logs.String(), `"roles":"intake"`) {
-		t.Fatalf("processes do not log their roles")
+	waitFor(t, 5*time.Second, "the processes to log their roles", func() bool {
+		return strings.Contains(wk.logs.String(), `"roles":"worker"`) && strings.Contains(in.logs.String(), `"roles":"intake"`)
+	})
+}
+
+// serve batches its info lines (logDelay), but a clean stop writes them
+// all: webhooks answered just before a SIGTERM each have their line, whole.
+func TestCleanStopWritesEveryWebhookLine(t *testing.T) {
+	p := newProcEnv(t, "")
+	in := p.start("--role", "intake")
+	const n = 40
+	var wg sync.WaitGroup
+	codes := make([]int, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i] = in.webhook(t, fmt.Sprintf("557058:stop-%02d", i), fmt.Sprintf("p%02d@acme.com", i))
+		}()
+	}
+	wg.Wait()
+	if err := in.cmd.Process.Signal(syscall.SIGTERM); err != nil { // at once: lines may still be queued
+		t.Fatal(err)
+	}
+	if err := in.cmd.Wait(); err != nil {
+		t.Fatalf("serve after SIGTERM: %v", err)
+	}
+	logs := in.logs.String()
+	for i, code := range codes {
+		want := fmt.Sprintf(`"delivery_id":"d-557058:stop-%02d"`, i)
+		if code != http.StatusAccepted || strings.Count(logs, want) != 1 {
+			t.Errorf("webhook %d: answered %d, logged %d times", i, code, strings.Count(logs, want))
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(logs, "\n"), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Fatalf("not a whole JSON line: %q", line)
+		}
 	}
 }
