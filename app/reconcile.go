@@ -11,8 +11,10 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/autoinvite/autoinvite/config"
+	"github.com/autoinvite/autoinvite/integrations/ratelimit"
 	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/metrics"
+	"github.com/autoinvite/autoinvite/outcome"
 	"github.com/autoinvite/autoinvite/reconcile"
 	"github.com/autoinvite/autoinvite/worker"
 )
@@ -50,6 +52,14 @@ func (a *App) handleReconcile(ctx context.Context, t *asynq.Task, m worker.Recon
 	if err != nil {
 		if ctx.Err() != nil {
 			return err // shut down or timed out: the state is kept for the next pass
+		}
+		if outcome.Of(err) == outcome.Wait {
+			// Its worker slot goes back; Asynq brings the task back when the
+			// budget allows and the pass resumes from its cursor.
+			w, _ := ratelimit.AsWait(err)
+			a.log.Info().Str("actor", p.Actor).Str("workspace", p.Workspace).Dur("retry_after", w.RetryAfter).Str("budget", w.API+" "+w.Budget).
+				Msg("reconciliation pass paused for the budget: it resumes where it stopped")
+			return err
 		}
 		rep.Error = err.Error()
 		a.log.Error().Err(err).Str("actor", p.Actor).Msg("reconciliation pass failed: the next pass resumes where it stopped")
@@ -93,6 +103,10 @@ func (a *App) scheduleReconcile(c *cron.Cron) error {
 	return nil
 }
 
+// ErrPassPaused: a reconciliation pass gave its worker back to wait for the
+// rate budget; the service resumes it.
+var ErrPassPaused = errors.New("the reconciliation pass is paused for the rate budget")
+
 // Reconcile queues a reconciliation pass for the running service's workers
 // and waits for its report. wait bounds how long a worker may take to pick
 // it up (it runs below signups); a pass not picked up by then is withdrawn.
@@ -126,6 +140,9 @@ func (ad *Admin) Reconcile(ctx context.Context, p jobs.ReconcilePass, wait time.
 			return rep, nil
 		case asynq.TaskStateArchived:
 			return reconcile.Report{}, fmt.Errorf("the worker failed reconciliation pass %s: %s", id, info.LastErr)
+		case asynq.TaskStateRetry:
+			return reconcile.Report{}, fmt.Errorf("%w: %s; the service resumes it where it stopped at %s (task %s; `autoinvite status` shows the budget's backlog)",
+				ErrPassPaused, info.LastErr, info.NextProcessAt.UTC().Format(time.RFC3339), id)
 		case asynq.TaskStateActive:
 			taken = true
 		case asynq.TaskStatePending, asynq.TaskStateScheduled:

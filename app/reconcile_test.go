@@ -3,16 +3,19 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/autoinvite/autoinvite/app"
 	"github.com/autoinvite/autoinvite/config"
 	"github.com/autoinvite/autoinvite/integrations/fake"
+	"github.com/autoinvite/autoinvite/integrations/ratelimit"
 	"github.com/autoinvite/autoinvite/internal/testenv"
 	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/ledger"
@@ -530,4 +533,105 @@ func newAdmin(t *testing.T, e *testenv.Env) *app.Admin {
 	}
 	t.Cleanup(ad.Close)
 	return ad
+}
+
+// A pass never holds a worker slot through a long budget wait: it stores its
+// cursor and ends the attempt with the wait (Asynq brings it back), and each
+// resumed attempt goes on from there. While signups wait for the Bitbucket
+// budget, a pass steps aside before spending any of it, and the CLI says the
+// pass is paused instead of waiting for it.
+func TestReconcilePausesForTheBudgetAndForSignups(t *testing.T) {
+	rules := reconcileRules + "rate_limits: {bitbucket: {requests: 2, per: 1h}}\n"
+	e := testenv.New(t, testenv.WithRules(rules))
+	f := e.Fake
+	for _, p := range []struct{ id, name string }{{pat, "pat"}, {quinn, "quinn"}} {
+		f.AddJiraUser(exampleUser(p.id, p.name))
+		f.AddMember("acme", p.id)
+	}
+	ctx := context.Background()
+	rdb := e.App.Redis()
+	budgetKeys := "{" + e.Redis.Prefix + ":rl:bitbucket:*}:requests"
+	refill := func() { // what an hour would do
+		keys, err := rdb.Keys(ctx, budgetKeys).Result()
+		if err != nil || len(keys) == 0 {
+			t.Fatalf("the Bitbucket budget's keys %q: %v %v", budgetKeys, keys, err)
+		}
+		rdb.Del(ctx, keys...)
+	}
+
+	// Two group listings spend the budget; the first repair would wait an hour.
+	pauses := 0
+	var rep reconcile.Report
+	for attempt := 0; ; attempt++ {
+		if attempt == 6 {
+			t.Fatalf("the pass did not finish in 6 attempts (%d pauses)", pauses)
+		}
+		runCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		start := time.Now()
+		var err error
+		rep, err = e.App.Worker().Reconcile(runCtx, e.App.JiraUsers(), worker.ReconcileOptions{})
+		cancel()
+		if err == nil {
+			break
+		}
+		w, ok := ratelimit.AsWait(err)
+		if !ok || w.RetryAfter < 10*time.Minute {
+			t.Fatalf("attempt %d: err = %v, want the budget's wait of about an hour", attempt, err)
+		}
+		if took := time.Since(start); took > 10*time.Second {
+			t.Fatalf("attempt %d waited %s in its slot", attempt, took)
+		}
+		var st struct {
+			Stage string `json:"stage"`
+		}
+		if ok, err := e.App.Ledger().ReconcileState(ctx, "acme", &st); err != nil || !ok || st.Stage == "" {
+			t.Fatalf("no cursor stored after the pause: %v %v %+v", ok, err, st)
+		}
+		pauses++
+		refill()
+	}
+	if pauses == 0 || !rep.Resumed {
+		t.Fatalf("pauses = %d, resumed = %v: want the pass paused and resumed", pauses, rep.Resumed)
+	}
+	wantTable(t, table(rep),
+		"pat@example.org | acme | readers | granted | no ledger entry: the signup webhook was missed",
+		"quinn@example.org | acme | readers | granted | no ledger entry: the signup webhook was missed",
+	)
+	for _, g := range []string{"developers", "readers"} {
+		if n := len(f.CallsTo(http.MethodGet, "/1.0/groups/acme/"+g+"/members")); n != 1 {
+			t.Fatalf("group %s listed %d times, want once (resumed passes go on from the cursor)", g, n)
+		}
+	}
+
+	// A signup now waits for the spent budget, in the backlog.
+	sam := "557058:sam"
+	f.AddJiraUser(exampleUser(sam, "sam"))
+	f.AddMember("acme", sam)
+	signup(t, e, sam, "sam")
+	backlog := ratelimit.NewBacklog(rdb, e.Redis.Prefix)
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if n, _ := backlog.Waiting(ctx, ratelimit.APIBitbucket); n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the signup never waited for the budget")
+		}
+	}
+	refill() // room again: only the waiting signup holds the pass back
+	f.ResetCalls()
+	_, err := e.App.Worker().Reconcile(ctx, e.App.JiraUsers(), worker.ReconcileOptions{})
+	if w, ok := ratelimit.AsWait(err); !ok || w.RetryAfter != time.Minute || !strings.Contains(w.Budget, "signups") {
+		t.Fatalf("pass while a signup waits: err = %v, want it to step aside for a minute", err)
+	}
+	for _, c := range f.Calls() {
+		if !strings.HasPrefix(c.Path, "/rest/") {
+			t.Fatalf("the pass spent Bitbucket's budget while a signup waited: %s %s", c.Method, c.Path)
+		}
+	}
+
+	// Through the service: the CLI reports the pause and returns.
+	_, err = newAdmin(t, e).Reconcile(ctx, jobs.ReconcilePass{Workspace: "acme", Actor: "cli:test"}, 10*time.Second)
+	if !errors.Is(err, app.ErrPassPaused) || !strings.Contains(err.Error(), "signups") {
+		t.Fatalf("CLI pass while a signup waits: %v, want it reported paused", err)
+	}
 }

@@ -41,8 +41,10 @@ func DecodeReconcilePass(payload []byte) (ReconcilePass, error) {
 
 // NewReconcileTask builds a pass's task. A scheduled pass is named by its
 // tick (one per tick however many schedulers fire); an asked-for one gets a
-// fresh id. Neither is retried: a failed pass leaves its cursor, and the
-// next one resumes there.
+// fresh id. A failed pass leaves its cursor and the next one resumes there;
+// a pass waiting for the budget comes back when it allows (not a failure,
+// so not counted against MaxRetry, which Asynq checks first: hence 1, the
+// one retry a pass that ran out of time gets).
 func NewReconcileTask(p ReconcilePass, queue string) (*asynq.Task, error) {
 	payload, err := json.Marshal(p)
 	if err != nil {
@@ -57,5 +59,5 @@ func NewReconcileTask(p ReconcilePass, queue string) (*asynq.Task, error) {
 		id = "reconcile:" + p.Workspace + ":" + hex.EncodeToString(b[:])
 	}
 	return asynq.NewTask(TypeReconcile, payload, asynq.TaskID(id), asynq.Queue(queue),
-		asynq.MaxRetry(0), asynq.Timeout(ReconcileTimeout), asynq.Retention(24*time.Hour)), nil
+		asynq.MaxRetry(1), asynq.Timeout(ReconcileTimeout), asynq.Retention(24*time.Hour)), nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -139,10 +140,19 @@ func (w *Worker) backfillUser(ctx context.Context, u jira.User, o BackfillOption
 
 // withBudget runs call, waiting out rate-limit waits and busy persons.
 func withBudget[T any](ctx context.Context, call func() (T, error)) (T, error) {
+	return waitingUpTo(ctx, time.Duration(math.MaxInt64), call)
+}
+
+// waitingUpTo is withBudget for waits up to most: a longer rate-limit wait
+// is returned (the caller gives its worker slot back and comes back then).
+func waitingUpTo[T any](ctx context.Context, most time.Duration, call func() (T, error)) (T, error) {
 	for {
 		v, err := call()
 		wait := time.Duration(0)
 		if w, ok := ratelimit.AsWait(err); ok {
+			if w.RetryAfter > most {
+				return v, err
+			}
 			wait = w.RetryAfter
 		} else if errors.Is(err, ledger.ErrBusy) {
 			wait = time.Second

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/autoinvite/autoinvite/integrations/bitbucket"
 	"github.com/autoinvite/autoinvite/integrations/jira"
 	"github.com/autoinvite/autoinvite/integrations/organization"
+	"github.com/autoinvite/autoinvite/integrations/ratelimit"
 	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/ledger"
 	"github.com/autoinvite/autoinvite/reconcile"
@@ -58,6 +60,15 @@ type ReconcileOptions struct {
 
 const actorReconcile = "reconcile"
 
+// reconcileInPlaceWait is the longest rate-limit wait a pass sleeps through
+// in its worker slot; a longer one ends the attempt (the cursor is stored)
+// and the task comes back when the budget allows.
+const reconcileInPlaceWait = 10 * time.Second
+
+// signupsFirstDelay is how long a pass steps aside while signups wait for
+// the Bitbucket budget, before it looks again.
+const signupsFirstDelay = time.Minute
+
 // Stages of a pass, in order.
 const (
 	stageJiraGroups = "jira-groups"
@@ -80,7 +91,10 @@ type reconcileState struct {
 	// has explained yet (what is left at the end is reported).
 	Actual map[string]map[string]map[string]bool `json:"actual"`
 	Rows   []reconcile.Row                       `json:"rows,omitempty"`
-	Notes  []string                              `json:"notes,omitempty"`
+	// Paused are the rows of a repair a budget wait interrupted, by
+	// workspace and person: their reasons stand when the pass resumes.
+	Paused map[string][]reconcile.Row `json:"paused,omitempty"`
+	Notes  []string                   `json:"notes,omitempty"`
 }
 
 // pass is one running reconciliation.
@@ -215,6 +229,30 @@ func (w *Worker) runPass(ctx context.Context, p *pass) error {
 	return w.reportLeftovers(ctx, p)
 }
 
+// inPlace is the longest budget wait the pass sleeps through: a dry run
+// keeps no cursor to resume from, so it waits whatever it takes.
+func (p *pass) inPlace() time.Duration {
+	if p.o.DryRun {
+		return time.Duration(math.MaxInt64)
+	}
+	return reconcileInPlaceWait
+}
+
+// signupsFirst steps a pass aside while user events wait for the Bitbucket
+// budget (signups always go first): a wait the task comes back from.
+func (w *Worker) signupsFirst(ctx context.Context, p *pass) error {
+	if p.o.DryRun || !w.signupsWaiting(ctx) {
+		return nil
+	}
+	return &ratelimit.WaitError{API: ratelimit.APIBitbucket, Budget: "requests (signups waiting for it go first)", RetryAfter: signupsFirstDelay, Position: -1}
+}
+
+// tooLong is a budget wait longer than a pass sleeps through.
+func tooLong(err error) bool {
+	w, ok := ratelimit.AsWait(err)
+	return ok && w.RetryAfter > reconcileInPlaceWait
+}
+
 // jiraGroups are the Jira groups the rules of the pass's workspaces name.
 func (p *pass) jiraGroups() []string {
 	var out []string
@@ -237,7 +275,7 @@ func (w *Worker) listJiraGroups(ctx context.Context, p *pass) error {
 	groups := p.jiraGroups()
 	for p.st.Group < len(groups) {
 		group := groups[p.st.Group]
-		page, err := withBudget(ctx, func() (jira.Page, error) {
+		page, err := waitingUpTo(ctx, p.inPlace(), func() (jira.Page, error) {
 			return p.lister.ListGroupMembers(ctx, group, p.st.Start, p.pageSize)
 		})
 		if err != nil {
@@ -284,7 +322,7 @@ func (w *Worker) listBitbucket(ctx context.Context, p *pass) error {
 		if _, done := p.st.Actual[ws]; done {
 			continue
 		}
-		members, notes, err := w.groupMembers(ctx, ws, p.ruleGroups(ws))
+		members, notes, err := w.groupMembers(ctx, p, ws, p.ruleGroups(ws))
 		if err != nil {
 			return err
 		}
@@ -301,7 +339,7 @@ func (w *Worker) listBitbucket(ctx context.Context, p *pass) error {
 // groupMembers lists the members of groups in a workspace. A group that
 // cannot be read for good is left out with a note (nothing is compared on
 // it); a temporary failure stops the pass, to resume later.
-func (w *Worker) groupMembers(ctx context.Context, ws string, groups []string) (map[string]map[string]bool, []string, error) {
+func (w *Worker) groupMembers(ctx context.Context, p *pass, ws string, groups []string) (map[string]map[string]bool, []string, error) {
 	out := map[string]map[string]bool{}
 	var notes []string
 	atl, err := w.atlassianAdministered(ctx, ws)
@@ -314,7 +352,10 @@ func (w *Worker) groupMembers(ctx context.Context, ws string, groups []string) (
 			return nil, nil, fmt.Errorf("reconcile %s: the Bitbucket client cannot list group members (dry_run is on?)", ws)
 		}
 		for _, g := range groups {
-			members, err := withBudget(ctx, func() ([]bitbucket.GroupMember, error) { return bb.ListGroupMembers(ctx, ws, g) })
+			if err := w.signupsFirst(ctx, p); err != nil {
+				return nil, nil, err
+			}
+			members, err := waitingUpTo(ctx, p.inPlace(), func() ([]bitbucket.GroupMember, error) { return bb.ListGroupMembers(ctx, ws, g) })
 			if isTemporaryOrWait(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 				return nil, nil, err
 			}
@@ -352,7 +393,7 @@ func (w *Worker) groupMembers(ctx context.Context, ws string, groups []string) (
 			continue
 		}
 		og := found[g]
-		users, err := withBudget(ctx, func() ([]organization.User, error) { return lister.GroupMembers(ctx, og.DirectoryID, og.ID) })
+		users, err := waitingUpTo(ctx, p.inPlace(), func() ([]organization.User, error) { return lister.GroupMembers(ctx, og.DirectoryID, og.ID) })
 		if err != nil {
 			return nil, nil, err
 		}
@@ -373,7 +414,7 @@ func jiraUser(u jira.User) jobs.User {
 // each in every workspace of the pass.
 func (w *Worker) reconcileUsers(ctx context.Context, p *pass) error {
 	for {
-		page, err := withBudget(ctx, func() (jira.Page, error) { return p.lister.ListUsers(ctx, "", p.st.Start, p.pageSize) })
+		page, err := waitingUpTo(ctx, p.inPlace(), func() (jira.Page, error) { return p.lister.ListUsers(ctx, "", p.st.Start, p.pageSize) })
 		if err != nil {
 			return err
 		}
@@ -457,10 +498,26 @@ func (w *Worker) reconcileUser(ctx context.Context, p *pass, u jira.User) (found
 		if label == "" {
 			label = pid
 		}
+		paused := p.st.Paused[ws+"\t"+pid]
 		for i := range rows {
 			rows[i].Person, rows[i].PersonID, rows[i].Workspace = strings.ToLower(label), pid, ws
+			// A repair paused half way changed the ledger: the reason is the
+			// one found before it.
+			for _, r := range paused {
+				if r.Group == rows[i].Group && r.Action == rows[i].Action {
+					rows[i].Why = r.Why
+				}
+			}
 		}
-		w.repair(ctx, p, user, e, rows)
+		if err := w.repair(ctx, p, user, e, rows); err != nil {
+			// A long wait: this person is compared again when the pass resumes.
+			if p.st.Paused == nil {
+				p.st.Paused = map[string][]reconcile.Row{}
+			}
+			p.st.Paused[ws+"\t"+pid] = rows
+			return found, errors.Join(err, w.save(ctx, p))
+		}
+		delete(p.st.Paused, ws+"\t"+pid)
 		p.st.Rows = append(p.st.Rows, rows...)
 		if err := w.auditRows(ctx, p, rows); err != nil {
 			return found, err
@@ -470,8 +527,9 @@ func (w *Worker) reconcileUser(ctx context.Context, p *pass, u jira.User) (found
 }
 
 // repair carries out the rows' actions for one person in one workspace, as
-// the mode allows, and sets each row's outcome.
-func (w *Worker) repair(ctx context.Context, p *pass, user jobs.User, e *ledger.Entry, rows []reconcile.Row) {
+// the mode allows, and sets each row's outcome. It returns only a budget
+// wait too long to sleep through: the pass stops before this person.
+func (w *Worker) repair(ctx context.Context, p *pass, user jobs.User, e *ledger.Entry, rows []reconcile.Row) error {
 	ws := rows[0].Workspace
 	apply := !p.o.DryRun && p.cfg.ReconcileMode(ws) == config.ReconcileApply
 	var grant, regrant, revoke bool
@@ -489,7 +547,12 @@ func (w *Worker) repair(ctx context.Context, p *pass, user jobs.User, e *ledger.
 		}
 	}
 	if !apply {
-		return
+		return nil
+	}
+	if atl, err := w.atlassianAdministered(ctx, ws); err == nil && !atl {
+		if err := w.signupsFirst(ctx, p); err != nil {
+			return err
+		}
 	}
 	log := zerolog.Ctx(ctx).With().Str("person", user.PersonID()).Str("workspace", ws).Logger()
 	owner := "reconcile:" + user.PersonID()
@@ -497,9 +560,12 @@ func (w *Worker) repair(ctx context.Context, p *pass, user jobs.User, e *ledger.
 		if mode := p.cfg.RevokeMode(ws); mode != config.RevokeApply {
 			setOutcome(rows, reconcile.ActRevoke, func(string) string { return "not revoked (revoke: " + mode + ")" })
 		} else {
-			_, err := withBudget(ctx, func() (struct{}, error) {
+			_, err := waitingUpTo(ctx, p.inPlace(), func() (struct{}, error) {
 				return struct{}{}, w.reconcileRevoke(ctx, ws, user.PersonID(), owner, p.o.Actor)
 			})
+			if tooLong(err) {
+				return err
+			}
 			after, gerr := w.o.Ledger.Get(ctx, ws, user.PersonID())
 			setOutcome(rows, reconcile.ActRevoke, func(g string) string { return revokeOutcome(after, g, errors.Join(err, gerr)) })
 			if err != nil {
@@ -508,7 +574,7 @@ func (w *Worker) repair(ctx context.Context, p *pass, user jobs.User, e *ledger.
 		}
 	}
 	if !grant && !regrant {
-		return
+		return nil
 	}
 	if regrant {
 		var groups []string
@@ -522,7 +588,7 @@ func (w *Worker) repair(ctx context.Context, p *pass, user jobs.User, e *ledger.
 		}); err != nil {
 			setOutcome(rows, reconcile.ActRegrant, func(string) string { return "failed: " + err.Error() })
 			if !grant {
-				return
+				return nil
 			}
 		}
 	}
@@ -531,7 +597,17 @@ func (w *Worker) repair(ctx context.Context, p *pass, user jobs.User, e *ledger.
 		event = jobs.EventUserCreated
 	}
 	ev := jobs.UserEvent{Event: event, DeliveryID: "reconcile", ReceivedAt: w.o.Now(), User: user}
-	_, err := withBudget(ctx, func() (struct{}, error) { return struct{}{}, w.handleEvent(ctx, ev, owner, 0, ws) })
+	_, err := waitingUpTo(ctx, p.inPlace(), func() (struct{}, error) { return struct{}{}, w.handleEvent(ctx, ev, owner, 0, ws) })
+	if tooLong(err) {
+		// The signup path queued the repair among the tasks waiting for the
+		// budget; a paused pass is not one of them (it steps aside for them).
+		if w.o.Backlog != nil {
+			if derr := w.o.Backlog.Done(ctx, owner); derr != nil {
+				log.Warn().Err(derr).Msg("budget backlog not updated: the paused repair leaves it when its turn passes")
+			}
+		}
+		return err
+	}
 	after, gerr := w.o.Ledger.Get(ctx, ws, user.PersonID())
 	if err != nil {
 		log.Warn().Err(err).Msg("reconcile: signup path failed (recorded in the ledger)")
@@ -539,6 +615,7 @@ func (w *Worker) repair(ctx context.Context, p *pass, user jobs.User, e *ledger.
 	for _, act := range []string{reconcile.ActGrant, reconcile.ActRegrant} {
 		setOutcome(rows, act, func(g string) string { return grantOutcome(after, g, errors.Join(err, gerr)) })
 	}
+	return nil
 }
 
 func setOutcome(rows []reconcile.Row, action string, outcome func(group string) string) {
