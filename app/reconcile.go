@@ -141,7 +141,7 @@ func (ad *Admin) Reconcile(ctx context.Context, p jobs.ReconcilePass, wait time.
 		case asynq.TaskStateArchived:
 			return reconcile.Report{}, fmt.Errorf("the worker failed reconciliation pass %s: %s", id, info.LastErr)
 		case asynq.TaskStateRetry:
-			return reconcile.Report{}, fmt.Errorf("%w: %s; the service resumes it where it stopped at %s (task %s; `autoinvite status` shows the budget's backlog)",
+			return reconcile.Report{}, fmt.Errorf("%w (%s); the service takes it up again at %s, from where it stopped (task %s; `autoinvite status` shows the budget's backlog)",
 				ErrPassPaused, info.LastErr, info.NextProcessAt.UTC().Format(time.RFC3339), id)
 		case asynq.TaskStateActive:
 			taken = true

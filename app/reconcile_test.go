@@ -620,7 +620,7 @@ func TestReconcilePausesForTheBudgetAndForSignups(t *testing.T) {
 	refill() // room again: only the waiting signup holds the pass back
 	f.ResetCalls()
 	_, err := e.App.Worker().Reconcile(ctx, e.App.JiraUsers(), worker.ReconcileOptions{})
-	if w, ok := ratelimit.AsWait(err); !ok || w.RetryAfter != time.Minute || !strings.Contains(w.Budget, "signups") {
+	if w, ok := ratelimit.AsWait(err); !ok || w.RetryAfter != time.Minute || !strings.Contains(err.Error(), "signups are waiting") {
 		t.Fatalf("pass while a signup waits: err = %v, want it to step aside for a minute", err)
 	}
 	for _, c := range f.Calls() {
@@ -631,7 +631,7 @@ func TestReconcilePausesForTheBudgetAndForSignups(t *testing.T) {
 
 	// Through the service: the CLI reports the pause and returns.
 	_, err = newAdmin(t, e).Reconcile(ctx, jobs.ReconcilePass{Workspace: "acme", Actor: "cli:test"}, 10*time.Second)
-	if !errors.Is(err, app.ErrPassPaused) || !strings.Contains(err.Error(), "signups") {
+	if !errors.Is(err, app.ErrPassPaused) || !strings.Contains(err.Error(), "signups are waiting") {
 		t.Fatalf("CLI pass while a signup waits: %v, want it reported paused", err)
 	}
 }

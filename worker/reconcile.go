@@ -244,7 +244,8 @@ func (w *Worker) signupsFirst(ctx context.Context, p *pass) error {
 	if p.o.DryRun || !w.signupsWaiting(ctx) {
 		return nil
 	}
-	return &ratelimit.WaitError{API: ratelimit.APIBitbucket, Budget: "requests (signups waiting for it go first)", RetryAfter: signupsFirstDelay, Position: -1}
+	return fmt.Errorf("signups are waiting for the Bitbucket budget and go first: %w",
+		&ratelimit.WaitError{API: ratelimit.APIBitbucket, Budget: "requests", RetryAfter: signupsFirstDelay, Position: -1})
 }
 
 // tooLong is a budget wait longer than a pass sleeps through.
