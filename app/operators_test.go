@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -142,6 +144,67 @@ func TestConfigFileChangeIsPickedUp(t *testing.T) {
 	for e.App.ConfigHash() == before {
 		if time.Now().After(deadline) {
 			t.Fatal("config change not picked up within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	assertAccepted(t, e.Webhook("user_created", "d-mia", cloudUser(mia, "mia@acme.com")), "accepted")
+	e.WaitIdle()
+	if m := e.Fake.GroupMembers("acme", "developers"); !reflect.DeepEqual(m, []string{mia}) {
+		t.Fatalf("developers = %v", m)
+	}
+}
+
+// A Kubernetes ConfigMap volume changes no file of that name: the kubelet
+// writes the new version into a new directory and swaps the ..data symlink
+// the config's own symlink goes through. The watcher follows the link.
+func TestConfigMapUpdateIsPickedUp(t *testing.T) {
+	e := testenv.New(t, testenv.WithRules(readersOnly))
+	before, err := os.ReadFile(e.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.WriteRules(developersOnly)
+	after, err := os.ReadFile(e.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The volume as the kubelet lays it out, holding the running version.
+	dir, name := filepath.Dir(e.ConfigPath), filepath.Base(e.ConfigPath)
+	version := func(stamp string, content []byte) {
+		if err := os.Mkdir(filepath.Join(dir, stamp), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, stamp, name), content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(stamp, filepath.Join(dir, "..data_tmp")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version("..2026_11_28_09_00_00.1", before)
+	if err := os.Remove(e.ConfigPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("..data", name), e.ConfigPath); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := e.App.WatchConfig(ctx); err != nil {
+		t.Fatal(err)
+	}
+	running := e.App.ConfigHash()
+	version("..2026_11_28_09_05_00.2", after)
+	if err := os.RemoveAll(filepath.Join(dir, "..2026_11_28_09_00_00.1")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for e.App.ConfigHash() == running {
+		if time.Now().After(deadline) {
+			t.Fatal("ConfigMap update not picked up within 10s")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -81,7 +81,10 @@ func (a *App) serveReload(w http.ResponseWriter, r *http.Request) {
 }
 
 // WatchConfig reloads when the config file changes. It watches the directory:
-// editors and Kubernetes replace files rather than write them in place.
+// editors replace the file rather than write it in place, and a Kubernetes
+// ConfigMap volume changes no file of that name at all: it swaps the ..data
+// symlink the file's own symlink goes through, so what the path resolves to
+// is compared at every event in the directory.
 func (a *App) WatchConfig(ctx context.Context) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -97,6 +100,7 @@ func (a *App) WatchConfig(ctx context.Context) error {
 		return fmt.Errorf("watch config: %w", err)
 	}
 	a.closers = append(a.closers, func() { w.Close() })
+	resolved, _ := filepath.EvalSymlinks(path)
 	go func() {
 		var debounce <-chan time.Time
 		for {
@@ -108,7 +112,13 @@ func (a *App) WatchConfig(ctx context.Context) error {
 					return
 				}
 				// A save is often several events (truncate, write, rename): settle first.
-				if filepath.Clean(ev.Name) == path && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
+				// A path that resolves to nothing for now is waited out.
+				now, _ := filepath.EvalSymlinks(path)
+				swapped := now != "" && now != resolved
+				if swapped {
+					resolved = now
+				}
+				if swapped || (filepath.Clean(ev.Name) == path && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0) {
 					debounce = time.After(250 * time.Millisecond)
 				}
 			case <-debounce:
