@@ -19,20 +19,13 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/rs/zerolog"
+
+	"github.com/autoinvite/autoinvite/bench/minimal"
 )
 
-// TypeUserEvent is jobs.TypeUserEvent, written out: the limit depends on
-// nothing of autoinvite's.
-const TypeUserEvent = "jira:user_event"
-
 func main() {
-	zerolog.TimeFieldFormat = time.RFC3339Nano
-	log := zerolog.New(os.Stderr).Level(zerolog.InfoLevel).With().Timestamp().Logger()
-	opt, err := asynq.ParseRedisURI(os.Getenv("MINIMAL_REDIS_URL"))
-	if err != nil {
-		log.Fatal().Err(err).Msg("MINIMAL_REDIS_URL")
-	}
+	log := minimal.Logger()
+	opt := minimal.Redis(log)
 	client := asynq.NewClient(opt)
 	defer client.Close()
 	queue := os.Getenv("MINIMAL_QUEUE")
@@ -41,7 +34,7 @@ func main() {
 		id := r.Header.Get("X-Atlassian-Webhook-Identifier")
 		body, err := io.ReadAll(r.Body)
 		if err == nil {
-			_, err = client.EnqueueContext(r.Context(), asynq.NewTask(TypeUserEvent, body), asynq.TaskID(id), asynq.Queue(queue))
+			_, err = client.EnqueueContext(r.Context(), asynq.NewTask(minimal.TypeUserEvent, body), asynq.TaskID(id), asynq.Queue(queue))
 		}
 		status := http.StatusAccepted
 		if err != nil {

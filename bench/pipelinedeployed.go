@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/autoinvite/autoinvite/jobs"
+)
+
+// deployedRun is one timed drain by a process of its own.
+type deployedRun struct {
+	tasks         int // processed while timed
+	took          time.Duration
+	cpu, redisCPU time.Duration
+	benchCPU      time.Duration // this process: polling, and the fake Atlassian answering
+	logBytes      int64
+}
+
+func (r deployedRun) rate() float64 { return float64(r.tasks) / r.took.Seconds() }
+
+// pipelineDeployed times the pipeline as it is deployed: the real binary,
+// `autoinvite serve --role worker` (logs on at info, to a file; limiter on;
+// the fake Atlassian over loopback HTTP, in this process), alternating with
+// the limit deployed the same way: bench/minimal-worker, Asynq with no-op
+// handlers that log a line per task. Rounds interleave; CPU from /proc.
+func pipelineDeployed(ctx context.Context, env *benchEnv, hooks []webhook, concurrency int) error {
+	dir, err := os.MkdirTemp("", "autoinvite-pipeline")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := buildBinaries(dir, "./cmd/autoinvite", "./bench/minimal-worker"); err != nil {
+		return err
+	}
+	n := len(hooks)
+	queue := jobs.EventsQueue(keyPrefix)
+	var limits, pipes []deployedRun
+	var ratios []float64
+	for r := 0; r < pipelineRounds; r++ {
+		env.flush(ctx)
+		if err := queueRaw(ctx, env, queue, hooks); err != nil {
+			return err
+		}
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		limit, err := drainByProcess(ctx, env, queue, n, concurrency, func() (*intakeProcess, error) {
+			return startProcess("minimal-worker", filepath.Join(dir, "minimal-worker"), addr, "/", "", nil,
+				"MINIMAL_LISTEN="+addr, "MINIMAL_REDIS_URL="+env.redisURL, "MINIMAL_QUEUE="+queue, "MINIMAL_CONCURRENCY="+strconv.Itoa(concurrency))
+		})
+		if err != nil {
+			return err
+		}
+
+		env.flush(ctx)
+		f := pipelineFake(n)
+		fakeURL, stopFake, err := serveFake(f)
+		if err != nil {
+			return err
+		}
+		yaml := pipelineRules + fmt.Sprintf("worker: {concurrency: %d}\n", concurrency)
+		if err := queueThroughIntake(env, fakeURL, yaml, hooks); err != nil {
+			stopFake()
+			return err
+		}
+		cfg := filepath.Join(dir, "autoinvite.yaml")
+		if err := os.WriteFile(cfg, []byte("redis: {key_prefix: "+keyPrefix+"}\n"+yaml), 0o600); err != nil {
+			stopFake()
+			return err
+		}
+		if addr, err = freeAddr(); err != nil {
+			stopFake()
+			return err
+		}
+		pipe, err := drainByProcess(ctx, env, queue, n, concurrency, func() (*intakeProcess, error) {
+			return startProcess("autoinvite", filepath.Join(dir, "autoinvite"), addr, "/", "/readyz",
+				[]string{"serve", "--config", cfg, "--role", "worker", "--log-level", "info"},
+				"AUTOINVITE_LISTEN="+addr, "AUTOINVITE_REDIS_URL="+env.redisURL,
+				"AUTOINVITE_JIRA_BASE_URL="+fakeURL, "AUTOINVITE_BITBUCKET_BASE_URL="+fakeURL,
+				"AUTOINVITE_JIRA_EMAIL=bot@acme.com", "AUTOINVITE_JIRA_API_TOKEN=t", "AUTOINVITE_BITBUCKET_ACCESS_TOKEN=t")
+		})
+		stopFake()
+		if err != nil {
+			return err
+		}
+		spent, err := limiterSpends(ctx, env)
+		if err != nil {
+			return err
+		}
+		if calls := len(f.Calls()); spent < calls {
+			return fmt.Errorf("as deployed, the limiter recorded %d requests for %d Atlassian calls: the worker's calls do not all go through it", spent, calls)
+		}
+		limits, pipes = append(limits, limit), append(pipes, pipe)
+		ratios = append(ratios, pipe.rate()/limit.rate())
+	}
+
+	fmt.Printf("\nAs deployed: `autoinvite serve --role worker` (the real binary, logs at info to a file, limiter on, worker.concurrency %d) "+
+		"against the fake Atlassian over loopback HTTP, and the limit: bench/minimal-worker (Asynq, no-op handlers logging a line per task, "+
+		"same concurrency), each its own process; %d interleaved rounds, timed from the first task processed to the last\n\n", concurrency, pipelineRounds)
+	fmt.Println("| round | minimal worker tasks/s | autoinvite worker signups/s | ratio |")
+	fmt.Println("| ---: | ---: | ---: | ---: |")
+	for i := range ratios {
+		fmt.Printf("| %d | %.0f | %.0f | %.2f |\n", i+1, limits[i].rate(), pipes[i].rate(), ratios[i])
+	}
+	per := func(runs []deployedRun, f func(deployedRun) float64) float64 {
+		v := make([]float64, len(runs))
+		for i, r := range runs {
+			v[i] = f(r)
+		}
+		return median(v)
+	}
+	cpu := func(r deployedRun) float64 { return float64(r.cpu.Microseconds()) / float64(r.tasks) }
+	redisCPU := func(r deployedRun) float64 { return float64(r.redisCPU.Microseconds()) / float64(r.tasks) }
+	logB := func(r deployedRun) float64 { return float64(r.logBytes) / float64(r.tasks) }
+	benchCPU := func(r deployedRun) float64 { return float64(r.benchCPU.Microseconds()) / float64(r.tasks) }
+	fmt.Println()
+	fmt.Println("| process (median of the rounds) | per second | CPU µs per task (the process) | CPU µs per task (redis-server) | CPU µs per task (the benchmark: polling, fake Atlassian) | log B per task |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Printf("| minimal worker (the limit) | %.0f | %.0f | %.0f | %.0f | %.0f |\n", per(limits, deployedRun.rate), per(limits, cpu), per(limits, redisCPU), per(limits, benchCPU), per(limits, logB))
+	fmt.Printf("| autoinvite serve --role worker | %.0f | %.0f | %.0f | %.0f | %.0f |\n", per(pipes, deployedRun.rate), per(pipes, cpu), per(pipes, redisCPU), per(pipes, benchCPU), per(pipes, logB))
+	ratio := median(ratios)
+	fmt.Printf("\nratio as deployed %.2f (median of %d interleaved rounds, %.2f–%.2f; goal >= 0.50): %s. The fake Atlassian runs in the benchmark's process, on the same cores (its column).\n",
+		ratio, len(ratios), slices.Min(ratios), slices.Max(ratios), verdict(ratio >= 0.5))
+	return nil
+}
+
+// drainByProcess starts a worker process on a queue holding n tasks and times
+// it from its first processed task to the last, then stops it. Every timed
+// task must have left at least one line in the process's log (but the
+// inFlight that were running as the clock started may have logged before).
+func drainByProcess(ctx context.Context, env *benchEnv, queue string, n, inFlight int, start func() (*intakeProcess, error)) (deployedRun, error) {
+	p, err := start()
+	if err != nil {
+		return deployedRun{}, err
+	}
+	defer p.stop()
+	processed := "asynq:{" + queue + "}:processed"
+	count := func() int { c, _ := env.rdb.Get(ctx, processed).Int(); return c }
+	// The clock starts at the first task: the process's start-up is not the pipeline.
+	deadline := time.Now().Add(5 * time.Minute)
+	for count() == 0 {
+		if time.Now().After(deadline) {
+			return deployedRun{}, fmt.Errorf("%s processed nothing in 5 minutes; its log: %s", p.name, p.logPath)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Lines are counted from here; a task in flight now may have logged its
+	// line already and be counted done only later: up to inFlight of them.
+	if _, _, err := p.newLogLines(); err != nil {
+		return deployedRun{}, err
+	}
+	c0, t0, cpu0, rcpu0, self0 := count(), time.Now(), processCPU(p.cmd.Process.Pid), env.redisCPU(), selfCPU()
+	for count() < n {
+		if time.Now().After(deadline) {
+			return deployedRun{}, fmt.Errorf("%s processed %d of %d tasks in 5 minutes; its log: %s", p.name, count(), n, p.logPath)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	run := deployedRun{tasks: n - c0, took: time.Since(t0), redisCPU: env.redisCPU() - rcpu0, benchCPU: selfCPU() - self0}
+	if info, err := asynq.NewInspectorFromRedisClient(env.rdb).GetQueueInfo(queue); err != nil || info.Failed > 0 {
+		return run, fmt.Errorf("%s: queue %s: %+v, %v (its log: %s)", p.name, queue, info, err, p.logPath)
+	}
+	var lines int
+	for logDeadline := time.Now().Add(logWait); ; time.Sleep(time.Millisecond) {
+		l, size, err := p.newLogLines()
+		if err != nil {
+			return run, err
+		}
+		lines, run.logBytes = lines+l, run.logBytes+size
+		if lines >= run.tasks-inFlight || time.Now().After(logDeadline) {
+			break
+		}
+	}
+	run.cpu = processCPU(p.cmd.Process.Pid) - cpu0 // its log writes included
+	if lines < run.tasks-inFlight {
+		return run, fmt.Errorf("%s logged %d lines for %d tasks: logs must be on", p.name, lines, run.tasks)
+	}
+	if run.tasks < n/2 {
+		return run, fmt.Errorf("%s processed %d of %d tasks before the clock started: too few to time", p.name, c0, n)
+	}
+	return run, nil
+}
