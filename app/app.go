@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -373,6 +374,12 @@ func (a *App) serveParts() error {
 	mux.Handle("/monitoring/", admin.wrap(withLedgerLink(dashboard)))
 	a.routeLedger(mux, admin)
 	mux.Handle("/-/reload", admin.wrap(http.HandlerFunc(a.serveReload)))
+	// Go's profiler, for an operator to see where a live process spends.
+	mux.Handle("/debug/pprof/", admin.wrap(http.HandlerFunc(pprof.Index)))
+	mux.Handle("/debug/pprof/cmdline", admin.wrap(http.HandlerFunc(pprof.Cmdline)))
+	mux.Handle("/debug/pprof/profile", admin.wrap(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("/debug/pprof/symbol", admin.wrap(http.HandlerFunc(pprof.Symbol)))
+	mux.Handle("/debug/pprof/trace", admin.wrap(http.HandlerFunc(pprof.Trace)))
 	a.handler = mux
 	return nil
 }

@@ -19,7 +19,7 @@ import (
 
 func TestAdminEndpointsAreClosedWithoutCredentialsConfigured(t *testing.T) {
 	e := testenv.New(t, testenv.WithoutAdmin())
-	for _, path := range []string{"/monitoring/", "/-/reload"} {
+	for _, path := range []string{"/monitoring/", "/-/reload", "/debug/pprof/", "/debug/pprof/profile"} {
 		r := e.Do(http.MethodGet, path, "anyone", "anything")
 		if r.Status != http.StatusForbidden || !strings.Contains(r.Raw, "set AUTOINVITE_ADMIN_USER and AUTOINVITE_ADMIN_PASSWORD") {
 			t.Fatalf("%s = %d %s", path, r.Status, r.Raw)
@@ -44,6 +44,23 @@ func TestDashboardNeedsTheAdminCredentials(t *testing.T) {
 	}
 	if r := e.Do(http.MethodGet, "/metrics", "", ""); r.Status != http.StatusOK {
 		t.Fatalf("/metrics must stay open for Prometheus: %d", r.Status)
+	}
+}
+
+// Go's profiler is an admin endpoint: a profile shows the code, not secrets,
+// but taking one costs the process CPU.
+func TestProfilerNeedsTheAdminCredentials(t *testing.T) {
+	e := testenv.New(t)
+	if r := e.Do(http.MethodGet, "/debug/pprof/", "", ""); r.Status != http.StatusUnauthorized {
+		t.Fatalf("no credentials: %d", r.Status)
+	}
+	r := e.Do(http.MethodGet, "/debug/pprof/", testenv.AdminUser, testenv.AdminPassword)
+	if r.Status != http.StatusOK || !strings.Contains(r.Raw, "goroutine") {
+		t.Fatalf("profiles index = %d %s", r.Status, r.Raw)
+	}
+	r = e.Do(http.MethodGet, "/debug/pprof/goroutine?debug=1", testenv.AdminUser, testenv.AdminPassword)
+	if r.Status != http.StatusOK || !strings.Contains(r.Raw, "goroutine profile: total") {
+		t.Fatalf("goroutine profile = %d %.200s", r.Status, r.Raw)
 	}
 }
 
