@@ -101,7 +101,9 @@ workspaces:
 	for i := 0; i < 3; i++ {
 		id := "557058:resume-" + string(rune('a'+i))
 		ids = append(ids, id)
-		e.Fake.AddMember("acme", id)
+		e.Fake.AddMember("acme", id) // all before the signups: a listing they make must find each
+	}
+	for _, id := range ids {
 		assertAccepted(t, e.Webhook("user_created", "c-"+id, cloudUser(id, "")), "accepted")
 	}
 	e.WaitIdle()
