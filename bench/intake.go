@@ -187,19 +187,10 @@ func (p *intakeProcess) run(hooks []webhook, env *benchEnv) (intakeRun, error) {
 	if r.errors > 0 {
 		return run, fmt.Errorf("%d of %d requests to %s failed; its log: %s", r.errors, r.n, p.name, p.logPath)
 	}
-	// A process may write its log lines a little after its answers
-	// (autoinvite batches info lines for a few milliseconds): they must all
-	// be there within logWait of the last answer.
-	var lines int
-	for deadline := time.Now().Add(logWait); ; time.Sleep(time.Millisecond) {
-		n, size, err := p.newLogLines()
-		if err != nil {
-			return run, err
-		}
-		lines, run.logBytes = lines+n, run.logBytes+size
-		if lines >= len(hooks) || time.Now().After(deadline) {
-			break
-		}
+	lines, size, err := p.awaitLogLines(len(hooks))
+	run.logBytes = size
+	if err != nil {
+		return run, err
 	}
 	run.cpu = processCPU(p.cmd.Process.Pid) - cpu // its log writes included
 	if lines < len(hooks) {
@@ -210,6 +201,23 @@ func (p *intakeProcess) run(hooks []webhook, env *benchEnv) (intakeRun, error) {
 
 // logWait: how long after its last answer a process's log lines may come.
 const logWait = time.Second
+
+// awaitLogLines counts the lines the process logs from now until there are
+// want of them or logWait has passed: a process may write its lines a
+// little after its answers (autoinvite batches info lines for a few
+// milliseconds).
+func (p *intakeProcess) awaitLogLines(want int) (lines int, size int64, err error) {
+	for deadline := time.Now().Add(logWait); ; time.Sleep(time.Millisecond) {
+		n, s, err := p.newLogLines()
+		if err != nil {
+			return lines, size, err
+		}
+		lines, size = lines+n, size+s
+		if lines >= want || time.Now().After(deadline) {
+			return lines, size, nil
+		}
+	}
+}
 
 // newLogLines counts the lines the process logged since the last call.
 func (p *intakeProcess) newLogLines() (lines int, size int64, err error) {

@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/autoinvite/autoinvite/jobs"
 )
 
@@ -157,27 +155,16 @@ func drainByProcess(ctx context.Context, env *benchEnv, queue string, n, inFligh
 	if _, _, err := p.newLogLines(); err != nil {
 		return deployedRun{}, err
 	}
-	c0, t0, cpu0, rcpu0, self0 := count(), time.Now(), processCPU(p.cmd.Process.Pid), env.redisCPU(), selfCPU()
-	for count() < n {
-		if time.Now().After(deadline) {
-			return deployedRun{}, fmt.Errorf("%s processed %d of %d tasks in 5 minutes; its log: %s", p.name, count(), n, p.logPath)
-		}
-		time.Sleep(2 * time.Millisecond)
+	c0, cpu0, rcpu0, self0 := count(), processCPU(p.cmd.Process.Pid), env.redisCPU(), selfCPU()
+	took, err := env.waitProcessed(ctx, queue, n, 5*time.Minute)
+	if err != nil {
+		return deployedRun{}, fmt.Errorf("%s: %w (its log: %s)", p.name, err, p.logPath)
 	}
-	run := deployedRun{tasks: n - c0, took: time.Since(t0), redisCPU: env.redisCPU() - rcpu0, benchCPU: selfCPU() - self0}
-	if info, err := asynq.NewInspectorFromRedisClient(env.rdb).GetQueueInfo(queue); err != nil || info.Failed > 0 {
-		return run, fmt.Errorf("%s: queue %s: %+v, %v (its log: %s)", p.name, queue, info, err, p.logPath)
-	}
-	var lines int
-	for logDeadline := time.Now().Add(logWait); ; time.Sleep(time.Millisecond) {
-		l, size, err := p.newLogLines()
-		if err != nil {
-			return run, err
-		}
-		lines, run.logBytes = lines+l, run.logBytes+size
-		if lines >= run.tasks-inFlight || time.Now().After(logDeadline) {
-			break
-		}
+	run := deployedRun{tasks: n - c0, took: took, redisCPU: env.redisCPU() - rcpu0, benchCPU: selfCPU() - self0}
+	lines, size, err := p.awaitLogLines(run.tasks - inFlight)
+	run.logBytes = size
+	if err != nil {
+		return run, err
 	}
 	run.cpu = processCPU(p.cmd.Process.Pid) - cpu0 // its log writes included
 	if lines < run.tasks-inFlight {

@@ -248,10 +248,10 @@ func (w *Worker) signupsFirst(ctx context.Context, p *pass) error {
 		&ratelimit.WaitError{API: ratelimit.APIBitbucket, Budget: "requests", RetryAfter: signupsFirstDelay, Position: -1})
 }
 
-// tooLong is a budget wait longer than a pass sleeps through.
-func tooLong(err error) bool {
+// tooLong is a budget wait longer than the pass sleeps through.
+func (p *pass) tooLong(err error) bool {
 	w, ok := ratelimit.AsWait(err)
-	return ok && w.RetryAfter > reconcileInPlaceWait
+	return ok && w.RetryAfter > p.inPlace()
 }
 
 // jiraGroups are the Jira groups the rules of the pass's workspaces name.
@@ -499,7 +499,8 @@ func (w *Worker) reconcileUser(ctx context.Context, p *pass, u jira.User) (found
 		if label == "" {
 			label = pid
 		}
-		paused := p.st.Paused[ws+"\t"+pid]
+		pausedKey := ws + "\t" + pid
+		paused := p.st.Paused[pausedKey]
 		for i := range rows {
 			rows[i].Person, rows[i].PersonID, rows[i].Workspace = strings.ToLower(label), pid, ws
 			// A repair paused half way changed the ledger: the reason is the
@@ -515,10 +516,10 @@ func (w *Worker) reconcileUser(ctx context.Context, p *pass, u jira.User) (found
 			if p.st.Paused == nil {
 				p.st.Paused = map[string][]reconcile.Row{}
 			}
-			p.st.Paused[ws+"\t"+pid] = rows
+			p.st.Paused[pausedKey] = rows
 			return found, errors.Join(err, w.save(ctx, p))
 		}
-		delete(p.st.Paused, ws+"\t"+pid)
+		delete(p.st.Paused, pausedKey)
 		p.st.Rows = append(p.st.Rows, rows...)
 		if err := w.auditRows(ctx, p, rows); err != nil {
 			return found, err
@@ -564,7 +565,7 @@ func (w *Worker) repair(ctx context.Context, p *pass, user jobs.User, e *ledger.
 			_, err := waitingUpTo(ctx, p.inPlace(), func() (struct{}, error) {
 				return struct{}{}, w.reconcileRevoke(ctx, ws, user.PersonID(), owner, p.o.Actor)
 			})
-			if tooLong(err) {
+			if p.tooLong(err) {
 				return err
 			}
 			after, gerr := w.o.Ledger.Get(ctx, ws, user.PersonID())
@@ -599,7 +600,7 @@ func (w *Worker) repair(ctx context.Context, p *pass, user jobs.User, e *ledger.
 	}
 	ev := jobs.UserEvent{Event: event, DeliveryID: "reconcile", ReceivedAt: w.o.Now(), User: user}
 	_, err := waitingUpTo(ctx, p.inPlace(), func() (struct{}, error) { return struct{}{}, w.handleEvent(ctx, ev, owner, 0, ws) })
-	if tooLong(err) {
+	if p.tooLong(err) {
 		// The signup path queued the repair among the tasks waiting for the
 		// budget; a paused pass is not one of them (it steps aside for them).
 		if w.o.Backlog != nil {
