@@ -26,10 +26,17 @@ type Backlog struct {
 	rdb    redis.UniversalClient
 	prefix string
 	tag    string
-	// busyUntil (unix ms): until then this process has queued tasks that may
+	// busyUntil (unix ms): until then some process has queued tasks that may
 	// still be waiting; Done costs a round trip only until then.
 	busyUntil atomic.Int64
+	// lookedAt (unix ms): when Done last looked whether any process queued
+	// tasks (another's, or this one's before a restart, are served here too).
+	lookedAt atomic.Int64
 }
+
+// lookAgainAfter is how long Done trusts a look that found no process had
+// queued anything: the first queued task's turn comes later than that.
+const lookAgainAfter = time.Second
 
 // NewBacklog returns the backlog of every budget under a key prefix.
 func NewBacklog(rdb redis.UniversalClient, prefix string) *Backlog {
@@ -119,21 +126,42 @@ func (b *Backlog) Queue(ctx context.Context, id string, arrived time.Time, w *Wa
 		return fmt.Errorf("queue %s for the %s %s budget: %w", id, w.API, w.Budget, err)
 	}
 	w.Position, w.RetryAfter = int(res[0]), time.Duration(max(res[1], 1))*time.Millisecond
-	until := time.Now().Add(w.RetryAfter + 2*stale).UnixMilli()
+	b.busyFor(w.RetryAfter + 2*stale)
+	return nil
+}
+
+// busyFor keeps Done's round trip on for d from now.
+func (b *Backlog) busyFor(d time.Duration) {
+	until := time.Now().Add(d).UnixMilli()
 	for {
 		cur := b.busyUntil.Load()
 		if cur >= until || b.busyUntil.CompareAndSwap(cur, until) {
-			return nil
+			return
 		}
 	}
 }
 
 // Done takes task id out of the queue it waited in, if any, counting it as
-// served. Free when this process queued nothing lately: a task queued by
-// another process is then left to expire (staleAfter its planned retry).
+// served. Free while no process has queued a task lately (the queues' key,
+// which lives as long as a queued task may wait, is gone): one look per
+// lookAgainAfter then, not a round trip per task.
 func (b *Backlog) Done(ctx context.Context, id string) error {
-	if id == "" || time.Now().UnixMilli() > b.busyUntil.Load() {
+	if id == "" {
 		return nil
+	}
+	if now := time.Now().UnixMilli(); now > b.busyUntil.Load() {
+		if now-b.lookedAt.Load() < lookAgainAfter.Milliseconds() {
+			return nil
+		}
+		b.lookedAt.Store(now)
+		ttl, err := b.rdb.PTTL(ctx, b.tag+":queues").Result()
+		if err != nil {
+			return fmt.Errorf("look for the budget backlog: %w", err)
+		}
+		if ttl <= 0 {
+			return nil
+		}
+		b.busyFor(ttl)
 	}
 	if err := doneScript.Run(ctx, b.rdb, []string{b.tag + ":of"}, id, b.tag).Err(); err != nil {
 		return fmt.Errorf("take %s out of the budget backlog: %w", id, err)

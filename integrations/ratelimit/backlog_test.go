@@ -100,3 +100,38 @@ func TestBackOffTellsHowLongAtlassianHasRefused(t *testing.T) {
 		t.Fatalf("after a success, wait = %+v", w)
 	}
 }
+
+// A task queued by one process and served by another (a fresh worker after a
+// restart or a scale-up, which never queued anything) leaves the backlog: the
+// count, the ETA and reconciliation's "signups first" must not wait on ghosts
+// for the hour it takes them to go stale.
+func TestTaskServedByAnotherProcessLeavesTheBacklog(t *testing.T) {
+	rdb, prefix := client(t)
+	ctx := context.Background()
+	l := ratelimit.New(rdb, ratelimit.Options{API: "bitbucket", Credential: "bot", Prefix: prefix, MaxInPlaceWait: -1,
+		Budgets: []ratelimit.Budget{{Name: "requests", Requests: 1, Per: time.Hour}}})
+	if err := l.Take(ctx, "GET", "/x"); err != nil {
+		t.Fatal(err)
+	}
+	spent, ok := ratelimit.AsWait(l.Take(ctx, "GET", "/x"))
+	if !ok {
+		t.Fatal("the budget of 1 was not spent")
+	}
+	queuedBy := ratelimit.NewBacklog(rdb, prefix)
+	for i, id := range []string{"a", "b"} {
+		w := *spent
+		if err := queuedBy.Queue(ctx, id, time.Now().Add(time.Duration(i)*time.Second), &w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ratelimit.NewBacklog(rdb, prefix).Done(ctx, "a"); err != nil { // another process serves "a"
+		t.Fatal(err)
+	}
+	if n, err := queuedBy.Waiting(ctx, "bitbucket"); err != nil || n != 1 {
+		t.Fatalf("waiting after another process served one = %d, %v; want 1", n, err)
+	}
+	st, err := ratelimit.NewBacklog(rdb, prefix).Status(ctx)
+	if err != nil || len(st) != 1 || st[0].Waiting != 1 {
+		t.Fatalf("status %+v, %v; want 1 waiting", st, err)
+	}
+}
