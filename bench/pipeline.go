@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,11 +15,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/autoinvite/autoinvite/app"
+	"github.com/autoinvite/autoinvite/bench/floor"
 	"github.com/autoinvite/autoinvite/intake"
-	"github.com/autoinvite/autoinvite/integrations/atlassian"
-	"github.com/autoinvite/autoinvite/integrations/bitbucket"
 	"github.com/autoinvite/autoinvite/integrations/fake"
-	"github.com/autoinvite/autoinvite/integrations/ratelimit"
 	"github.com/autoinvite/autoinvite/jobs"
 	"github.com/autoinvite/autoinvite/ledger"
 )
@@ -292,52 +289,11 @@ func pipelineFake(n int) *fake.Fake {
 	return f
 }
 
-// signupOf reads the person out of a Jira webhook body.
-func signupOf(body []byte) (accountID, email string, err error) {
-	var hook struct {
-		User struct {
-			AccountID    string `json:"accountId"`
-			EmailAddress string `json:"emailAddress"`
-		} `json:"user"`
-	}
-	err = json.Unmarshal(body, &hook)
-	return hook.User.AccountID, hook.User.EmailAddress, err
-}
-
 // atlassianCallsOnly makes a signup's unavoidable Bitbucket calls through
-// the product's client, with the product's limiter and the same
-// never-reached budgets as the pipeline (one spend per call), and nothing
-// else.
+// the product's client and limiter (floor.UnavoidableCalls), and nothing else.
 func atlassianCallsOnly(f *fake.Fake, rdb *redis.Client) asynq.HandlerFunc {
-	auth := atlassian.Auth{Email: "bot@acme.com", Token: "t"}
-	limiter := ratelimit.New(rdb, ratelimit.Options{API: "bitbucket", Credential: auth.Email + "\x00" + auth.Token, Prefix: keyPrefix,
-		Budgets: []ratelimit.Budget{
-			{Name: "requests", Requests: 100000000, Per: time.Hour},
-			{Name: "invitations", Requests: 100000000, Per: time.Hour, Match: func(method, path string) bool {
-				return method == http.MethodPut && strings.HasSuffix(path, "/invitations")
-			}},
-		}})
-	bb := bitbucket.New(atlassian.Options{BaseURL: "http://fake", Transport: f.RoundTripper(), Timeout: 10 * time.Second,
-		Auth: auth, Instrument: limiter.Install})
-	return func(ctx context.Context, t *asynq.Task) error {
-		account, email, err := signupOf(t.Payload())
-		if err != nil {
-			return err
-		}
-		// In a burst a member listing answers the membership question
-		// (50 pages for 10,000 signups): the unavoidable calls are the
-		// adds and the invitation.
-		if member := (account[len(account)-1]-'0')%2 == 0; !member { // as in pipelineFake
-			_, err = bb.Invite(ctx, "acme", email, "developers")
-			return err
-		}
-		for _, g := range []string{"developers", "readers"} {
-			if _, err := bb.AddToGroup(ctx, "acme", g, account); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	calls := floor.UnavoidableCalls(rdb, keyPrefix, "http://fake", f.RoundTripper())
+	return func(ctx context.Context, t *asynq.Task) error { return calls(ctx, t.Payload()) }
 }
 
 // ledgerOnly does a signup's ledger work and nothing else, in the fewest
@@ -346,7 +302,7 @@ func atlassianCallsOnly(f *fake.Fake, rdb *redis.Client) asynq.HandlerFunc {
 // an invitation, as the pipeline does) and unlock.
 func ledgerOnly(store *ledger.Store) asynq.HandlerFunc {
 	return func(ctx context.Context, t *asynq.Task) error {
-		account, email, err := signupOf(t.Payload())
+		account, email, err := floor.SignupOf(t.Payload())
 		if err != nil {
 			return err
 		}
@@ -364,7 +320,7 @@ func ledgerOnly(store *ledger.Store) asynq.HandlerFunc {
 		}
 		e.UpdatedAt = now
 		e.Record(now, "webhook", ledger.ActionDecided, "", "developers<-bench readers<-bench")
-		if member := (account[len(account)-1]-'0')%2 == 0; member { // as in pipelineFake
+		if floor.Member(account) { // as in pipelineFake
 			e.Grant("developers")
 			e.Grant("readers")
 			e.Record(now, "webhook", ledger.ActionGroupAdded, "developers", "")

@@ -11,10 +11,6 @@ package main
 
 import (
 	"context"
-	"net"
-	"net/http"
-	"os"
-	"strconv"
 
 	"github.com/hibiken/asynq"
 
@@ -23,25 +19,5 @@ import (
 
 func main() {
 	log := minimal.Logger()
-	opt := minimal.Redis(log)
-	concurrency, err := strconv.Atoi(os.Getenv("MINIMAL_CONCURRENCY"))
-	if err != nil {
-		log.Fatal().Err(err).Msg("MINIMAL_CONCURRENCY")
-	}
-	srv := asynq.NewServer(opt, asynq.Config{Concurrency: concurrency, Queues: map[string]int{os.Getenv("MINIMAL_QUEUE"): 1}, LogLevel: asynq.WarnLevel})
-	mux := asynq.NewServeMux()
-	mux.HandleFunc(minimal.TypeUserEvent, func(ctx context.Context, t *asynq.Task) error {
-		id, _ := asynq.GetTaskID(ctx)
-		log.Info().Str("task_id", id).Str("type", t.Type()).Msg("done")
-		return nil
-	})
-	ln, err := net.Listen("tcp", os.Getenv("MINIMAL_LISTEN"))
-	if err != nil {
-		log.Fatal().Err(err).Msg("listen")
-	}
-	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
-	log.Info().Str("listen", ln.Addr().String()).Msg("minimal worker serving")
-	if err := srv.Run(mux); err != nil { // until SIGTERM or SIGINT
-		log.Fatal().Err(err).Msg("asynq server")
-	}
+	minimal.Work(log, minimal.Redis(log), func(context.Context, *asynq.Task) error { return nil })
 }
