@@ -504,7 +504,7 @@ func (a *App) instrument(api string, auth atlassian.Auth, budgets ...ratelimit.B
 		}
 	}
 	limiter := ratelimit.New(a.rdb, ratelimit.Options{
-		API: api, Credential: auth.Email + "\x00" + auth.Token + auth.Bearer, Prefix: a.cfg.Redis.KeyPrefix,
+		API: api, Credential: ratelimit.CredentialOf(auth.Email, auth.Bearer), Prefix: a.cfg.Redis.KeyPrefix,
 		Budgets: active,
 		OnWait:  func(api string) { a.metrics.RateLimitWaits.WithLabelValues(api).Inc() },
 	})

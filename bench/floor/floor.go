@@ -43,7 +43,7 @@ func Member(accountID string) bool {
 // pages for 10,000 signups): the adds and the invitations are what remain.
 func UnavoidableCalls(rdb redis.UniversalClient, prefix, baseURL string, transport http.RoundTripper) func(ctx context.Context, body []byte) error {
 	auth := atlassian.Auth{Email: "bot@acme.com", Token: "t"}
-	limiter := ratelimit.New(rdb, ratelimit.Options{API: "bitbucket", Credential: auth.Email + "\x00" + auth.Token, Prefix: prefix,
+	limiter := ratelimit.New(rdb, ratelimit.Options{API: "bitbucket", Credential: ratelimit.CredentialOf(auth.Email, auth.Bearer), Prefix: prefix,
 		Budgets: []ratelimit.Budget{
 			{Name: "requests", Requests: 100000000, Per: time.Hour},
 			{Name: "invitations", Requests: 100000000, Per: time.Hour, Match: func(method, path string) bool {

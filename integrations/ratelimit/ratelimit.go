@@ -17,6 +17,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -153,6 +154,17 @@ func (m *lagMax) rotate() {
 		return
 	}
 	m.prev.Store(m.cur.Swap(0))
+}
+
+// CredentialOf is the identity Atlassian counts a credential's calls under,
+// for Options.Credential: per user with Basic auth (an account email and an
+// API token: all of one user's tokens share the user's budget, and a rotated
+// token keeps it), per token with a Bearer access token.
+func CredentialOf(email, bearer string) string {
+	if bearer != "" {
+		return "bearer\x00" + bearer
+	}
+	return "user\x00" + strings.ToLower(strings.TrimSpace(email))
 }
 
 // New returns a limiter for one API and credential.

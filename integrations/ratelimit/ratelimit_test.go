@@ -175,3 +175,30 @@ func TestClassBudgetIsAShare(t *testing.T) {
 		t.Fatalf("11th call: %v, want a wait for the whole budget", w)
 	}
 }
+
+// Atlassian counts Basic-auth calls per user and Bearer calls per token: two
+// API tokens of one account (a rotated one, or one per deployment) spend one
+// budget, while two access tokens have one each.
+func TestBudgetIsPerUserWithBasicAuthAndPerTokenWithBearer(t *testing.T) {
+	rdb, prefix := client(t)
+	ctx := context.Background()
+	limiter := func(credential string) *ratelimit.Limiter {
+		return ratelimit.New(rdb, ratelimit.Options{API: "bitbucket", Credential: credential, Prefix: prefix, MaxInPlaceWait: -1,
+			Budgets: []ratelimit.Budget{{Name: "requests", Requests: 1, Per: time.Hour}}})
+	}
+	if err := limiter(ratelimit.CredentialOf("bot@acme.com", "")).Take(ctx, "GET", "/x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ratelimit.AsWait(limiter(ratelimit.CredentialOf(" Bot@ACME.com", "")).Take(ctx, "GET", "/x")); !ok {
+		t.Fatal("another API token of the same account got a budget of its own")
+	}
+	if err := limiter(ratelimit.CredentialOf("", "access-token-1")).Take(ctx, "GET", "/x"); err != nil {
+		t.Fatalf("first access token: %v", err)
+	}
+	if err := limiter(ratelimit.CredentialOf("", "access-token-2")).Take(ctx, "GET", "/x"); err != nil {
+		t.Fatalf("second access token: %v; want a budget of its own", err)
+	}
+	if _, ok := ratelimit.AsWait(limiter(ratelimit.CredentialOf("", "access-token-1")).Take(ctx, "GET", "/x")); !ok {
+		t.Fatal("the first access token spent its budget twice")
+	}
+}
