@@ -4,7 +4,9 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -199,11 +201,14 @@ func (r Roles) String() string {
 // runtime is everything that follows from one config: the rules, the clients
 // and the worker using them. A reload builds a new one and swaps it in.
 type runtime struct {
-	cfg    *config.Config
-	engine *rules.Engine
-	ledger *ledger.Store
-	worker *worker.Worker
-	jira   *jira.Client // for listing users (backfill), dry run or not
+	cfg *config.Config
+	// credentials fingerprints the credentials its clients were built with
+	// (a hash, never the values): a reload rebuilds when they change.
+	credentials string
+	engine      *rules.Engine
+	ledger      *ledger.Store
+	worker      *worker.Worker
+	jira        *jira.Client // for listing users (backfill), dry run or not
 }
 
 // recentRuntimes is how many configs are kept so that tasks queued under a
@@ -393,7 +398,7 @@ func (a *App) buildRuntime(cfg *config.Config) (*runtime, error) {
 	if err := a.checkNotifications(cfg); err != nil {
 		return nil, err
 	}
-	rt := &runtime{cfg: cfg, engine: engine}
+	rt := &runtime{cfg: cfg, engine: engine, credentials: a.credentialsFingerprint(cfg)}
 	rt.ledger = ledger.New(a.rdb, a.cfg.Redis.KeyPrefix, ledger.Options{
 		AuditMaxLen: cfg.Audit.MaxEntries, Observe: a.observeAudit, DryRun: cfg.DryRun,
 	})
@@ -437,6 +442,34 @@ func (a *App) buildRuntime(cfg *config.Config) (*runtime, error) {
 		return nil, err
 	}
 	return rt, nil
+}
+
+// credentialsFingerprint hashes the credentials a runtime for cfg is built
+// with: Jira's, Bitbucket's and every workspace's (Data Center tokens,
+// organization API keys, read again from the environment or their files).
+func (a *App) credentialsFingerprint(cfg *config.Config) string {
+	h := sha256.New()
+	for _, auth := range []atlassian.Auth{a.jiraOpts.Auth, a.bbOpts.Auth} {
+		fmt.Fprintf(h, "%q %q %q\n", auth.Email, auth.Token, auth.Bearer)
+	}
+	if a.sandbox == nil {
+		for _, ws := range cfg.Workspaces {
+			for _, name := range []string{ws.Bitbucket.TokenEnv, orgKeyEnv(ws)} {
+				if name != "" {
+					v, err := config.Secret(a.opts.Env, name)
+					fmt.Fprintf(h, "%s %q %v\n", name, v, err)
+				}
+			}
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func orgKeyEnv(ws config.Workspace) string {
+	if ws.Organization == nil {
+		return ""
+	}
+	return ws.Organization.APIKeyEnv
 }
 
 // workspaceClients builds the per-workspace clients: Bitbucket Data Center
@@ -706,20 +739,27 @@ func (a *App) atlassianOptions(s config.Secrets) (jiraOpts, bbOpts atlassian.Opt
 		bbOpts.Auth = jiraOpts.Auth
 		return jiraOpts, bbOpts, nil
 	}
-	if err := s.ValidateCredentials(a.cfg.Jira.Deployment); err != nil {
-		return jiraOpts, bbOpts, err
+	jiraOpts.Auth, bbOpts.Auth, err = atlassianAuth(s, a.cfg.Jira.Deployment)
+	return jiraOpts, bbOpts, err
+}
+
+// atlassianAuth is how the Jira and Bitbucket clients authenticate, from the
+// secrets.
+func atlassianAuth(s config.Secrets, jiraDeployment string) (jiraAuth, bbAuth atlassian.Auth, err error) {
+	if err := s.ValidateCredentials(jiraDeployment); err != nil {
+		return jiraAuth, bbAuth, err
 	}
-	if a.cfg.Jira.Deployment == config.DeploymentDataCenter {
-		jiraOpts.Auth = atlassian.Auth{Bearer: s.JiraBearerToken}
+	if jiraDeployment == config.DeploymentDataCenter {
+		jiraAuth = atlassian.Auth{Bearer: s.JiraBearerToken}
 	} else {
-		jiraOpts.Auth = atlassian.Auth{Email: s.JiraEmail, Token: s.JiraAPIToken}
+		jiraAuth = atlassian.Auth{Email: s.JiraEmail, Token: s.JiraAPIToken}
 	}
 	if s.BitbucketAccessToken != "" {
-		bbOpts.Auth = atlassian.Auth{Bearer: s.BitbucketAccessToken}
+		bbAuth = atlassian.Auth{Bearer: s.BitbucketAccessToken}
 	} else {
-		bbOpts.Auth = atlassian.Auth{Email: s.BitbucketEmail, Token: s.BitbucketAPIToken}
+		bbAuth = atlassian.Auth{Email: s.BitbucketEmail, Token: s.BitbucketAPIToken}
 	}
-	return jiraOpts, bbOpts, nil
+	return jiraAuth, bbAuth, nil
 }
 
 func (a *App) startSandbox() (string, error) {

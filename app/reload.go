@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -19,13 +20,18 @@ import (
 type ReloadResult struct {
 	Changed bool   `json:"changed"`
 	Hash    string `json:"hash"`
+	// CredentialsChanged: the Atlassian credentials (their variables' files)
+	// changed, and new calls use the new ones.
+	CredentialsChanged bool `json:"credentials_changed,omitempty"`
 	// NeedsRestart lists changed settings that take effect only after a restart.
 	NeedsRestart []string `json:"needs_restart,omitempty"`
 }
 
-// Reload reads the config file again. A valid config is swapped in atomically
-// for new tasks (queued tasks keep the config they arrived under); an invalid
-// one is refused with its errors and the running config stays. Nothing is
+// Reload reads the config file again, and the Atlassian credentials (a token
+// rotated in its _FILE). A valid config is swapped in atomically for new
+// tasks (queued tasks keep the config they arrived under); an invalid one,
+// or credentials that cannot be read or are incomplete, are refused with
+// their errors and the running config and credentials stay. Nothing is
 // re-sent by a reload.
 func (a *App) Reload() (ReloadResult, error) {
 	a.reloadMu.Lock()
@@ -34,9 +40,14 @@ func (a *App) Reload() (ReloadResult, error) {
 		return ReloadResult{}, fmt.Errorf("reload: the service was started without a config file")
 	}
 	cfg, err := config.LoadFile(a.opts.ConfigPath, a.opts.Env)
+	restore := func() {}
+	if err == nil {
+		restore, err = a.reloadCredentials()
+	}
 	if err == nil {
 		var rt *runtime
-		if cfg.Hash == a.current.Load().cfg.Hash {
+		running := a.current.Load()
+		if cfg.Hash == running.cfg.Hash && a.credentialsFingerprint(cfg) == running.credentials {
 			a.metrics.Reloads.WithLabelValues(metrics.ReloadUnchanged).Inc()
 			a.metrics.ReloadSuccess.Set(1)
 			// Compared with the startup config: what a restart would still
@@ -46,15 +57,21 @@ func (a *App) Reload() (ReloadResult, error) {
 		if rt, err = a.buildRuntime(cfg); err == nil {
 			a.install(rt)
 			restart := a.cfg.NeedsRestart(cfg)
+			rotated := rt.credentials != running.credentials
 			a.metrics.ConfigLoaded(cfg.Hash, a.now())
 			a.metrics.Reloads.WithLabelValues(metrics.ReloadSuccess).Inc()
 			ev := a.log.Info()
 			if len(restart) > 0 {
 				ev = a.log.Warn().Strs("needs_restart", restart)
 			}
-			ev.Str("config", a.opts.ConfigPath).Str("hash", cfg.Hash).Msg("config reloaded: new rules apply to new signups and re-sends")
-			return ReloadResult{Changed: true, Hash: cfg.Hash, NeedsRestart: restart}, nil
+			msg := "config reloaded: new rules apply to new signups and re-sends"
+			if rotated {
+				msg += "; the Atlassian credentials changed: new calls use them"
+			}
+			ev.Str("config", a.opts.ConfigPath).Str("hash", cfg.Hash).Bool("credentials_changed", rotated).Msg(msg)
+			return ReloadResult{Changed: true, Hash: cfg.Hash, CredentialsChanged: rotated, NeedsRestart: restart}, nil
 		}
+		restore()
 	}
 	a.metrics.ReloadSuccess.Set(0)
 	a.metrics.Reloads.WithLabelValues(metrics.ReloadFailure).Inc()
@@ -62,6 +79,31 @@ func (a *App) Reload() (ReloadResult, error) {
 		Msg("config reload refused, the running config stays:\n" + err.Error())
 	a.notifyReloadFailed(err)
 	return ReloadResult{Hash: a.current.Load().cfg.Hash}, err
+}
+
+// reloadCredentials reads the Jira and Bitbucket credentials again and makes
+// them the ones new clients are built with; restore puts the running ones
+// back. Credentials that were not given through the environment (an embedded
+// app's) and the sandbox's stay as they are.
+func (a *App) reloadCredentials() (restore func(), err error) {
+	restore = func() {}
+	if a.sandbox != nil {
+		return restore, nil
+	}
+	s, err := config.SecretsFromEnv(a.opts.Env)
+	if err != nil {
+		return restore, fmt.Errorf("the Atlassian credentials: %w", err)
+	}
+	if !s.HasAtlassianCredentials() {
+		return restore, nil
+	}
+	jiraAuth, bbAuth, err := atlassianAuth(s, a.cfg.Jira.Deployment)
+	if err != nil {
+		return restore, err
+	}
+	oldJira, oldBB := a.jiraOpts.Auth, a.bbOpts.Auth
+	a.jiraOpts.Auth, a.bbOpts.Auth = jiraAuth, bbAuth
+	return func() { a.jiraOpts.Auth, a.bbOpts.Auth = oldJira, oldBB }, nil
 }
 
 func (a *App) serveReload(w http.ResponseWriter, r *http.Request) {
@@ -77,30 +119,38 @@ func (a *App) serveReload(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{"status": "refused", "error": err.Error(), "running_hash": res.Hash})
 		return
 	}
-	json.NewEncoder(w).Encode(map[string]any{"status": "ok", "changed": res.Changed, "hash": res.Hash, "needs_restart": res.NeedsRestart})
+	json.NewEncoder(w).Encode(map[string]any{"status": "ok", "changed": res.Changed, "hash": res.Hash,
+		"credentials_changed": res.CredentialsChanged, "needs_restart": res.NeedsRestart})
 }
 
-// WatchConfig reloads when the config file changes. It watches the directory:
-// editors replace the file rather than write it in place, and a Kubernetes
-// ConfigMap volume changes no file of that name at all: it swaps the ..data
-// symlink the file's own symlink goes through, so what the path resolves to
-// is compared at every event in the directory.
+// WatchConfig reloads when the config file changes, or a file holding an
+// Atlassian credential (a _FILE variable's). It watches their directories:
+// editors replace a file rather than write it in place, and a Kubernetes
+// ConfigMap or Secret volume changes no file of that name at all: it swaps
+// the ..data symlink the file's own symlink goes through, so what each path
+// resolves to is compared at every event in the directories.
 func (a *App) WatchConfig(ctx context.Context) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("watch config: %w", err)
 	}
-	path, err := filepath.Abs(a.opts.ConfigPath)
+	files, err := a.watchedFiles()
 	if err != nil {
 		w.Close()
 		return fmt.Errorf("watch config: %w", err)
 	}
-	if err := w.Add(filepath.Dir(path)); err != nil {
-		w.Close()
-		return fmt.Errorf("watch config: %w", err)
+	resolved, dirs := map[string]string{}, map[string]bool{}
+	for _, path := range files {
+		if dir := filepath.Dir(path); !dirs[dir] {
+			if err := w.Add(dir); err != nil {
+				w.Close()
+				return fmt.Errorf("watch config: %w", err)
+			}
+			dirs[dir] = true
+		}
+		resolved[path], _ = filepath.EvalSymlinks(path)
 	}
 	a.closers = append(a.closers, func() { w.Close() })
-	resolved, _ := filepath.EvalSymlinks(path)
 	go func() {
 		var debounce <-chan time.Time
 		for {
@@ -113,13 +163,15 @@ func (a *App) WatchConfig(ctx context.Context) error {
 				}
 				// A save is often several events (truncate, write, rename): settle first.
 				// A path that resolves to nothing for now is waited out.
-				now, _ := filepath.EvalSymlinks(path)
-				swapped := now != "" && now != resolved
-				if swapped {
-					resolved = now
-				}
-				if swapped || (filepath.Clean(ev.Name) == path && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0) {
-					debounce = time.After(250 * time.Millisecond)
+				for path, was := range resolved {
+					now, _ := filepath.EvalSymlinks(path)
+					swapped := now != "" && now != was
+					if swapped {
+						resolved[path] = now
+					}
+					if swapped || (filepath.Clean(ev.Name) == path && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0) {
+						debounce = time.After(250 * time.Millisecond)
+					}
 				}
 			case <-debounce:
 				a.Reload()
@@ -132,6 +184,33 @@ func (a *App) WatchConfig(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// watchedFiles are the config file and the files the Atlassian credentials
+// are read from (their _FILE variables; the workspaces' of the running
+// config too), as absolute paths.
+func (a *App) watchedFiles() ([]string, error) {
+	names := config.AtlassianSecretNames()
+	for _, ws := range a.current.Load().cfg.Workspaces {
+		names = append(names, ws.Bitbucket.TokenEnv, orgKeyEnv(ws))
+	}
+	files := []string{a.opts.ConfigPath}
+	for _, name := range names {
+		if name == "" || a.opts.Env(name) != "" {
+			continue
+		}
+		if path := a.opts.Env(name + "_FILE"); path != "" && !slices.Contains(files, path) {
+			files = append(files, path)
+		}
+	}
+	for i, f := range files {
+		abs, err := filepath.Abs(f)
+		if err != nil {
+			return nil, err
+		}
+		files[i] = abs
+	}
+	return files, nil
 }
 
 // adminAuth guards the dashboard and the reload endpoint with HTTP basic auth.

@@ -81,6 +81,13 @@ func SecretsFromEnv(env func(string) string) (Secrets, error) {
 	return s, firstErr
 }
 
+// AtlassianSecretNames are the variables of the Jira and Bitbucket
+// credentials, which a reload reads again (a token rotated in its _FILE).
+func AtlassianSecretNames() []string {
+	return []string{"AUTOINVITE_JIRA_EMAIL", "AUTOINVITE_JIRA_API_TOKEN", "AUTOINVITE_JIRA_BEARER_TOKEN",
+		"AUTOINVITE_BITBUCKET_EMAIL", "AUTOINVITE_BITBUCKET_API_TOKEN", "AUTOINVITE_BITBUCKET_ACCESS_TOKEN"}
+}
+
 // Secret reads one secret from NAME, or from the file NAME_FILE names.
 func Secret(env func(string) string, name string) (string, error) {
 	if v := env(name); v != "" {

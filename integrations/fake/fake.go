@@ -97,6 +97,24 @@ type Fake struct {
 	dc         *dataCenter
 	orgInvites []OrgInvite
 	org        *orgState
+	// accepted, when set, are the only Authorization headers answered: any
+	// other is a revoked credential (401).
+	accepted map[string]bool
+}
+
+// AcceptOnly makes the fake answer only requests with one of these
+// Authorization header values, and 401 to any other, as Atlassian answers a
+// revoked token. With none, every credential is accepted again.
+func (f *Fake) AcceptOnly(authorization ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.accepted = nil
+	for _, h := range authorization {
+		if f.accepted == nil {
+			f.accepted = map[string]bool{}
+		}
+		f.accepted[h] = true
+	}
 }
 
 // InvitationTTL is how long the fake Bitbucket keeps a pending invitation
@@ -290,6 +308,13 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	if r.Header.Get("Authorization") == "" {
 		http.Error(rec, "authentication required", http.StatusUnauthorized)
+		return
+	}
+	f.mu.Lock()
+	revoked := f.accepted != nil && !f.accepted[r.Header.Get("Authorization")]
+	f.mu.Unlock()
+	if revoked {
+		http.Error(rec, "the credentials were revoked", http.StatusUnauthorized)
 		return
 	}
 	if f.validate != nil {

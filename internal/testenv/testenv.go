@@ -64,6 +64,17 @@ type settings struct {
 	cluster    []string
 	sentinel   string
 	noAdmin    bool
+	env        map[string]string
+}
+
+// WithEnv sets an environment variable of the app (a secret's _FILE, say).
+func WithEnv(name, value string) Option {
+	return func(s *settings) {
+		if s.env == nil {
+			s.env = map[string]string{}
+		}
+		s.env[name] = value
+	}
 }
 
 // WithRedisCluster points the app at a Redis Cluster (redis.cluster).
@@ -135,6 +146,9 @@ func New(t testing.TB, opts ...Option) *Env {
 	}
 	if len(s.cluster) > 0 || s.sentinel != "" {
 		delete(env, "AUTOINVITE_REDIS_URL")
+	}
+	for k, v := range s.env {
+		env[k] = v
 	}
 	header := "jira: {deployment: " + s.deployment + "}\nredis: {" + redisYAML + "}\n"
 	path := filepath.Join(t.TempDir(), "autoinvite.yaml")
