@@ -246,6 +246,10 @@ type App struct {
 	enqueuer *jobs.Enqueuer
 	now      func() time.Time
 	unsigned bool // no webhook secret: intake accepts unsigned requests
+	// hook is the webhook intake; webhookSecret its secret in force (reloads
+	// change it, under reloadMu).
+	hook          *intake.Handler
+	webhookSecret string
 	// notifier sends admin notifications (notify.go); nil outside serve.
 	notifier *notify.Notifier
 }
@@ -331,6 +335,7 @@ func (a *App) serveParts() error {
 		return err
 	}
 	a.unsigned = o.Secrets.WebhookSecret == ""
+	a.hook, a.webhookSecret = hook, o.Secrets.WebhookSecret
 
 	a.mux = asynq.NewServeMux()
 	a.mux.HandleFunc(jobs.TypeUserEvent, func(ctx context.Context, t *asynq.Task) error {

@@ -3,12 +3,14 @@ package app_test
 import (
 	"context"
 	"encoding/base64"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/autoinvite/autoinvite/intake"
 	"github.com/autoinvite/autoinvite/internal/testenv"
 	"github.com/autoinvite/autoinvite/ledger"
 )
@@ -84,5 +86,62 @@ func TestRotatedCredentialsAreUsedAfterReload(t *testing.T) {
 	}
 	if logs := e.Logs.String(); strings.Contains(logs, "rotated-token") {
 		t.Fatal("a token reached the logs")
+	}
+}
+
+// A webhook secret is rotated without losing a delivery (Jira does not retry
+// a 401): both secrets, one per line, are accepted while Jira switches, then
+// only the new one. An emptied secret file is refused: it would accept
+// unsigned deliveries.
+func TestWebhookSecretRotationLosesNoDelivery(t *testing.T) {
+	secretFile := filepath.Join(t.TempDir(), "webhook-secret")
+	writeSecret := func(secret string) {
+		t.Helper()
+		if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeSecret(testenv.WebhookSecret + "\n")
+	e := testenv.New(t, testenv.IntakeOnly(), testenv.WithEnv("AUTOINVITE_JIRA_WEBHOOK_SECRET_FILE", secretFile))
+	post := func(secret, deliveryID string) int {
+		t.Helper()
+		body := testenv.Payload("user_created", cloudUser(mia, "mia@acme.com"))
+		return e.Post(http.MethodPost, body, map[string]string{
+			intake.HeaderSignature: intake.Sign([]byte(secret), body), intake.HeaderDeliveryID: deliveryID, "Content-Type": "application/json",
+		}).Status
+	}
+	const newSecret = "whsec-rotated-must-not-leak"
+	if got := post(newSecret, "w1"); got != http.StatusUnauthorized {
+		t.Fatalf("signed with the next secret before the rotation: %d; want 401", got)
+	}
+
+	writeSecret(testenv.WebhookSecret + "\n" + newSecret + "\n") // the rotation begins
+	if res, err := e.App.Reload(); err != nil || !res.CredentialsChanged {
+		t.Fatalf("reload with both secrets = %+v, %v", res, err)
+	}
+	if old, next := post(testenv.WebhookSecret, "w2"), post(newSecret, "w3"); old != http.StatusAccepted || next != http.StatusAccepted {
+		t.Fatalf("during the rotation: old secret %d, new secret %d; want 202 both", old, next)
+	}
+
+	writeSecret(newSecret) // Jira signs with the new one: the old one goes
+	if res, err := e.App.Reload(); err != nil || !res.CredentialsChanged {
+		t.Fatalf("reload with the new secret alone = %+v, %v", res, err)
+	}
+	if old, next := post(testenv.WebhookSecret, "w4"), post(newSecret, "w5"); old != http.StatusUnauthorized || next != http.StatusAccepted {
+		t.Fatalf("after the rotation: old secret %d, new secret %d; want 401, 202", old, next)
+	}
+
+	writeSecret("\n")
+	if _, err := e.App.Reload(); err == nil || !strings.Contains(err.Error(), "unsigned") {
+		t.Fatalf("reload with an empty secret file: %v; want it refused", err)
+	}
+	if unsigned := e.Post(http.MethodPost, testenv.Payload("user_created", cloudUser(mia, "mia@acme.com")), nil).Status; unsigned != http.StatusUnauthorized {
+		t.Fatalf("unsigned delivery after the refused reload: %d; want 401", unsigned)
+	}
+	if next := post(newSecret, "w6"); next != http.StatusAccepted {
+		t.Fatalf("after the refused reload, new secret: %d; want 202", next)
+	}
+	if strings.Contains(e.Logs.String(), newSecret) {
+		t.Fatal("the webhook secret reached the logs")
 	}
 }

@@ -20,15 +20,15 @@ import (
 type ReloadResult struct {
 	Changed bool   `json:"changed"`
 	Hash    string `json:"hash"`
-	// CredentialsChanged: the Atlassian credentials (their variables' files)
-	// changed, and new calls use the new ones.
+	// CredentialsChanged: the Atlassian credentials or the webhook secret
+	// (their variables' files) changed, and new calls and deliveries use them.
 	CredentialsChanged bool `json:"credentials_changed,omitempty"`
 	// NeedsRestart lists changed settings that take effect only after a restart.
 	NeedsRestart []string `json:"needs_restart,omitempty"`
 }
 
-// Reload reads the config file again, and the Atlassian credentials (a token
-// rotated in its _FILE). A valid config is swapped in atomically for new
+// Reload reads the config file again, the Atlassian credentials (a token
+// rotated in its _FILE) and the webhook secret. A valid config is swapped in atomically for new
 // tasks (queued tasks keep the config they arrived under); an invalid one,
 // or credentials that cannot be read or are incomplete, are refused with
 // their errors and the running config and credentials stay. Nothing is
@@ -41,23 +41,33 @@ func (a *App) Reload() (ReloadResult, error) {
 	}
 	cfg, err := config.LoadFile(a.opts.ConfigPath, a.opts.Env)
 	restore := func() {}
+	webhook := a.webhookSecret
 	if err == nil {
 		restore, err = a.reloadCredentials()
 	}
 	if err == nil {
+		webhook, err = a.readWebhookSecret()
+	}
+	if err == nil {
 		var rt *runtime
 		running := a.current.Load()
+		webhookChanged := webhook != a.webhookSecret
 		if cfg.Hash == running.cfg.Hash && a.credentialsFingerprint(cfg) == running.credentials {
+			a.useWebhookSecret(webhook)
+			if webhookChanged {
+				a.log.Info().Bool("credentials_changed", true).Msg("the webhook secret changed: deliveries are verified with the new one")
+			}
 			a.metrics.Reloads.WithLabelValues(metrics.ReloadUnchanged).Inc()
 			a.metrics.ReloadSuccess.Set(1)
 			// Compared with the startup config: what a restart would still
 			// change is reported until the process restarts.
-			return ReloadResult{Hash: cfg.Hash, NeedsRestart: a.cfg.NeedsRestart(cfg)}, nil
+			return ReloadResult{Hash: cfg.Hash, CredentialsChanged: webhookChanged, NeedsRestart: a.cfg.NeedsRestart(cfg)}, nil
 		}
 		if rt, err = a.buildRuntime(cfg); err == nil {
 			a.install(rt)
+			a.useWebhookSecret(webhook)
 			restart := a.cfg.NeedsRestart(cfg)
-			rotated := rt.credentials != running.credentials
+			rotated := rt.credentials != running.credentials || webhookChanged
 			a.metrics.ConfigLoaded(cfg.Hash, a.now())
 			a.metrics.Reloads.WithLabelValues(metrics.ReloadSuccess).Inc()
 			ev := a.log.Info()
@@ -66,7 +76,7 @@ func (a *App) Reload() (ReloadResult, error) {
 			}
 			msg := "config reloaded: new rules apply to new signups and re-sends"
 			if rotated {
-				msg += "; the Atlassian credentials changed: new calls use them"
+				msg += "; the credentials changed: new calls and deliveries use them"
 			}
 			ev.Str("config", a.opts.ConfigPath).Str("hash", cfg.Hash).Bool("credentials_changed", rotated).Msg(msg)
 			return ReloadResult{Changed: true, Hash: cfg.Hash, CredentialsChanged: rotated, NeedsRestart: restart}, nil
@@ -79,6 +89,40 @@ func (a *App) Reload() (ReloadResult, error) {
 		Msg("config reload refused, the running config stays:\n" + err.Error())
 	a.notifyReloadFailed(err)
 	return ReloadResult{Hash: a.current.Load().cfg.Hash}, err
+}
+
+// webhookSecretName is the variable of the Jira webhook secret.
+const webhookSecretName = "AUTOINVITE_JIRA_WEBHOOK_SECRET"
+
+// readWebhookSecret reads the Jira webhook secret again: one, or several
+// lines during a rotation (intake.Options.Secret). One that was not given
+// through the environment stays; one given but empty is refused, as it would
+// accept unsigned deliveries (running without a secret takes a restart).
+func (a *App) readWebhookSecret() (string, error) {
+	if a.opts.Env(webhookSecretName) == "" && a.opts.Env(webhookSecretName+"_FILE") == "" {
+		return a.webhookSecret, nil
+	}
+	v, err := config.Secret(a.opts.Env, webhookSecretName)
+	if err != nil {
+		return "", fmt.Errorf("the webhook secret: %w", err)
+	}
+	if v == "" {
+		return "", fmt.Errorf("the webhook secret (%s or %s_FILE) is empty: deliveries would be accepted unsigned; the running secret stays", webhookSecretName, webhookSecretName)
+	}
+	if a.webhookSecret == "" {
+		a.log.Warn().Msg(webhookSecretName + " is set now: restart to verify webhooks (the service started without a secret)")
+		return "", nil
+	}
+	return v, nil
+}
+
+// useWebhookSecret makes secret the one deliveries are verified with.
+func (a *App) useWebhookSecret(secret string) {
+	if secret == a.webhookSecret || a.hook == nil {
+		return
+	}
+	a.hook.SetSecret([]byte(secret))
+	a.webhookSecret = secret
 }
 
 // reloadCredentials reads the Jira and Bitbucket credentials again and makes
@@ -124,7 +168,7 @@ func (a *App) serveReload(w http.ResponseWriter, r *http.Request) {
 }
 
 // WatchConfig reloads when the config file changes, or a file holding an
-// Atlassian credential (a _FILE variable's). It watches their directories:
+// Atlassian credential or the webhook secret (a _FILE variable's). It watches their directories:
 // editors replace a file rather than write it in place, and a Kubernetes
 // ConfigMap or Secret volume changes no file of that name at all: it swaps
 // the ..data symlink the file's own symlink goes through, so what each path
@@ -187,10 +231,10 @@ func (a *App) WatchConfig(ctx context.Context) error {
 }
 
 // watchedFiles are the config file and the files the Atlassian credentials
-// are read from (their _FILE variables; the workspaces' of the running
+// and the webhook secret are read from (their _FILE variables; the workspaces' of the running
 // config too), as absolute paths.
 func (a *App) watchedFiles() ([]string, error) {
-	names := config.AtlassianSecretNames()
+	names := append(config.AtlassianSecretNames(), webhookSecretName)
 	for _, ws := range a.current.Load().cfg.Workspaces {
 		names = append(names, ws.Bitbucket.TokenEnv, orgKeyEnv(ws))
 	}

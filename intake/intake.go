@@ -4,6 +4,7 @@
 package intake
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -19,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -33,7 +35,9 @@ type Enqueuer interface {
 
 // Options configures the webhook handler.
 type Options struct {
-	// Secret is the Jira webhook secret; when set, unsigned requests are refused.
+	// Secret is the Jira webhook secret, or several, one per line (during a
+	// rotation: a delivery signed with any of them is accepted); when set,
+	// unsigned requests are refused.
 	Secret       []byte
 	MaxBodyBytes int64
 	Enqueuer     Enqueuer
@@ -72,10 +76,28 @@ func (o *Options) Validate() error {
 
 // Handler serves POST /webhooks/jira.
 type Handler struct {
-	o Options
-	// macs keeps HMAC states keyed with the secret: keying one costs two
-	// SHA-256 blocks and five allocations, and a keyed state resets to its key.
-	macs sync.Pool
+	o    Options
+	keys atomic.Pointer[[]*secretKey] // the secrets in force (SetSecret)
+}
+
+// secretKey is one webhook secret. Its pool keeps HMAC states keyed with it:
+// keying one costs two SHA-256 blocks and five allocations, and a keyed
+// state resets to its key.
+type secretKey struct{ macs sync.Pool }
+
+// SetSecret replaces the webhook secrets (Options.Secret), for requests that
+// arrive from now on: a rotation without a restart. Empty turns verification
+// off.
+func (h *Handler) SetSecret(secret []byte) {
+	var keys []*secretKey
+	for line := range bytes.Lines(secret) {
+		if line = bytes.Clone(bytes.TrimSpace(line)); len(line) > 0 {
+			k := &secretKey{}
+			k.macs.New = func() any { return &keyedMAC{mac: hmac.New(sha256.New, line)} }
+			keys = append(keys, k)
+		}
+	}
+	h.keys.Store(&keys)
 }
 
 // keyedMAC is a pooled HMAC state with room for its sum (a local array
@@ -91,7 +113,7 @@ func New(o Options) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{o: o}
-	h.macs.New = func() any { return &keyedMAC{mac: hmac.New(sha256.New, h.o.Secret)} }
+	h.SetSecret(o.Secret)
 	return h, nil
 }
 
@@ -327,10 +349,16 @@ func (h *Handler) read(r *http.Request) (ev jobs.UserEvent, status int, resp res
 	if int64(len(body)) > h.o.MaxBodyBytes {
 		return ev, http.StatusRequestEntityTooLarge, h.tooLarge()
 	}
-	if len(h.o.Secret) > 0 {
-		k := h.macs.Get().(*keyedMAC)
-		err := checkMAC(k.mac, body, r.Header.Get(HeaderSignature), k.sum[:0])
-		h.macs.Put(k)
+	if keys := *h.keys.Load(); len(keys) > 0 {
+		err := ErrSignature
+		for _, key := range keys {
+			k := key.macs.Get().(*keyedMAC)
+			err = checkMAC(k.mac, body, r.Header.Get(HeaderSignature), k.sum[:0])
+			key.macs.Put(k)
+			if err == nil {
+				break
+			}
+		}
 		if err != nil {
 			return ev, http.StatusUnauthorized, response{Error: err.Error()}
 		}
