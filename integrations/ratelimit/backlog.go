@@ -169,8 +169,10 @@ func (b *Backlog) Done(ctx context.Context, id string) error {
 	return nil
 }
 
-// Waiting is how many tasks wait for a budget of api (stale ones included
-// until a Queue prunes them).
+// Waiting is how many tasks wait for a budget of api. A task whose turn
+// passed staleAfter ago without it waiting again or finishing (deleted, or
+// lost) no longer counts, though it stays in the queue until a Queue prunes
+// it.
 func (b *Backlog) Waiting(ctx context.Context, api string) (int, error) {
 	queues, err := b.rdb.HGetAll(ctx, b.tag+":queues").Result()
 	if err != nil {
@@ -178,9 +180,10 @@ func (b *Backlog) Waiting(ctx context.Context, api string) (int, error) {
 	}
 	pipe := b.rdb.Pipeline()
 	var counts []*redis.IntCmd
+	now := time.Now()
 	for name, meta := range queues {
 		if strings.HasPrefix(meta, api+"\t") {
-			counts = append(counts, pipe.ZCard(ctx, b.keys(name)[1]))
+			counts = append(counts, b.countWaiting(ctx, pipe, name, meta, now))
 		}
 	}
 	if len(counts) == 0 {
@@ -194,6 +197,17 @@ func (b *Backlog) Waiting(ctx context.Context, api string) (int, error) {
 		n += int(c.Val())
 	}
 	return n, nil
+}
+
+// countWaiting queues on pipe the count of a queue's tasks that are not
+// stale at now (their turn, its due score, passed less than staleAfter ago).
+func (b *Backlog) countWaiting(ctx context.Context, pipe redis.Pipeliner, name, meta string, now time.Time) *redis.IntCmd {
+	var per time.Duration
+	if f := strings.Split(meta, "\t"); len(f) == 5 {
+		ms, _ := strconv.ParseInt(f[3], 10, 64)
+		per = time.Duration(ms) * time.Millisecond
+	}
+	return pipe.ZCount(ctx, b.keys(name)[2], strconv.FormatInt(now.Add(-staleAfter(per)).UnixMilli(), 10), "+inf")
 }
 
 // QueueStatus is one budget's backlog.
@@ -211,7 +225,8 @@ type QueueStatus struct {
 }
 
 // Status reads every budget's backlog, sorted by API and budget. It only
-// reads: stale tasks still count until a Queue prunes them.
+// reads: stale tasks (see Waiting) are not counted, but the oldest arrival
+// and the ETA may still be theirs until a Queue prunes them.
 func (b *Backlog) Status(ctx context.Context) ([]QueueStatus, error) {
 	queues, err := b.rdb.HGetAll(ctx, b.tag+":queues").Result()
 	if err != nil {
@@ -233,7 +248,7 @@ func (b *Backlog) Status(ctx context.Context) ([]QueueStatus, error) {
 		q.Per = time.Duration(perMs) * time.Millisecond
 		k := b.keys(name)
 		pipe := b.rdb.Pipeline()
-		waiting := pipe.ZCard(ctx, k[1])
+		waiting := b.countWaiting(ctx, pipe, name, meta, now)
 		oldest := pipe.ZRangeWithScores(ctx, k[1], 0, 0)
 		last := pipe.ZRevRangeWithScores(ctx, k[2], 0, 0)
 		used := pipe.ZCount(ctx, limiterKey(b.prefix, f[4])+":"+f[1], strconv.FormatInt(now.Add(-q.Per-q.Per/500).UnixMilli(), 10), "+inf")
