@@ -250,6 +250,7 @@ type App struct {
 	// change it, under reloadMu).
 	hook          *intake.Handler
 	webhookSecret string
+	admin         *adminAuth // the admin endpoints' credentials (reloads change them)
 	// notifier sends admin notifications (notify.go); nil outside serve.
 	notifier *notify.Notifier
 }
@@ -282,7 +283,8 @@ func New(o Options) (*App, error) {
 }
 
 func newApp(o Options) *App {
-	return &App{opts: o, cfg: o.Config, log: o.Logger, queue: jobs.EventsQueue(o.Config.Redis.KeyPrefix), now: o.Now, recent: map[string]*runtime{}}
+	return &App{opts: o, cfg: o.Config, log: o.Logger, queue: jobs.EventsQueue(o.Config.Redis.KeyPrefix), now: o.Now, recent: map[string]*runtime{},
+		admin: newAdminAuth(o.Secrets.AdminUser, o.Secrets.AdminPassword)}
 }
 
 // core builds what serving and an in-process admin command share, over a.rdb:
@@ -366,7 +368,7 @@ func (a *App) serveParts() error {
 
 	dashboard := asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: a.redisOpt, ReadOnly: cfg.Dashboard.ReadOnly})
 	a.closers = append(a.closers, func() { dashboard.Close() })
-	admin := adminAuth{user: o.Secrets.AdminUser, password: o.Secrets.AdminPassword}
+	admin := a.admin
 
 	mux := http.NewServeMux()
 	if o.Roles.Intake {

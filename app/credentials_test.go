@@ -145,3 +145,27 @@ func TestWebhookSecretRotationLosesNoDelivery(t *testing.T) {
 		t.Fatal("the webhook secret reached the logs")
 	}
 }
+
+// The admin password is rotated by a reload too: the new one opens the
+// dashboard, the old one no longer does.
+func TestAdminPasswordRotatesOnReload(t *testing.T) {
+	passwordFile := filepath.Join(t.TempDir(), "admin-password")
+	if err := os.WriteFile(passwordFile, []byte("admin-password-rotated\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := testenv.New(t, testenv.IntakeOnly(),
+		testenv.WithEnv("AUTOINVITE_ADMIN_USER", testenv.AdminUser), testenv.WithEnv("AUTOINVITE_ADMIN_PASSWORD_FILE", passwordFile))
+	if got := e.Do(http.MethodGet, "/monitoring/", testenv.AdminUser, testenv.AdminPassword).Status; got != http.StatusOK {
+		t.Fatalf("dashboard with the starting password: %d", got)
+	}
+	if res, err := e.App.Reload(); err != nil || !res.CredentialsChanged {
+		t.Fatalf("reload = %+v, %v; want the credentials changed", res, err)
+	}
+	if old, next := e.Do(http.MethodGet, "/monitoring/", testenv.AdminUser, testenv.AdminPassword).Status,
+		e.Do(http.MethodGet, "/monitoring/", testenv.AdminUser, "admin-password-rotated").Status; old != http.StatusUnauthorized || next != http.StatusOK {
+		t.Fatalf("after the rotation: old password %d, new %d; want 401, 200", old, next)
+	}
+	if strings.Contains(e.Logs.String(), "admin-password-rotated") {
+		t.Fatal("the admin password reached the logs")
+	}
+}

@@ -30,7 +30,7 @@ type ledgerView struct {
 }
 
 // routeLedger serves the ledger view behind the admin credentials.
-func (a *App) routeLedger(mux *http.ServeMux, admin adminAuth) {
+func (a *App) routeLedger(mux *http.ServeMux, admin *adminAuth) {
 	v := &ledgerView{a: a, tmpl: template.Must(template.New("").Funcs(template.FuncMap{
 		"join":       func(s []string) string { return strings.Join(s, ", ") },
 		"when":       func(t time.Time) string { return fmtTime(t) },

@@ -8,11 +8,13 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/autoinvite/autoinvite/config"
+	"github.com/autoinvite/autoinvite/integrations/atlassian"
 	"github.com/autoinvite/autoinvite/metrics"
 )
 
@@ -27,12 +29,13 @@ type ReloadResult struct {
 	NeedsRestart []string `json:"needs_restart,omitempty"`
 }
 
-// Reload reads the config file again, the Atlassian credentials (a token
-// rotated in its _FILE) and the webhook secret. A valid config is swapped in atomically for new
-// tasks (queued tasks keep the config they arrived under); an invalid one,
-// or credentials that cannot be read or are incomplete, are refused with
-// their errors and the running config and credentials stay. Nothing is
-// re-sent by a reload.
+// Reload reads the config file again, and the secrets a running service can
+// change: the Atlassian credentials (a token rotated in its _FILE), the
+// webhook secret and the admin credentials. A valid config is swapped in
+// atomically for new tasks (queued tasks keep the config they arrived under)
+// with the secrets; an invalid one, or secrets that cannot be read or are
+// incomplete, are refused with their errors, and the running config and
+// secrets stay. Nothing is re-sent by a reload.
 func (a *App) Reload() (ReloadResult, error) {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
@@ -40,49 +43,52 @@ func (a *App) Reload() (ReloadResult, error) {
 		return ReloadResult{}, fmt.Errorf("reload: the service was started without a config file")
 	}
 	cfg, err := config.LoadFile(a.opts.ConfigPath, a.opts.Env)
-	restore := func() {}
-	webhook := a.webhookSecret
+	var next reloadedSecrets
 	if err == nil {
-		restore, err = a.reloadCredentials()
+		next, err = a.readSecrets()
 	}
-	if err == nil {
-		webhook, err = a.readWebhookSecret()
+	if err != nil {
+		return a.refuseReload(err)
 	}
-	if err == nil {
-		var rt *runtime
-		running := a.current.Load()
-		webhookChanged := webhook != a.webhookSecret
-		if cfg.Hash == running.cfg.Hash && a.credentialsFingerprint(cfg) == running.credentials {
-			a.useWebhookSecret(webhook)
-			if webhookChanged {
-				a.log.Info().Bool("credentials_changed", true).Msg("the webhook secret changed: deliveries are verified with the new one")
-			}
-			a.metrics.Reloads.WithLabelValues(metrics.ReloadUnchanged).Inc()
-			a.metrics.ReloadSuccess.Set(1)
-			// Compared with the startup config: what a restart would still
-			// change is reported until the process restarts.
-			return ReloadResult{Hash: cfg.Hash, CredentialsChanged: webhookChanged, NeedsRestart: a.cfg.NeedsRestart(cfg)}, nil
+	running := a.current.Load()
+	restore := a.useAtlassianAuth(next)
+	others := next.webhook != a.webhookSecret || next.admin != *a.admin.creds.Load()
+	if cfg.Hash == running.cfg.Hash && a.credentialsFingerprint(cfg) == running.credentials {
+		a.useSecrets(next)
+		if others {
+			a.log.Info().Bool("credentials_changed", true).Msg("the webhook secret or the admin credentials changed: they are used from now on")
 		}
-		if rt, err = a.buildRuntime(cfg); err == nil {
-			a.install(rt)
-			a.useWebhookSecret(webhook)
-			restart := a.cfg.NeedsRestart(cfg)
-			rotated := rt.credentials != running.credentials || webhookChanged
-			a.metrics.ConfigLoaded(cfg.Hash, a.now())
-			a.metrics.Reloads.WithLabelValues(metrics.ReloadSuccess).Inc()
-			ev := a.log.Info()
-			if len(restart) > 0 {
-				ev = a.log.Warn().Strs("needs_restart", restart)
-			}
-			msg := "config reloaded: new rules apply to new signups and re-sends"
-			if rotated {
-				msg += "; the credentials changed: new calls and deliveries use them"
-			}
-			ev.Str("config", a.opts.ConfigPath).Str("hash", cfg.Hash).Bool("credentials_changed", rotated).Msg(msg)
-			return ReloadResult{Changed: true, Hash: cfg.Hash, CredentialsChanged: rotated, NeedsRestart: restart}, nil
-		}
+		a.metrics.Reloads.WithLabelValues(metrics.ReloadUnchanged).Inc()
+		a.metrics.ReloadSuccess.Set(1)
+		// Compared with the startup config: what a restart would still
+		// change is reported until the process restarts.
+		return ReloadResult{Hash: cfg.Hash, CredentialsChanged: others, NeedsRestart: a.cfg.NeedsRestart(cfg)}, nil
+	}
+	rt, err := a.buildRuntime(cfg)
+	if err != nil {
 		restore()
+		return a.refuseReload(err)
 	}
+	a.install(rt)
+	a.useSecrets(next)
+	restart := a.cfg.NeedsRestart(cfg)
+	rotated := rt.credentials != running.credentials || others
+	a.metrics.ConfigLoaded(cfg.Hash, a.now())
+	a.metrics.Reloads.WithLabelValues(metrics.ReloadSuccess).Inc()
+	ev := a.log.Info()
+	if len(restart) > 0 {
+		ev = a.log.Warn().Strs("needs_restart", restart)
+	}
+	msg := "config reloaded: new rules apply to new signups and re-sends"
+	if rotated {
+		msg += "; the credentials changed: new calls and deliveries use them"
+	}
+	ev.Str("config", a.opts.ConfigPath).Str("hash", cfg.Hash).Bool("credentials_changed", rotated).Msg(msg)
+	return ReloadResult{Changed: true, Hash: cfg.Hash, CredentialsChanged: rotated, NeedsRestart: restart}, nil
+}
+
+// refuseReload records a refused reload: the running config stays.
+func (a *App) refuseReload(err error) (ReloadResult, error) {
 	a.metrics.ReloadSuccess.Set(0)
 	a.metrics.Reloads.WithLabelValues(metrics.ReloadFailure).Inc()
 	a.log.Error().Str("config", a.opts.ConfigPath).Str("running_hash", a.current.Load().cfg.Hash).
@@ -91,63 +97,86 @@ func (a *App) Reload() (ReloadResult, error) {
 	return ReloadResult{Hash: a.current.Load().cfg.Hash}, err
 }
 
+// reloadedSecrets are the secrets a reload read, applied with its config or
+// not at all. A secret not given through the environment (an embedded app's,
+// a test's) is the running one.
+type reloadedSecrets struct {
+	jiraAuth, bbAuth atlassian.Auth
+	webhook          string
+	admin            adminCreds
+}
+
 // webhookSecretName is the variable of the Jira webhook secret.
 const webhookSecretName = "AUTOINVITE_JIRA_WEBHOOK_SECRET"
 
-// readWebhookSecret reads the Jira webhook secret again: one, or several
-// lines during a rotation (intake.Options.Secret). One that was not given
-// through the environment stays; one given but empty is refused, as it would
-// accept unsigned deliveries (running without a secret takes a restart).
-func (a *App) readWebhookSecret() (string, error) {
-	if a.opts.Env(webhookSecretName) == "" && a.opts.Env(webhookSecretName+"_FILE") == "" {
-		return a.webhookSecret, nil
+// adminCredentialNames are the variables of the admin user and password.
+var adminCredentialNames = [2]string{"AUTOINVITE_ADMIN_USER", "AUTOINVITE_ADMIN_PASSWORD"}
+
+// readSecrets reads the secrets a reload applies. The sandbox keeps its
+// Atlassian credentials. A webhook secret given but empty is refused: it
+// would accept unsigned deliveries (running without a secret, or adding one
+// to a service started without, takes a restart).
+func (a *App) readSecrets() (reloadedSecrets, error) {
+	next := reloadedSecrets{jiraAuth: a.jiraOpts.Auth, bbAuth: a.bbOpts.Auth, webhook: a.webhookSecret, admin: *a.admin.creds.Load()}
+	given := func(names ...string) bool {
+		for _, n := range names {
+			if a.opts.Env(n) != "" || a.opts.Env(n+"_FILE") != "" {
+				return true
+			}
+		}
+		return false
 	}
-	v, err := config.Secret(a.opts.Env, webhookSecretName)
-	if err != nil {
-		return "", fmt.Errorf("the webhook secret: %w", err)
+	if a.sandbox == nil {
+		s, err := config.SecretsFromEnv(a.opts.Env)
+		if err != nil {
+			return next, fmt.Errorf("the secrets: %w", err)
+		}
+		if s.HasAtlassianCredentials() {
+			if next.jiraAuth, next.bbAuth, err = atlassianAuth(s, a.cfg.Jira.Deployment); err != nil {
+				return next, err
+			}
+		}
 	}
-	if v == "" {
-		return "", fmt.Errorf("the webhook secret (%s or %s_FILE) is empty: deliveries would be accepted unsigned; the running secret stays", webhookSecretName, webhookSecretName)
+	if given(webhookSecretName) {
+		v, err := config.Secret(a.opts.Env, webhookSecretName)
+		switch {
+		case err != nil:
+			return next, fmt.Errorf("the webhook secret: %w", err)
+		case v == "":
+			return next, fmt.Errorf("the webhook secret (%s or %s_FILE) is empty: deliveries would be accepted unsigned; the running secret stays", webhookSecretName, webhookSecretName)
+		case a.webhookSecret == "":
+			a.log.Warn().Msg(webhookSecretName + " is set now: restart to verify webhooks (the service started without a secret)")
+		default:
+			next.webhook = v
+		}
 	}
-	if a.webhookSecret == "" {
-		a.log.Warn().Msg(webhookSecretName + " is set now: restart to verify webhooks (the service started without a secret)")
-		return "", nil
+	if given(adminCredentialNames[:]...) {
+		var err error
+		if next.admin.user, err = config.Secret(a.opts.Env, adminCredentialNames[0]); err == nil {
+			next.admin.password, err = config.Secret(a.opts.Env, adminCredentialNames[1])
+		}
+		if err != nil {
+			return next, fmt.Errorf("the admin credentials: %w", err)
+		}
 	}
-	return v, nil
+	return next, nil
 }
 
-// useWebhookSecret makes secret the one deliveries are verified with.
-func (a *App) useWebhookSecret(secret string) {
-	if secret == a.webhookSecret || a.hook == nil {
-		return
-	}
-	a.hook.SetSecret([]byte(secret))
-	a.webhookSecret = secret
+// useAtlassianAuth makes the Atlassian credentials read the ones new clients
+// are built with; restore puts the running ones back.
+func (a *App) useAtlassianAuth(next reloadedSecrets) (restore func()) {
+	jiraAuth, bbAuth := a.jiraOpts.Auth, a.bbOpts.Auth
+	a.jiraOpts.Auth, a.bbOpts.Auth = next.jiraAuth, next.bbAuth
+	return func() { a.jiraOpts.Auth, a.bbOpts.Auth = jiraAuth, bbAuth }
 }
 
-// reloadCredentials reads the Jira and Bitbucket credentials again and makes
-// them the ones new clients are built with; restore puts the running ones
-// back. Credentials that were not given through the environment (an embedded
-// app's) and the sandbox's stay as they are.
-func (a *App) reloadCredentials() (restore func(), err error) {
-	restore = func() {}
-	if a.sandbox != nil {
-		return restore, nil
+// useSecrets puts the webhook secret and the admin credentials read in force.
+func (a *App) useSecrets(next reloadedSecrets) {
+	if next.webhook != a.webhookSecret && a.hook != nil {
+		a.hook.SetSecret([]byte(next.webhook))
+		a.webhookSecret = next.webhook
 	}
-	s, err := config.SecretsFromEnv(a.opts.Env)
-	if err != nil {
-		return restore, fmt.Errorf("the Atlassian credentials: %w", err)
-	}
-	if !s.HasAtlassianCredentials() {
-		return restore, nil
-	}
-	jiraAuth, bbAuth, err := atlassianAuth(s, a.cfg.Jira.Deployment)
-	if err != nil {
-		return restore, err
-	}
-	oldJira, oldBB := a.jiraOpts.Auth, a.bbOpts.Auth
-	a.jiraOpts.Auth, a.bbOpts.Auth = jiraAuth, bbAuth
-	return func() { a.jiraOpts.Auth, a.bbOpts.Auth = oldJira, oldBB }, nil
+	a.admin.creds.Store(&next.admin)
 }
 
 func (a *App) serveReload(w http.ResponseWriter, r *http.Request) {
@@ -234,7 +263,7 @@ func (a *App) WatchConfig(ctx context.Context) error {
 // and the webhook secret are read from (their _FILE variables; the workspaces' of the running
 // config too), as absolute paths.
 func (a *App) watchedFiles() ([]string, error) {
-	names := append(config.AtlassianSecretNames(), webhookSecretName)
+	names := append(config.AtlassianSecretNames(), webhookSecretName, adminCredentialNames[0], adminCredentialNames[1])
 	for _, ws := range a.current.Load().cfg.Workspaces {
 		names = append(names, ws.Bitbucket.TokenEnv, orgKeyEnv(ws))
 	}
@@ -257,18 +286,28 @@ func (a *App) watchedFiles() ([]string, error) {
 	return files, nil
 }
 
-// adminAuth guards the dashboard and the reload endpoint with HTTP basic auth.
-type adminAuth struct{ user, password string }
+// adminAuth guards the dashboard and the reload endpoint with HTTP basic
+// auth. A reload may swap its credentials.
+type adminAuth struct{ creds atomic.Pointer[adminCreds] }
 
-func (g adminAuth) wrap(next http.Handler) http.Handler {
+type adminCreds struct{ user, password string }
+
+func newAdminAuth(user, password string) *adminAuth {
+	g := &adminAuth{}
+	g.creds.Store(&adminCreds{user, password})
+	return g
+}
+
+func (g *adminAuth) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if g.user == "" || g.password == "" {
+		c := g.creds.Load()
+		if c.user == "" || c.password == "" {
 			http.Error(w, "admin endpoints are disabled: set AUTOINVITE_ADMIN_USER and AUTOINVITE_ADMIN_PASSWORD to enable the dashboard and /-/reload", http.StatusForbidden)
 			return
 		}
 		u, p, ok := r.BasicAuth()
-		userOK := subtle.ConstantTimeCompare([]byte(u), []byte(g.user)) == 1
-		passOK := subtle.ConstantTimeCompare([]byte(p), []byte(g.password)) == 1
+		userOK := subtle.ConstantTimeCompare([]byte(u), []byte(c.user)) == 1
+		passOK := subtle.ConstantTimeCompare([]byte(p), []byte(c.password)) == 1
 		if !ok || !userOK || !passOK {
 			w.Header().Set("WWW-Authenticate", `Basic realm="autoinvite", charset="UTF-8"`)
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
