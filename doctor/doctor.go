@@ -90,8 +90,10 @@ type Organization interface {
 // Options are the config and the clients to check with. A nil client means
 // its credential is missing; MissingSecrets says which.
 type Options struct {
-	Config           *config.Config
-	WebhookSecretSet bool
+	Config *config.Config
+	// WebhookSecrets is how many webhook secrets are accepted (0: unset;
+	// more than one during a rotation).
+	WebhookSecrets int
 	// Ping reaches the configured Redis (nil: embedded).
 	Ping func(ctx context.Context) error
 	// Learned returns what the service learned about a workspace's
@@ -125,9 +127,13 @@ func Run(ctx context.Context, o Options) Report {
 		n += len(ws.Rules)
 	}
 	r.add("config", OK, fmt.Sprintf("%s: %d workspaces, %d rules", orDash(cfg.Source), len(cfg.Workspaces), n))
-	if o.WebhookSecretSet {
+	switch {
+	case o.WebhookSecrets > 1:
+		r.add("webhook secret", Warn, fmt.Sprintf("AUTOINVITE_JIRA_WEBHOOK_SECRET holds %d secrets, each accepted (a rotation): "+
+			"once the Jira webhook signs with the new one, remove the old line and reload", o.WebhookSecrets))
+	case o.WebhookSecrets == 1:
 		r.add("webhook secret", OK, "AUTOINVITE_JIRA_WEBHOOK_SECRET is set: unsigned webhooks are refused")
-	} else {
+	default:
 		r.add("webhook secret", Fail, "AUTOINVITE_JIRA_WEBHOOK_SECRET is not set: anyone could post signups; set it to the secret of the Jira webhook")
 	}
 	r.redis(ctx)

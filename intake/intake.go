@@ -90,14 +90,24 @@ type secretKey struct{ macs sync.Pool }
 // off.
 func (h *Handler) SetSecret(secret []byte) {
 	var keys []*secretKey
-	for line := range bytes.Lines(secret) {
-		if line = bytes.Clone(bytes.TrimSpace(line)); len(line) > 0 {
-			k := &secretKey{}
-			k.macs.New = func() any { return &keyedMAC{mac: hmac.New(sha256.New, line)} }
-			keys = append(keys, k)
-		}
+	for _, s := range Secrets(secret) {
+		k := &secretKey{}
+		k.macs.New = func() any { return &keyedMAC{mac: hmac.New(sha256.New, s)} }
+		keys = append(keys, k)
 	}
 	h.keys.Store(&keys)
+}
+
+// Secrets are the webhook secrets a secret setting holds: one per non-empty
+// line, trimmed.
+func Secrets(secret []byte) [][]byte {
+	var out [][]byte
+	for line := range bytes.Lines(secret) {
+		if line = bytes.TrimSpace(line); len(line) > 0 {
+			out = append(out, bytes.Clone(line))
+		}
+	}
+	return out
 }
 
 // keyedMAC is a pooled HMAC state with room for its sum (a local array

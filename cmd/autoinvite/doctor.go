@@ -9,6 +9,7 @@ import (
 	"github.com/autoinvite/autoinvite/app"
 	"github.com/autoinvite/autoinvite/config"
 	"github.com/autoinvite/autoinvite/doctor"
+	"github.com/autoinvite/autoinvite/intake"
 	"github.com/autoinvite/autoinvite/integrations/atlassian"
 	"github.com/autoinvite/autoinvite/integrations/bitbucket"
 	"github.com/autoinvite/autoinvite/integrations/bitbucketdc"
@@ -36,7 +37,7 @@ func (c *cli) doctor(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	o := doctor.Options{Config: cfg, WebhookSecretSet: secrets.WebhookSecret != "", MissingSecrets: map[string]string{}}
+	o := doctor.Options{Config: cfg, WebhookSecrets: len(intake.Secrets([]byte(secrets.WebhookSecret))), MissingSecrets: map[string]string{}}
 	if !cfg.Redis.Embedded() {
 		rdb, err := app.ConnectRedis(cfg.Redis, secrets)
 		if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -26,8 +27,9 @@ workspaces:
     rules: [{name: staff, match: {}, groups: [developers]}]
 `
 
-// doctorEnv runs doctor against the fake holding one workspace of each kind.
-func doctorEnv(t *testing.T, rules string) (*testenv.Env, func() (string, int)) {
+// doctorEnv runs doctor against the fake holding one workspace of each kind;
+// env overrides its environment.
+func doctorEnv(t *testing.T, rules string, override ...map[string]string) (*testenv.Env, func() (string, int)) {
 	t.Helper()
 	e := testenv.New(t, testenv.IntakeOnly())
 	e.Fake.SeedAtlassianDemo()
@@ -47,6 +49,9 @@ func doctorEnv(t *testing.T, rules string) (*testenv.Env, func() (string, int)) 
 		"AUTOINVITE_JIRA_WEBHOOK_SECRET":    testenv.WebhookSecret,
 		config.DefaultOrgAPIKeyEnv:          testenv.OrgAPIKey,
 		config.DefaultDataCenterTokenEnv:    testenv.DataCenterToken,
+	}
+	for _, o := range override {
+		maps.Copy(env, o)
 	}
 	return e, func() (string, int) {
 		t.Helper()
@@ -76,6 +81,18 @@ func TestDoctorOnAGoodConfig(t *testing.T) {
 	golden(t, "doctor-good", out)
 	if code != 0 {
 		t.Fatalf("exit %d, want 0", code)
+	}
+}
+
+// A webhook secret rotation left half done (two secrets accepted) is shown.
+func TestDoctorShowsAWebhookSecretRotationUnderway(t *testing.T) {
+	_, doctor := doctorEnv(t, doctorRules, map[string]string{"AUTOINVITE_JIRA_WEBHOOK_SECRET": testenv.WebhookSecret + "\nwhsec-next"})
+	out, code := doctor()
+	if !strings.Contains(out, "AUTOINVITE_JIRA_WEBHOOK_SECRET holds 2 secrets, each accepted (a rotation)") || strings.Contains(out, "whsec-next") {
+		t.Fatalf("doctor output:\n%s", out)
+	}
+	if code != 0 {
+		t.Fatalf("exit %d, want 0 (a warning)", code)
 	}
 }
 
