@@ -236,6 +236,10 @@ type App struct {
 	recent   map[string]*runtime
 	order    []string
 	reloadMu sync.Mutex
+	// reloaded tells the config watcher a reload succeeded, so that it
+	// watches the files the new config's secrets are read from (nil: no
+	// watcher; set under reloadMu).
+	reloaded chan struct{}
 
 	client   *asynq.Client
 	server   *asynq.Server

@@ -22,12 +22,7 @@ import (
 // ever logged.
 func TestRotatedCredentialsAreUsedAfterReload(t *testing.T) {
 	tokenFile := filepath.Join(t.TempDir(), "bitbucket-api-token")
-	writeToken := func(token string) {
-		t.Helper()
-		if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeToken := func(token string) { writeSecretFile(t, tokenFile, token+"\n") }
 	writeToken("rotated-token-2")
 	e := testenv.New(t, testenv.WithRules(readersOnly),
 		testenv.WithEnv("AUTOINVITE_JIRA_EMAIL", "bot@acme.com"), testenv.WithEnv("AUTOINVITE_JIRA_API_TOKEN", testenv.JiraToken),
@@ -95,12 +90,7 @@ func TestRotatedCredentialsAreUsedAfterReload(t *testing.T) {
 // unsigned deliveries.
 func TestWebhookSecretRotationLosesNoDelivery(t *testing.T) {
 	secretFile := filepath.Join(t.TempDir(), "webhook-secret")
-	writeSecret := func(secret string) {
-		t.Helper()
-		if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeSecret := func(secret string) { writeSecretFile(t, secretFile, secret) }
 	writeSecret(testenv.WebhookSecret + "\n")
 	e := testenv.New(t, testenv.IntakeOnly(), testenv.WithEnv("AUTOINVITE_JIRA_WEBHOOK_SECRET_FILE", secretFile))
 	post := func(secret, deliveryID string) int {
@@ -150,9 +140,7 @@ func TestWebhookSecretRotationLosesNoDelivery(t *testing.T) {
 // dashboard, the old one no longer does.
 func TestAdminPasswordRotatesOnReload(t *testing.T) {
 	passwordFile := filepath.Join(t.TempDir(), "admin-password")
-	if err := os.WriteFile(passwordFile, []byte("admin-password-rotated\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeSecretFile(t, passwordFile, "admin-password-rotated\n")
 	e := testenv.New(t, testenv.IntakeOnly(),
 		testenv.WithEnv("AUTOINVITE_ADMIN_USER", testenv.AdminUser), testenv.WithEnv("AUTOINVITE_ADMIN_PASSWORD_FILE", passwordFile))
 	if got := e.Do(http.MethodGet, "/monitoring/", testenv.AdminUser, testenv.AdminPassword).Status; got != http.StatusOK {
@@ -167,5 +155,49 @@ func TestAdminPasswordRotatesOnReload(t *testing.T) {
 	}
 	if strings.Contains(e.Logs.String(), "admin-password-rotated") {
 		t.Fatal("the admin password reached the logs")
+	}
+}
+
+// A workspace added by a reload has its token file watched from then on: its
+// rotation reloads too.
+func TestTokenFileOfAWorkspaceAddedByReloadIsWatched(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "dc-token")
+	writeToken := func(token string) { writeSecretFile(t, tokenFile, token) }
+	writeToken("dc-token-1")
+	e := testenv.New(t, testenv.WithRules(readersOnly), testenv.WithEnv("AUTOINVITE_NEWDC_TOKEN_FILE", tokenFile))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := e.App.WatchConfig(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.WriteRules(readersOnly + `  - workspace: acme-dc
+    bitbucket: {deployment: datacenter, base_url: $FAKE_URL, token_env: AUTOINVITE_NEWDC_TOKEN}
+    rules: [{name: staff, match: {}, groups: [developers]}]
+`)
+	if res, err := e.App.Reload(); err != nil || !res.Changed {
+		t.Fatalf("reload adding the workspace = %+v, %v", res, err)
+	}
+	changed := func() int { return strings.Count(e.Logs.String(), `"credentials_changed":true`) }
+	before := changed()
+	time.Sleep(300 * time.Millisecond) // the watcher's own reload of the rules file settles
+	before = max(before, changed())
+	writeToken("dc-token-2")
+	deadline := time.Now().Add(10 * time.Second)
+	for changed() <= before {
+		if time.Now().After(deadline) {
+			t.Fatal("the token file of the workspace added by the reload is not watched")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if strings.Contains(e.Logs.String(), "dc-token-") {
+		t.Fatal("a token reached the logs")
+	}
+}
+
+// writeSecretFile writes a secret's file, as a Secret volume or an operator would.
+func writeSecretFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -60,6 +60,7 @@ func (a *App) Reload() (ReloadResult, error) {
 		}
 		a.metrics.Reloads.WithLabelValues(metrics.ReloadUnchanged).Inc()
 		a.metrics.ReloadSuccess.Set(1)
+		a.tellWatcher()
 		// Compared with the startup config: what a restart would still
 		// change is reported until the process restarts.
 		return ReloadResult{Hash: cfg.Hash, CredentialsChanged: others, NeedsRestart: a.cfg.NeedsRestart(cfg)}, nil
@@ -71,6 +72,7 @@ func (a *App) Reload() (ReloadResult, error) {
 	}
 	a.install(rt)
 	a.useSecrets(next)
+	a.tellWatcher()
 	restart := a.cfg.NeedsRestart(cfg)
 	rotated := rt.credentials != running.credentials || others
 	a.metrics.ConfigLoaded(cfg.Hash, a.now())
@@ -85,6 +87,14 @@ func (a *App) Reload() (ReloadResult, error) {
 	}
 	ev.Str("config", a.opts.ConfigPath).Str("hash", cfg.Hash).Bool("credentials_changed", rotated).Msg(msg)
 	return ReloadResult{Changed: true, Hash: cfg.Hash, CredentialsChanged: rotated, NeedsRestart: restart}, nil
+}
+
+// tellWatcher tells the config watcher, if any, that a reload succeeded.
+func (a *App) tellWatcher() {
+	select {
+	case a.reloaded <- struct{}{}:
+	default: // already told, or no watcher (nil)
+	}
 }
 
 // refuseReload records a refused reload: the running config stays.
@@ -207,22 +217,36 @@ func (a *App) WatchConfig(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch config: %w", err)
 	}
-	files, err := a.watchedFiles()
-	if err != nil {
+	resolved, dirs := map[string]string{}, map[string]bool{}
+	// watch starts watching the files not watched yet (a reload may name new
+	// ones: a workspace's token file).
+	watch := func() error {
+		files, err := a.watchedFiles()
+		if err != nil {
+			return err
+		}
+		for _, path := range files {
+			if _, ok := resolved[path]; ok {
+				continue
+			}
+			if dir := filepath.Dir(path); !dirs[dir] {
+				if err := w.Add(dir); err != nil {
+					return err
+				}
+				dirs[dir] = true
+			}
+			resolved[path], _ = filepath.EvalSymlinks(path)
+		}
+		return nil
+	}
+	if err := watch(); err != nil {
 		w.Close()
 		return fmt.Errorf("watch config: %w", err)
 	}
-	resolved, dirs := map[string]string{}, map[string]bool{}
-	for _, path := range files {
-		if dir := filepath.Dir(path); !dirs[dir] {
-			if err := w.Add(dir); err != nil {
-				w.Close()
-				return fmt.Errorf("watch config: %w", err)
-			}
-			dirs[dir] = true
-		}
-		resolved[path], _ = filepath.EvalSymlinks(path)
-	}
+	reloaded := make(chan struct{}, 1)
+	a.reloadMu.Lock()
+	a.reloaded = reloaded
+	a.reloadMu.Unlock()
 	a.closers = append(a.closers, func() { w.Close() })
 	go func() {
 		var debounce <-chan time.Time
@@ -248,6 +272,10 @@ func (a *App) WatchConfig(ctx context.Context) error {
 				}
 			case <-debounce:
 				a.Reload()
+			case <-reloaded:
+				if err := watch(); err != nil {
+					a.log.Warn().Err(err).Msg("config watcher: a file the reloaded config names is not watched")
+				}
 			case err, ok := <-w.Errors:
 				if !ok {
 					return
