@@ -249,9 +249,8 @@ type App struct {
 	serverUp bool
 	enqueuer *jobs.Enqueuer
 	now      func() time.Time
-	unsigned bool // no webhook secret: intake accepts unsigned requests
-	// hook is the webhook intake; webhookSecret its secret in force (reloads
-	// change it, under reloadMu).
+	// hook is the webhook intake; webhookSecret its secret in force ("": it
+	// accepts unsigned requests; reloads change it, under reloadMu).
 	hook          *intake.Handler
 	webhookSecret string
 	admin         *adminAuth // the admin endpoints' credentials (reloads change them)
@@ -340,7 +339,6 @@ func (a *App) serveParts() error {
 	if err != nil {
 		return err
 	}
-	a.unsigned = o.Secrets.WebhookSecret == ""
 	a.hook, a.webhookSecret = hook, o.Secrets.WebhookSecret
 
 	a.mux = asynq.NewServeMux()
@@ -915,13 +913,13 @@ func (a *App) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	if a.webhookSecret == "" { // read before the watcher can reload (a reload never empties it)
+		a.log.Warn().Msg("AUTOINVITE_JIRA_WEBHOOK_SECRET is not set: webhooks are accepted unsigned; set it (and the same secret in Jira) in production")
+	}
 	if a.opts.ConfigPath != "" {
 		if err := a.WatchConfig(ctx); err != nil {
 			a.log.Warn().Err(err).Msg("cannot watch the config file: reload with SIGHUP or POST /-/reload")
 		}
-	}
-	if a.unsigned {
-		a.log.Warn().Msg("AUTOINVITE_JIRA_WEBHOOK_SECRET is not set: webhooks are accepted unsigned; set it (and the same secret in Jira) in production")
 	}
 	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)

@@ -52,10 +52,10 @@ func (a *App) Reload() (ReloadResult, error) {
 	}
 	running := a.current.Load()
 	restore := a.useAtlassianAuth(next)
-	others := next.webhook != a.webhookSecret || next.admin != *a.admin.creds.Load()
+	othersChanged := next.webhook != a.webhookSecret || next.admin != *a.admin.creds.Load()
 	if cfg.Hash == running.cfg.Hash && a.credentialsFingerprint(cfg) == running.credentials {
 		a.useSecrets(next)
-		if others {
+		if othersChanged {
 			a.log.Info().Bool("credentials_changed", true).Msg("the webhook secret or the admin credentials changed: they are used from now on")
 		}
 		a.metrics.Reloads.WithLabelValues(metrics.ReloadUnchanged).Inc()
@@ -63,7 +63,7 @@ func (a *App) Reload() (ReloadResult, error) {
 		a.tellWatcher()
 		// Compared with the startup config: what a restart would still
 		// change is reported until the process restarts.
-		return ReloadResult{Hash: cfg.Hash, CredentialsChanged: others, NeedsRestart: a.cfg.NeedsRestart(cfg)}, nil
+		return ReloadResult{Hash: cfg.Hash, CredentialsChanged: othersChanged, NeedsRestart: a.cfg.NeedsRestart(cfg)}, nil
 	}
 	rt, err := a.buildRuntime(cfg)
 	if err != nil {
@@ -74,7 +74,7 @@ func (a *App) Reload() (ReloadResult, error) {
 	a.useSecrets(next)
 	a.tellWatcher()
 	restart := a.cfg.NeedsRestart(cfg)
-	rotated := rt.credentials != running.credentials || others
+	rotated := rt.credentials != running.credentials || othersChanged
 	a.metrics.ConfigLoaded(cfg.Hash, a.now())
 	a.metrics.Reloads.WithLabelValues(metrics.ReloadSuccess).Inc()
 	ev := a.log.Info()
@@ -116,58 +116,37 @@ type reloadedSecrets struct {
 	admin            adminCreds
 }
 
-// webhookSecretName is the variable of the Jira webhook secret.
-const webhookSecretName = "AUTOINVITE_JIRA_WEBHOOK_SECRET"
-
-// adminCredentialNames are the variables of the admin user and password.
-var adminCredentialNames = [2]string{"AUTOINVITE_ADMIN_USER", "AUTOINVITE_ADMIN_PASSWORD"}
-
-// readSecrets reads the secrets a reload applies. The sandbox keeps its
-// Atlassian credentials. A webhook secret given but empty is refused: it
-// would accept unsigned deliveries (running without a secret, or adding one
-// to a service started without, takes a restart).
+// readSecrets reads the secrets a reload applies, each file once. The
+// sandbox keeps its Atlassian credentials. A webhook secret given but empty
+// is refused: it would accept unsigned deliveries (running without a secret,
+// or adding one to a service started without, takes a restart).
 func (a *App) readSecrets() (reloadedSecrets, error) {
 	next := reloadedSecrets{jiraAuth: a.jiraOpts.Auth, bbAuth: a.bbOpts.Auth, webhook: a.webhookSecret, admin: *a.admin.creds.Load()}
+	s, err := config.SecretsFromEnv(a.opts.Env)
+	if err != nil {
+		return next, fmt.Errorf("the secrets: %w", err)
+	}
 	given := func(names ...string) bool {
-		for _, n := range names {
-			if a.opts.Env(n) != "" || a.opts.Env(n+"_FILE") != "" {
-				return true
-			}
-		}
-		return false
+		return slices.ContainsFunc(names, func(n string) bool { return a.opts.Env(n) != "" || a.opts.Env(n+"_FILE") != "" })
 	}
-	if a.sandbox == nil {
-		s, err := config.SecretsFromEnv(a.opts.Env)
-		if err != nil {
-			return next, fmt.Errorf("the secrets: %w", err)
-		}
-		if s.HasAtlassianCredentials() {
-			if next.jiraAuth, next.bbAuth, err = atlassianAuth(s, a.cfg.Jira.Deployment); err != nil {
-				return next, err
-			}
+	if a.sandbox == nil && s.HasAtlassianCredentials() {
+		if next.jiraAuth, next.bbAuth, err = atlassianAuth(s, a.cfg.Jira.Deployment); err != nil {
+			return next, err
 		}
 	}
-	if given(webhookSecretName) {
-		v, err := config.Secret(a.opts.Env, webhookSecretName)
+	if given(config.WebhookSecretEnv) {
 		switch {
-		case err != nil:
-			return next, fmt.Errorf("the webhook secret: %w", err)
-		case v == "":
-			return next, fmt.Errorf("the webhook secret (%s or %s_FILE) is empty: deliveries would be accepted unsigned; the running secret stays", webhookSecretName, webhookSecretName)
+		case s.WebhookSecret == "":
+			return next, fmt.Errorf("the webhook secret (%s or %s_FILE) is empty: deliveries would be accepted unsigned; the running secret stays",
+				config.WebhookSecretEnv, config.WebhookSecretEnv)
 		case a.webhookSecret == "":
-			a.log.Warn().Msg(webhookSecretName + " is set now: restart to verify webhooks (the service started without a secret)")
+			a.log.Warn().Msg(config.WebhookSecretEnv + " is set now: restart to verify webhooks (the service started without a secret)")
 		default:
-			next.webhook = v
+			next.webhook = s.WebhookSecret
 		}
 	}
-	if given(adminCredentialNames[:]...) {
-		var err error
-		if next.admin.user, err = config.Secret(a.opts.Env, adminCredentialNames[0]); err == nil {
-			next.admin.password, err = config.Secret(a.opts.Env, adminCredentialNames[1])
-		}
-		if err != nil {
-			return next, fmt.Errorf("the admin credentials: %w", err)
-		}
+	if given(config.AdminUserEnv, config.AdminPasswordEnv) {
+		next.admin = adminCreds{s.AdminUser, s.AdminPassword}
 	}
 	return next, nil
 }
@@ -291,7 +270,7 @@ func (a *App) WatchConfig(ctx context.Context) error {
 // and the webhook secret are read from (their _FILE variables; the workspaces' of the running
 // config too), as absolute paths.
 func (a *App) watchedFiles() ([]string, error) {
-	names := append(config.AtlassianSecretNames(), webhookSecretName, adminCredentialNames[0], adminCredentialNames[1])
+	names := append(config.AtlassianSecretNames(), config.WebhookSecretEnv, config.AdminUserEnv, config.AdminPasswordEnv)
 	for _, ws := range a.current.Load().cfg.Workspaces {
 		names = append(names, ws.Bitbucket.TokenEnv, orgKeyEnv(ws))
 	}

@@ -283,8 +283,10 @@ func ceiling(limit, a, b float64) float64 { return 1 / (1/a + 1/b - 1/limit) }
 func pipelineFake(n int) *fake.Fake {
 	f := fake.New()
 	f.AddWorkspace("acme", "developers", "readers")
-	for i := 0; i < n; i += 2 {
-		f.AddMember("acme", accountID(i))
+	for i := range n {
+		if floor.Member(accountID(i)) {
+			f.AddMember("acme", accountID(i))
+		}
 	}
 	return f
 }

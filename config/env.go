@@ -72,14 +72,22 @@ func SecretsFromEnv(env func(string) string) (Secrets, error) {
 		BitbucketEmail:        get("AUTOINVITE_BITBUCKET_EMAIL"),
 		BitbucketAPIToken:     get("AUTOINVITE_BITBUCKET_API_TOKEN"),
 		BitbucketAccessToken:  get("AUTOINVITE_BITBUCKET_ACCESS_TOKEN"),
-		WebhookSecret:         get("AUTOINVITE_JIRA_WEBHOOK_SECRET"),
-		AdminUser:             get("AUTOINVITE_ADMIN_USER"),
-		AdminPassword:         get("AUTOINVITE_ADMIN_PASSWORD"),
+		WebhookSecret:         get(WebhookSecretEnv),
+		AdminUser:             get(AdminUserEnv),
+		AdminPassword:         get(AdminPasswordEnv),
 		RedisPassword:         get("AUTOINVITE_REDIS_PASSWORD"),
 		RedisSentinelPassword: get("AUTOINVITE_REDIS_SENTINEL_PASSWORD"),
 	}
 	return s, firstErr
 }
+
+// The variables of the secrets a reload reads again besides the Atlassian
+// credentials.
+const (
+	WebhookSecretEnv = "AUTOINVITE_JIRA_WEBHOOK_SECRET"
+	AdminUserEnv     = "AUTOINVITE_ADMIN_USER"
+	AdminPasswordEnv = "AUTOINVITE_ADMIN_PASSWORD"
+)
 
 // AtlassianSecretNames are the variables of the Jira and Bitbucket
 // credentials, which a reload reads again (a token rotated in its _FILE).

@@ -182,8 +182,8 @@ func (b *Backlog) Waiting(ctx context.Context, api string) (int, error) {
 	var counts []*redis.IntCmd
 	now := time.Now()
 	for name, meta := range queues {
-		if strings.HasPrefix(meta, api+"\t") {
-			counts = append(counts, b.countWaiting(ctx, pipe, name, meta, now))
+		if q, _, ok := parseQueueMeta(meta); ok && q.API == api {
+			counts = append(counts, b.countWaiting(ctx, pipe, name, q.Per, now))
 		}
 	}
 	if len(counts) == 0 {
@@ -199,15 +199,26 @@ func (b *Backlog) Waiting(ctx context.Context, api string) (int, error) {
 	return n, nil
 }
 
-// countWaiting queues on pipe the count of a queue's tasks that are not
-// stale at now (their turn, its due score, passed less than staleAfter ago).
-func (b *Backlog) countWaiting(ctx context.Context, pipe redis.Pipeliner, name, meta string, now time.Time) *redis.IntCmd {
-	var per time.Duration
-	if f := strings.Split(meta, "\t"); len(f) == 5 {
-		ms, _ := strconv.ParseInt(f[3], 10, 64)
-		per = time.Duration(ms) * time.Millisecond
-	}
+// countWaiting queues on pipe the count of the tasks of a queue for a budget
+// of period per that are not stale at now (their turn, the due score, passed
+// less than staleAfter ago).
+func (b *Backlog) countWaiting(ctx context.Context, pipe redis.Pipeliner, name string, per time.Duration, now time.Time) *redis.IntCmd {
 	return pipe.ZCount(ctx, b.keys(name)[2], strconv.FormatInt(now.Add(-staleAfter(per)).UnixMilli(), 10), "+inf")
+}
+
+// parseQueueMeta reads a queue's meta (Queue writes it: API, budget,
+// requests, period in ms, limiter id, tab-separated) into the status it
+// starts, and the limiter id.
+func parseQueueMeta(meta string) (q QueueStatus, limiter string, ok bool) {
+	f := strings.Split(meta, "\t")
+	if len(f) != 5 {
+		return q, "", false
+	}
+	q = QueueStatus{API: f[0], Budget: f[1]}
+	q.Requests, _ = strconv.Atoi(f[2])
+	perMs, _ := strconv.ParseInt(f[3], 10, 64)
+	q.Per = time.Duration(perMs) * time.Millisecond
+	return q, f[4], true
 }
 
 // QueueStatus is one budget's backlog.
@@ -238,20 +249,16 @@ func (b *Backlog) Status(ctx context.Context) ([]QueueStatus, error) {
 	}
 	var out []QueueStatus
 	for name, meta := range queues {
-		f := strings.Split(meta, "\t")
-		if len(f) != 5 {
+		q, limiter, ok := parseQueueMeta(meta)
+		if !ok {
 			continue
 		}
-		q := QueueStatus{API: f[0], Budget: f[1]}
-		q.Requests, _ = strconv.Atoi(f[2])
-		perMs, _ := strconv.ParseInt(f[3], 10, 64)
-		q.Per = time.Duration(perMs) * time.Millisecond
 		k := b.keys(name)
 		pipe := b.rdb.Pipeline()
-		waiting := b.countWaiting(ctx, pipe, name, meta, now)
+		waiting := b.countWaiting(ctx, pipe, name, q.Per, now)
 		oldest := pipe.ZRangeWithScores(ctx, k[1], 0, 0)
 		last := pipe.ZRevRangeWithScores(ctx, k[2], 0, 0)
-		used := pipe.ZCount(ctx, limiterKey(b.prefix, f[4])+":"+f[1], strconv.FormatInt(now.Add(-q.Per-q.Per/500).UnixMilli(), 10), "+inf")
+		used := pipe.ZCount(ctx, limiterKey(b.prefix, limiter)+":"+q.Budget, strconv.FormatInt(now.Add(-q.Per-q.Per/500).UnixMilli(), 10), "+inf")
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 			return nil, fmt.Errorf("read the %s %s backlog: %w", q.API, q.Budget, err)
 		}
