@@ -5,7 +5,6 @@ package app
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -222,6 +221,7 @@ type App struct {
 	log       zerolog.Logger
 	rdb       redis.UniversalClient
 	redisOpt  asynq.RedisConnOpt
+	redisAuth *redisCredentials // nil for the embedded Redis
 	embedded  *miniredis.Miniredis
 	sandbox   *fake.Fake
 	closers   []func()
@@ -653,50 +653,15 @@ func (a *App) connectRedis() error {
 		a.log.Warn().Str("addr", m.Addr()).Msg("EMBEDDED REDIS: queue and ledger live in memory and vanish on exit; the admin commands find it at this address; set AUTOINVITE_REDIS_URL for real use")
 	} else {
 		var err error
-		if a.rdb, a.redisOpt, err = redisClients(a.cfg.Redis, a.opts.Secrets); err != nil {
+		var conn redisConnection
+		if a.rdb, conn, err = redisClients(a.cfg.Redis, a.opts.Secrets); err != nil {
 			return err
 		}
+		a.redisOpt, a.redisAuth = conn, conn.creds
 		a.checkEviction()
 	}
 	a.closers = append(a.closers, func() { a.rdb.Close() })
 	return nil
-}
-
-// redisClients connects go-redis (ledger, limiter) and describes the same
-// Redis to Asynq: one node by URL, a Sentinel-managed master, or a Cluster.
-func redisClients(r config.Redis, s config.Secrets) (redis.UniversalClient, asynq.RedisConnOpt, error) {
-	switch {
-	case r.Sentinel != nil:
-		st := r.Sentinel
-		var tlsCfg *tls.Config
-		if st.TLS {
-			tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
-		}
-		rdb := redis.NewFailoverClient(&redis.FailoverOptions{
-			MasterName: st.MasterName, SentinelAddrs: st.Addrs, DB: st.DB,
-			Password: s.RedisPassword, SentinelPassword: s.RedisSentinelPassword, TLSConfig: tlsCfg,
-		})
-		return rdb, asynq.RedisFailoverClientOpt{
-			MasterName: st.MasterName, SentinelAddrs: st.Addrs, DB: st.DB,
-			Password: s.RedisPassword, SentinelPassword: s.RedisSentinelPassword, TLSConfig: tlsCfg,
-		}, nil
-	case r.Cluster != nil:
-		var tlsCfg *tls.Config
-		if r.Cluster.TLS {
-			tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
-		}
-		rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: r.Cluster.Addrs, Password: s.RedisPassword, TLSConfig: tlsCfg})
-		return rdb, asynq.RedisClusterClientOpt{Addrs: r.Cluster.Addrs, Password: s.RedisPassword, TLSConfig: tlsCfg}, nil
-	}
-	opts, err := redis.ParseURL(r.URL)
-	if err != nil {
-		return nil, nil, fmt.Errorf("redis.url: %w", err)
-	}
-	opt, err := asynq.ParseRedisURI(r.URL)
-	if err != nil {
-		return nil, nil, fmt.Errorf("redis.url: %w", err)
-	}
-	return redis.NewClient(opts), opt, nil
 }
 
 // checkEviction warns when Redis may evict keys: an evicted task is a lost

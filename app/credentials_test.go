@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
+
 	"github.com/autoinvite/autoinvite/intake"
 	"github.com/autoinvite/autoinvite/internal/testenv"
 	"github.com/autoinvite/autoinvite/ledger"
@@ -199,5 +201,51 @@ func writeSecretFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A Redis password rotated in its file is what the connections opened after
+// the reload authenticate with: when Redis drops every connection (a restart,
+// a failover) after its password changed, signups and the dashboard go on.
+// An emptied password file is refused. No password is ever logged.
+func TestRedisPasswordRotatesOnReload(t *testing.T) {
+	redis := miniredis.RunT(t)
+	redis.RequireAuth("redis-password-old")
+	passwordFile := filepath.Join(t.TempDir(), "redis-password")
+	writeSecretFile(t, passwordFile, "redis-password-old\n")
+	e := testenv.New(t, testenv.WithRules(readersOnly), testenv.WithRedisURL("redis://"+redis.Addr()+"/0"),
+		testenv.WithEnv("AUTOINVITE_REDIS_PASSWORD_FILE", passwordFile))
+	assertAccepted(t, e.Webhook("user_created", "redis-mia", cloudUser(mia, "mia@acme.com")), "accepted")
+	e.WaitIdle()
+
+	redis.RequireAuth("redis-password-new")
+	writeSecretFile(t, passwordFile, "redis-password-new\n")
+	if res, err := e.App.Reload(); err != nil || !res.CredentialsChanged {
+		t.Fatalf("reload after the password file changed = %+v, %v; want the credentials changed", res, err)
+	}
+	redis.Close() // every connection drops; the next ones authenticate anew
+	if err := redis.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	assertAccepted(t, e.Webhook("user_created", "redis-noah", cloudUser(noah, "noah@acme.com")), "accepted")
+	e.WaitIdle()
+	if got := e.Entry("acme", "acct:"+noah); got == nil || got.Status != ledger.StatusInvited {
+		t.Fatalf("noah after the rotation = %+v; want invited", got)
+	}
+	if got := e.Do(http.MethodGet, "/monitoring/api/queues", testenv.AdminUser, testenv.AdminPassword).Status; got != http.StatusOK {
+		t.Fatalf("dashboard after the rotation: %d; want 200", got)
+	}
+
+	writeSecretFile(t, passwordFile, "\n")
+	if _, err := e.App.Reload(); err == nil || !strings.Contains(err.Error(), "AUTOINVITE_REDIS_PASSWORD") {
+		t.Fatalf("reload with an empty password file: %v; want it refused, naming the variable", err)
+	}
+	redis.Close()
+	if err := redis.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	assertAccepted(t, e.Webhook("user_created", "redis-ava", cloudUser(mia, "mia@acme.com")), "accepted")
+	if strings.Contains(e.Logs.String(), "redis-password") {
+		t.Fatal("a Redis password reached the logs")
 	}
 }

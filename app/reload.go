@@ -22,8 +22,9 @@ import (
 type ReloadResult struct {
 	Changed bool   `json:"changed"`
 	Hash    string `json:"hash"`
-	// CredentialsChanged: the Atlassian credentials or the webhook secret
-	// (their variables' files) changed, and new calls and deliveries use them.
+	// CredentialsChanged: the Atlassian credentials, the webhook secret, the
+	// admin credentials or the Redis password (their variables' files)
+	// changed, and new calls, deliveries and connections use them.
 	CredentialsChanged bool `json:"credentials_changed,omitempty"`
 	// NeedsRestart lists changed settings that take effect only after a restart.
 	NeedsRestart []string `json:"needs_restart,omitempty"`
@@ -31,7 +32,7 @@ type ReloadResult struct {
 
 // Reload reads the config file again, and the secrets a running service can
 // change: the Atlassian credentials (a token rotated in its _FILE), the
-// webhook secret and the admin credentials. A valid config is swapped in
+// webhook secret, the admin credentials and the Redis password. A valid config is swapped in
 // atomically for new tasks (queued tasks keep the config they arrived under)
 // with the secrets; an invalid one, or secrets that cannot be read or are
 // incomplete, are refused with their errors, and the running config and
@@ -52,11 +53,12 @@ func (a *App) Reload() (ReloadResult, error) {
 	}
 	running := a.current.Load()
 	restore := a.useAtlassianAuth(next)
-	othersChanged := next.webhook != a.webhookSecret || next.admin != *a.admin.creds.Load()
+	othersChanged := next.webhook != a.webhookSecret || next.admin != *a.admin.creds.Load() ||
+		(a.redisAuth != nil && next.redisPassword != a.redisAuth.Password())
 	if cfg.Hash == running.cfg.Hash && a.credentialsFingerprint(cfg) == running.credentials {
 		a.useSecrets(next)
 		if othersChanged {
-			a.log.Info().Bool("credentials_changed", true).Msg("the webhook secret or the admin credentials changed: they are used from now on")
+			a.log.Info().Bool("credentials_changed", true).Msg("the webhook secret, the admin credentials or the Redis password changed: they are used from now on")
 		}
 		a.metrics.Reloads.WithLabelValues(metrics.ReloadUnchanged).Inc()
 		a.metrics.ReloadSuccess.Set(1)
@@ -114,6 +116,7 @@ type reloadedSecrets struct {
 	jiraAuth, bbAuth atlassian.Auth
 	webhook          string
 	admin            adminCreds
+	redisPassword    string
 }
 
 // readSecrets reads the secrets a reload applies, each file once. The
@@ -122,6 +125,9 @@ type reloadedSecrets struct {
 // or adding one to a service started without, takes a restart).
 func (a *App) readSecrets() (reloadedSecrets, error) {
 	next := reloadedSecrets{jiraAuth: a.jiraOpts.Auth, bbAuth: a.bbOpts.Auth, webhook: a.webhookSecret, admin: *a.admin.creds.Load()}
+	if a.redisAuth != nil {
+		next.redisPassword = a.redisAuth.Password()
+	}
 	s, err := config.SecretsFromEnv(a.opts.Env)
 	if err != nil {
 		return next, fmt.Errorf("the secrets: %w", err)
@@ -148,6 +154,13 @@ func (a *App) readSecrets() (reloadedSecrets, error) {
 	if given(config.AdminUserEnv, config.AdminPasswordEnv) {
 		next.admin = adminCreds{s.AdminUser, s.AdminPassword}
 	}
+	if a.redisAuth != nil && given(config.RedisPasswordEnv) {
+		if s.RedisPassword == "" && next.redisPassword != "" {
+			return next, fmt.Errorf("the Redis password (%s or %s_FILE) is empty: new connections would not authenticate; the running password stays",
+				config.RedisPasswordEnv, config.RedisPasswordEnv)
+		}
+		next.redisPassword = s.RedisPassword
+	}
 	return next, nil
 }
 
@@ -159,8 +172,12 @@ func (a *App) useAtlassianAuth(next reloadedSecrets) (restore func()) {
 	return func() { a.jiraOpts.Auth, a.bbOpts.Auth = jiraAuth, bbAuth }
 }
 
-// useSecrets puts the webhook secret and the admin credentials read in force.
+// useSecrets puts the webhook secret, the admin credentials and the Redis
+// password read in force.
 func (a *App) useSecrets(next reloadedSecrets) {
+	if a.redisAuth != nil {
+		a.redisAuth.rotate(next.redisPassword)
+	}
 	if next.webhook != a.webhookSecret && a.hook != nil {
 		a.hook.SetSecret([]byte(next.webhook))
 		a.webhookSecret = next.webhook
@@ -185,8 +202,8 @@ func (a *App) serveReload(w http.ResponseWriter, r *http.Request) {
 		"credentials_changed": res.CredentialsChanged, "needs_restart": res.NeedsRestart})
 }
 
-// WatchConfig reloads when the config file changes, or a file holding an
-// Atlassian credential or the webhook secret (a _FILE variable's). It watches their directories:
+// WatchConfig reloads when the config file changes, or a file holding a
+// secret a reload reads again (a _FILE variable's). It watches their directories:
 // editors replace a file rather than write it in place, and a Kubernetes
 // ConfigMap or Secret volume changes no file of that name at all: it swaps
 // the ..data symlink the file's own symlink goes through, so what each path
@@ -270,7 +287,7 @@ func (a *App) WatchConfig(ctx context.Context) error {
 // and the webhook secret are read from (their _FILE variables; the workspaces' of the running
 // config too), as absolute paths.
 func (a *App) watchedFiles() ([]string, error) {
-	names := append(config.AtlassianSecretNames(), config.WebhookSecretEnv, config.AdminUserEnv, config.AdminPasswordEnv)
+	names := append(config.AtlassianSecretNames(), config.WebhookSecretEnv, config.AdminUserEnv, config.AdminPasswordEnv, config.RedisPasswordEnv)
 	for _, ws := range a.current.Load().cfg.Workspaces {
 		names = append(names, ws.Bitbucket.TokenEnv, orgKeyEnv(ws))
 	}

@@ -48,8 +48,8 @@ type Secrets struct {
 	WebhookSecret        string
 	AdminUser            string
 	AdminPassword        string
-	// RedisPassword and RedisSentinelPassword are for redis.sentinel and
-	// redis.cluster (a redis.url carries its own).
+	// RedisPassword is the Redis password (it overrides a redis.url's own);
+	// RedisSentinelPassword the Sentinels'.
 	RedisPassword         string
 	RedisSentinelPassword string
 }
@@ -75,7 +75,7 @@ func SecretsFromEnv(env func(string) string) (Secrets, error) {
 		WebhookSecret:         get(WebhookSecretEnv),
 		AdminUser:             get(AdminUserEnv),
 		AdminPassword:         get(AdminPasswordEnv),
-		RedisPassword:         get("AUTOINVITE_REDIS_PASSWORD"),
+		RedisPassword:         get(RedisPasswordEnv),
 		RedisSentinelPassword: get("AUTOINVITE_REDIS_SENTINEL_PASSWORD"),
 	}
 	return s, firstErr
@@ -87,6 +87,8 @@ const (
 	WebhookSecretEnv = "AUTOINVITE_JIRA_WEBHOOK_SECRET"
 	AdminUserEnv     = "AUTOINVITE_ADMIN_USER"
 	AdminPasswordEnv = "AUTOINVITE_ADMIN_PASSWORD"
+	// RedisPasswordEnv overrides a redis.url's password too.
+	RedisPasswordEnv = "AUTOINVITE_REDIS_PASSWORD"
 )
 
 // AtlassianSecretNames are the variables of the Jira and Bitbucket

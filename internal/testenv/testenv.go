@@ -169,6 +169,9 @@ func New(t testing.TB, opts ...Option) *Env {
 	if !s.noAdmin {
 		secrets.AdminUser, secrets.AdminPassword = AdminUser, AdminPassword
 	}
+	if secrets.RedisPassword, err = config.Secret(getenv, config.RedisPasswordEnv); err != nil {
+		t.Fatal(err)
+	}
 	logs := &SyncBuffer{}
 	a, err := app.New(app.Options{
 		Config: cfg, ConfigPath: path, Env: getenv, Secrets: secrets, Now: s.now,
