@@ -275,7 +275,19 @@ func (c *Client) AddToGroup(ctx context.Context, workspace, group, member string
 		SetHeader("Content-Type", "application/json").
 		SetBody([]byte("{}")).
 		Put("/1.0/groups/{workspace}/{group}/members/{member}")
-	err = check("add to group", resp, err, http.StatusOK, http.StatusCreated, http.StatusNoContent, http.StatusConflict)
+	already, err := c.writeAnswer(ctx, "add to group", workspace, group, resp, err)
+	if err != nil {
+		return false, fmt.Errorf("add %s to %s/%s: %w", member, workspace, group, err)
+	}
+	return already, nil
+}
+
+// writeAnswer reads the answer to a 1.0 group add or invitation: 409 is
+// "already" (a member, invited), a refusal means the workspace is
+// administered in Atlassian, and a 404 is explained (workspace, group or
+// refusal).
+func (c *Client) writeAnswer(ctx context.Context, op, workspace, group string, resp *resty.Response, err error) (already bool, _ error) {
+	err = check(op, resp, err, http.StatusOK, http.StatusCreated, http.StatusNoContent, http.StatusConflict)
 	switch s := atlassian.StatusOf(err); {
 	case refusedWrite(s):
 		err = administered(err)
@@ -283,7 +295,7 @@ func (c *Client) AddToGroup(ctx context.Context, workspace, group, member string
 		err = c.explainWrite404(ctx, workspace, group, err)
 	}
 	if err != nil {
-		return false, fmt.Errorf("add %s to %s/%s: %w", member, workspace, group, err)
+		return false, err
 	}
 	return resp.StatusCode() == http.StatusConflict, nil
 }
@@ -383,17 +395,11 @@ func (c *Client) Invite(ctx context.Context, workspace, email, group string) (al
 		SetHeader("Content-Type", "application/json").
 		SetBody(map[string]string{"email": email, "group_slug": group}).
 		Put("/1.0/users/{workspace}/invitations")
-	err = check("invite", resp, err, http.StatusOK, http.StatusCreated, http.StatusNoContent, http.StatusConflict)
-	switch s := atlassian.StatusOf(err); {
-	case refusedWrite(s):
-		err = administered(err)
-	case s == http.StatusNotFound:
-		err = c.explainWrite404(ctx, workspace, group, err)
-	}
+	already, err := c.writeAnswer(ctx, "invite", workspace, group, resp, err)
 	if err != nil {
 		return false, fmt.Errorf("invite %s to %s/%s: %w", email, workspace, group, err)
 	}
-	return resp.StatusCode() == http.StatusConflict, nil
+	return already, nil
 }
 
 // CurrentUser returns who the credentials belong to (GET /2.0/user): the
