@@ -160,6 +160,23 @@ func TestEnvironmentOverridesAndTheirErrors(t *testing.T) {
 	}
 }
 
+// A redis.url that go-redis would refuse at start-up is refused at load,
+// with the file, the line and the field, and without its password.
+func TestRedisURLIsCheckedAsGoRedisReadsIt(t *testing.T) {
+	for url, want := range map[string]string{
+		"redis://:s3cret-pw@db.internal:6379/cache":    `f.yaml:3: redis.url: redis: invalid database number: "cache"`,
+		"redis://:s3cret-pw@db.internal:6379/0?pool=5": `f.yaml:3: redis.url: redis: unexpected option: pool`,
+	} {
+		_, err := Parse("f.yaml", []byte("listen: \":8080\"\nredis:\n  url: \""+url+"\"\n"), nil)
+		if err == nil || err.Error() != want {
+			t.Errorf("%s: got %v, want %s", url, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "s3cret-pw") {
+			t.Errorf("%s: the password is in the error: %v", url, err)
+		}
+	}
+}
+
 func TestEmptyFileGivesDefaults(t *testing.T) {
 	cfg, err := Parse("empty.yaml", nil, nil)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/robfig/cron/v3"
 
 	"github.com/autoinvite/autoinvite/internal/validate"
@@ -79,8 +80,20 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	}
 	if c.Redis.URL != "" {
 		u, err := url.Parse(c.Redis.URL)
-		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+		switch {
+		case err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix"):
 			v.fail("redis.url", "must be a redis://, rediss:// or unix:// URL (or empty for the embedded Redis)")
+		default:
+			// What go-redis refuses (a database that is not a number, an
+			// unknown option), said here with the file and line; never the
+			// password the URL may carry.
+			if _, err := redis.ParseURL(c.Redis.URL); err != nil {
+				msg := err.Error()
+				if password, set := u.User.Password(); set && password != "" {
+					msg = strings.ReplaceAll(msg, password, "xxxxx")
+				}
+				v.fail("redis.url", "%s", msg)
+			}
 		}
 	}
 	v.redisTopology(&c.Redis)
