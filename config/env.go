@@ -35,6 +35,10 @@ func applyEnv(c *Config, env func(string) string) Errors {
 
 func (c *Config) envFields() map[string]string { return c.overrides }
 
+// SetByEnv returns the environment variable that set field ("redis.url"),
+// or "" when the field comes from the file.
+func (c *Config) SetByEnv(field string) string { return c.overrides[field] }
+
 // Secrets are the credentials autoinvite uses. They come only from the
 // environment (or from files named by NAME_FILE variables), never from the
 // config file, and they are never printed.

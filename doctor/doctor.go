@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -96,6 +97,8 @@ type Options struct {
 	WebhookSecrets int
 	// Ping reaches the configured Redis (nil: embedded).
 	Ping func(ctx context.Context) error
+	// RedisPasswordFromEnv: AUTOINVITE_REDIS_PASSWORD (or its _FILE) is set.
+	RedisPasswordFromEnv bool
 	// Learned returns what the service learned about a workspace's
 	// administration (nil func: Redis unreachable or embedded).
 	Learned    func(ctx context.Context, workspace string) (*ledger.Administration, error)
@@ -155,9 +158,30 @@ func (r *run) redis(ctx context.Context) {
 	}
 	if err := r.o.Ping(ctx); err != nil {
 		r.add("redis", Fail, fmt.Sprintf("%v: check redis.url and AUTOINVITE_REDIS_PASSWORD", err))
+	} else {
+		r.add("redis", OK, "reachable")
+	}
+	r.redisPasswordInFile()
+}
+
+// redisPasswordInFile warns about a password written into the config file's
+// redis.url: a secret in a file that is often shared or committed, and one
+// a reload cannot rotate.
+func (r *run) redisPasswordInFile() {
+	cfg := r.o.Config
+	u, err := url.Parse(cfg.Redis.URL)
+	if err != nil || u.User == nil || cfg.SetByEnv("redis.url") != "" {
 		return
 	}
-	r.add("redis", OK, "reachable")
+	if password, set := u.User.Password(); !set || password == "" {
+		return
+	}
+	if r.o.RedisPasswordFromEnv {
+		r.add("redis password", Warn, "redis.url in the config file carries a password, which "+config.RedisPasswordEnv+" overrides: remove it from the file")
+		return
+	}
+	r.add("redis password", Warn, "redis.url in the config file carries a password: move it to "+config.RedisPasswordEnv+"_FILE "+
+		"(or the variable), which overrides it and which a reload rotates")
 }
 
 func (r *run) jira(ctx context.Context) {

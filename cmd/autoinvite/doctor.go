@@ -45,6 +45,7 @@ func (c *cli) doctor(ctx context.Context, args []string) int {
 		}
 		defer rdb.Close()
 		o.Ping = func(ctx context.Context) error { return rdb.Ping(ctx).Err() }
+		o.RedisPasswordFromEnv = secrets.RedisPassword != ""
 		store := ledger.New(rdb, cfg.Redis.KeyPrefix, ledger.Options{})
 		o.Learned = store.GetAdministration
 	}
