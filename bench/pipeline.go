@@ -106,6 +106,12 @@ func benchPipeline(ctx context.Context, env *benchEnv) error {
 	ratio := median(ratios)
 	fmt.Printf("\nratio in process %.2f (median of %d interleaved rounds, %.2f–%.2f; goal >= 0.50): %s. CPU per signup %s (this process) + %s (redis-server); a no-op task %s + %s.\n",
 		ratio, len(ratios), slices.Min(ratios), slices.Max(ratios), verdict(ratio >= 0.5), perOp(pipe.cpu, n), perOp(pipe.redisCPU, n), perOp(noop.cpu, n), perOp(noop.redisCPU, n))
+	cpuRatios := make([]float64, len(pipes))
+	for i := range pipes {
+		cpuRatios[i] = float64(noops[i].cpu+noops[i].redisCPU) / float64(pipes[i].cpu+pipes[i].redisCPU)
+	}
+	fmt.Printf("CPU per task of this process and redis-server together, no-op over signup: %.2f (%.2f–%.2f), steadier than the rates' on a shared machine.\n",
+		median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios))
 	fmt.Printf("The limiter spent %d requests for the %d Atlassian calls of the last round. The process CPU includes the fake Atlassian answering them.\n", last.spent, last.calls)
 	fmt.Printf("Floors as a share of the limit: Atlassian calls alone %.2f, ledger alone %.2f; the pipeline pays both, so its ceiling is about 1/(1/%.2f + 1/%.2f - 1) = %.2f.\n",
 		apiFloor.rate/noop.rate, ledgerFloor.rate/noop.rate, apiFloor.rate/noop.rate, ledgerFloor.rate/noop.rate, ceiling(noop.rate, apiFloor.rate, ledgerFloor.rate)/noop.rate)
