@@ -32,11 +32,11 @@ type ReloadResult struct {
 
 // Reload reads the config file again, and the secrets a running service can
 // change: the Atlassian credentials (a token rotated in its _FILE), the
-// webhook secret, the admin credentials and the Redis password. A valid config is swapped in
-// atomically for new tasks (queued tasks keep the config they arrived under)
-// with the secrets; an invalid one, or secrets that cannot be read or are
-// incomplete, are refused with their errors, and the running config and
-// secrets stay. Nothing is re-sent by a reload.
+// webhook secret, the admin credentials and the Redis password. A valid
+// config is swapped in atomically for new tasks (queued tasks keep the config
+// they arrived under) with the secrets; an invalid one, or secrets that
+// cannot be read or are incomplete, are refused with their errors, and the
+// running config and secrets stay. Nothing is re-sent by a reload.
 func (a *App) Reload() (ReloadResult, error) {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
