@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -70,14 +69,7 @@ workspaces:
 	for _, c := range f.Calls() {
 		at = append(at, c.At)
 	}
-	slices.SortFunc(at, func(x, y time.Time) int { return x.Compare(y) })
-	most := 0
-	for i, j := 0, 0; j < len(at); j++ {
-		for at[j].Sub(at[i]) >= window {
-			i++
-		}
-		most = max(most, j-i+1)
-	}
+	most := mostInWindow(at, window)
 	span := at[len(at)-1].Sub(at[0])
 	// The k-th thousand calls cannot start before the (k-1)-th has left the
 	// window: the least span these calls can take.

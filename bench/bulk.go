@@ -182,7 +182,7 @@ workspaces:
 	return nil
 }
 
-// mostInWindow is the most calls in any rolling window.
+// mostInWindow is the most calls in any rolling window; it sorts at.
 func mostInWindow(at []time.Time, window time.Duration) int {
 	slices.SortFunc(at, func(x, y time.Time) int { return x.Compare(y) })
 	most := 0
