@@ -338,16 +338,11 @@ const resendGuard = time.Minute
 // given up after max_resends. Idempotent: an invitation sent less than a minute
 // ago is not sent again. It returns how many were sent.
 func (w *Worker) Resend(ctx context.Context, ref ledger.Ref, actor string) (int, error) {
-	lock, err := w.o.Ledger.Lock(ctx, ref.PersonID, actor, w.o.LockLease)
+	ctx, lock, entry, err := w.lockEntry(ctx, ref, actor)
 	if err != nil {
 		return 0, err
 	}
 	defer lock.Unlock()
-	ctx = lock.Context(ctx)
-	entry, err := w.o.Ledger.Get(ctx, ref.Workspace, ref.PersonID)
-	if err != nil {
-		return 0, err
-	}
 	if entry == nil {
 		return 0, fmt.Errorf("%s has no ledger entry in %s", ref.PersonID, ref.Workspace)
 	}
@@ -401,15 +396,13 @@ func resendCount(e *ledger.Entry) int {
 // Bitbucket has no documented API to withdraw a 1.0 invitation, so an email
 // already sent stays usable until Bitbucket itself expires it. Idempotent.
 func (w *Worker) Cancel(ctx context.Context, ref ledger.Ref, actor string) (int, error) {
-	lock, err := w.o.Ledger.Lock(ctx, ref.PersonID, actor, w.o.LockLease)
+	ctx, lock, entry, err := w.lockEntry(ctx, ref, actor)
 	if err != nil {
 		return 0, err
 	}
 	defer lock.Unlock()
-	ctx = lock.Context(ctx)
-	entry, err := w.o.Ledger.Get(ctx, ref.Workspace, ref.PersonID)
-	if err != nil || entry == nil {
-		return 0, err
+	if entry == nil {
+		return 0, nil
 	}
 	groups := entry.PendingGroups()
 	n := entry.SetPendingInvitations(ledger.InvitationCancelled)

@@ -692,17 +692,26 @@ func (w *Worker) reconcileRevoke(ctx context.Context, ws, personID, owner, actor
 // withEntry runs fn on the person's entry in a workspace under their lock
 // (fn's ctx carries the lock for the writes); nothing when there is no entry.
 func (w *Worker) withEntry(ctx context.Context, ref ledger.Ref, owner string, fn func(context.Context, *ledger.Entry) error) error {
-	lock, err := w.o.Ledger.Lock(ctx, ref.PersonID, owner, w.o.LockLease)
+	ctx, lock, e, err := w.lockEntry(ctx, ref, owner)
 	if err != nil {
 		return err
 	}
 	defer lock.Unlock()
-	ctx = lock.Context(ctx)
-	e, err := w.o.Ledger.Get(ctx, ref.Workspace, ref.PersonID)
-	if err != nil || e == nil {
-		return err
+	if e == nil {
+		return nil
 	}
 	return fn(ctx, e)
+}
+
+// lockEntry takes the person's lock and reads their entry in ref's workspace
+// with it, in one round trip; the returned ctx carries the lock, which the
+// caller must Unlock. The entry is nil when the person has none there.
+func (w *Worker) lockEntry(ctx context.Context, ref ledger.Ref, owner string) (context.Context, *ledger.Lock, *ledger.Entry, error) {
+	lock, entries, err := w.o.Ledger.LockAndGet(ctx, ref.PersonID, owner, w.o.LockLease, []string{ref.Workspace})
+	if err != nil {
+		return ctx, nil, nil, err
+	}
+	return lock.Context(ctx), lock, entries[ref.Workspace], nil
 }
 
 // forgetGrants takes groups removed by hand off the person's granted list,

@@ -191,16 +191,11 @@ func (w *Worker) ResumeRevocations(ctx context.Context, workspace, actor string)
 }
 
 func (w *Worker) applyHeld(ctx context.Context, ref ledger.Ref, actor string) (int, error) {
-	lock, err := w.o.Ledger.Lock(ctx, ref.PersonID, actor, w.o.LockLease)
+	ctx, lock, e, err := w.lockEntry(ctx, ref, actor)
 	if err != nil {
 		return 0, err
 	}
 	defer lock.Unlock()
-	ctx = lock.Context(ctx)
-	e, err := w.o.Ledger.Get(ctx, ref.Workspace, ref.PersonID)
-	if err != nil {
-		return 0, err
-	}
 	if e == nil || len(e.HeldRemovals) == 0 {
 		// Nothing held any more (reactivated meanwhile, or done by an
 		// earlier resume whose release was lost).
