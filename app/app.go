@@ -658,29 +658,51 @@ func (a *App) connectRedis() error {
 			return err
 		}
 		a.redisOpt, a.redisAuth = conn, conn.creds
-		a.checkEviction()
+		if err := a.checkRedis(); err != nil {
+			a.rdb.Close()
+			return err
+		}
 	}
 	a.closers = append(a.closers, func() { a.rdb.Close() })
 	return nil
 }
 
-// checkEviction warns when Redis may evict keys: an evicted task is a lost
+// checkRedis looks at the Redis just connected. Credentials it refuses stop
+// the start: a wrong password is a configuration error, not an outage to
+// wait out. One that does not answer is logged, and the service starts
+// anyway (the intake answers 503 until Redis answers). An eviction policy
+// that can drop keys is an error in the log: an evicted task is a lost
 // signup and an evicted ledger entry a second invitation.
-func (a *App) checkEviction() {
+func (a *App) checkRedis() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	res, err := a.rdb.ConfigGet(ctx, "maxmemory-policy").Result()
-	if err != nil && strings.Contains(err.Error(), "unknown command") {
-		return // not a real redis-server (miniredis in tests)
-	}
-	if err != nil {
+	var reply redis.Error
+	switch {
+	case err == nil:
+	case refusedCredentials(err):
+		return fmt.Errorf("Redis refused the credentials (%w): check %s (or its _FILE) and the user and password in redis.url", err, config.RedisPasswordEnv)
+	case !errors.As(err, &reply):
+		a.log.Error().Err(err).Msg("Redis does not answer: the intake answers 503 and the workers wait until it does")
+		return nil
+	case strings.Contains(err.Error(), "unknown command"):
+		return nil // not a real redis-server (miniredis in tests)
+	default:
 		a.log.Warn().Err(err).Msg("cannot read Redis maxmemory-policy (managed Redis may hide CONFIG): make sure it is noeviction")
-		return
+		return nil
 	}
 	if policy := res["maxmemory-policy"]; policy != "" && policy != "noeviction" {
 		a.log.Error().Str("maxmemory_policy", policy).
 			Msg("REDIS MAY EVICT KEYS: maxmemory-policy is not noeviction; Asynq needs noeviction or tasks and ledger entries can silently vanish. Set maxmemory-policy noeviction")
 	}
+	return nil
+}
+
+// refusedCredentials reports whether Redis refused to authenticate: a wrong
+// password or user (WRONGPASS), or none given to a Redis that needs one
+// (NOAUTH).
+func refusedCredentials(err error) bool {
+	return redis.HasErrorPrefix(err, "WRONGPASS") || redis.HasErrorPrefix(err, "NOAUTH")
 }
 
 // ErrNoCredentials: no Atlassian credential is set and the sandbox may not

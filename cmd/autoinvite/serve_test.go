@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
+
 	"github.com/autoinvite/autoinvite/internal/redistest"
 	"github.com/autoinvite/autoinvite/internal/testenv"
 )
@@ -103,5 +105,31 @@ func TestServeWithPartialCredentialsNamesWhatIsMissing(t *testing.T) {
 	logs, code := serveFor(t, env, "--config", cfg)
 	if code != 1 || !strings.Contains(logs, "AUTOINVITE_JIRA_API_TOKEN") || strings.Contains(logs, "panic") {
 		t.Fatalf("exit %d:\n%s", code, logs)
+	}
+}
+
+// A Redis that refuses the password stops the start, naming where the
+// password comes from and never showing it: a wrong password is not an outage
+// to wait out. A Redis that does not answer at all is logged, and the service
+// starts (its intake answers 503 until Redis answers).
+func TestServeStopsWhenRedisRefusesThePassword(t *testing.T) {
+	redis := miniredis.RunT(t)
+	redis.RequireAuth("redis-right")
+	cfg := writeConfig(t, "redis: {key_prefix: serve-auth}\n"+testenv.DefaultRules)
+	env := map[string]string{"AUTOINVITE_REDIS_URL": "redis://" + redis.Addr() + "/0", "AUTOINVITE_REDIS_PASSWORD": "redis-wrong", "AUTOINVITE_LISTEN": "127.0.0.1:0"}
+	logs, code := serveFor(t, env, "--config", cfg, "--sandbox")
+	if code != 1 || !strings.Contains(logs, "Redis refused the credentials (WRONGPASS") || !strings.Contains(logs, "check AUTOINVITE_REDIS_PASSWORD") ||
+		strings.Contains(logs, "autoinvite serving") || strings.Contains(logs, "redis-wrong") {
+		t.Fatalf("wrong password: exit %d; want 1 with the reason and without the password:\n%s", code, logs)
+	}
+
+	env["AUTOINVITE_REDIS_PASSWORD"] = "redis-right"
+	if logs, code := serveFor(t, env, "--config", cfg, "--sandbox"); code != 0 || !strings.Contains(logs, "autoinvite serving") {
+		t.Fatalf("right password: exit %d; want it serving:\n%s", code, logs)
+	}
+
+	env["AUTOINVITE_REDIS_URL"] = "redis://127.0.0.1:1/0"
+	if logs, code := serveFor(t, env, "--config", cfg, "--sandbox"); code != 0 || !strings.Contains(logs, "Redis does not answer") || !strings.Contains(logs, "autoinvite serving") {
+		t.Fatalf("no Redis: exit %d; want it serving, the outage logged:\n%s", code, logs)
 	}
 }
