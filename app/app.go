@@ -221,7 +221,7 @@ type App struct {
 	log       zerolog.Logger
 	rdb       redis.UniversalClient
 	redisOpt  asynq.RedisConnOpt
-	redisAuth *redisCredentials // nil for the embedded Redis
+	redisConn *redisConnection // nil for the embedded Redis
 	embedded  *miniredis.Miniredis
 	sandbox   *fake.Fake
 	closers   []func()
@@ -653,11 +653,10 @@ func (a *App) connectRedis() error {
 		a.log.Warn().Str("addr", m.Addr()).Msg("EMBEDDED REDIS: queue and ledger live in memory and vanish on exit; the admin commands find it at this address; set AUTOINVITE_REDIS_URL for real use")
 	} else {
 		var err error
-		var conn redisConnection
-		if a.rdb, conn, err = redisClients(a.cfg.Redis, a.opts.Secrets); err != nil {
+		if a.rdb, a.redisConn, err = redisClients(a.cfg.Redis, a.opts.Secrets); err != nil {
 			return err
 		}
-		a.redisOpt, a.redisAuth = conn, conn.creds
+		a.redisOpt = a.redisConn
 		if err := a.checkRedis(); err != nil {
 			a.rdb.Close()
 			return err

@@ -207,7 +207,8 @@ func writeSecretFile(t *testing.T, path, content string) {
 // A Redis password rotated in its file is what the connections opened after
 // the reload authenticate with: when Redis drops every connection (a restart,
 // a failover) after its password changed, signups and the dashboard go on.
-// An emptied password file is refused. No password is ever logged.
+// An emptied password file is refused; one Redis refuses is applied and
+// reported. No password is ever logged.
 func TestRedisPasswordRotatesOnReload(t *testing.T) {
 	redis := miniredis.RunT(t)
 	redis.RequireAuth("redis-password-old")
@@ -245,6 +246,19 @@ func TestRedisPasswordRotatesOnReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertAccepted(t, e.Webhook("user_created", "redis-ava", cloudUser(mia, "mia@acme.com")), "accepted")
+	if strings.Contains(e.Logs.String(), "Redis refuses the new password") {
+		t.Fatal("a password Redis accepts was reported as refused")
+	}
+
+	// A password Redis does not know yet: applied (the file is the truth),
+	// and said at once.
+	writeSecretFile(t, passwordFile, "redis-password-unknown\n")
+	if res, err := e.App.Reload(); err != nil || !res.CredentialsChanged {
+		t.Fatalf("reload with a password Redis refuses = %+v, %v; want it applied", res, err)
+	}
+	if !strings.Contains(e.Logs.String(), "Redis refuses the new password (AUTOINVITE_REDIS_PASSWORD)") {
+		t.Fatalf("no word of the refused password in the logs:\n%s", e.Logs.String())
+	}
 	if strings.Contains(e.Logs.String(), "redis-password") {
 		t.Fatal("a Redis password reached the logs")
 	}

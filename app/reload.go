@@ -54,7 +54,7 @@ func (a *App) Reload() (ReloadResult, error) {
 	running := a.current.Load()
 	restore := a.useAtlassianAuth(next)
 	othersChanged := next.webhook != a.webhookSecret || next.admin != *a.admin.creds.Load() ||
-		(a.redisAuth != nil && next.redisPassword != a.redisAuth.Password())
+		next.redisPassword != a.redisPassword()
 	if cfg.Hash == running.cfg.Hash && a.credentialsFingerprint(cfg) == running.credentials {
 		a.useSecrets(next)
 		if othersChanged {
@@ -125,9 +125,7 @@ type reloadedSecrets struct {
 // or adding one to a service started without, takes a restart).
 func (a *App) readSecrets() (reloadedSecrets, error) {
 	next := reloadedSecrets{jiraAuth: a.jiraOpts.Auth, bbAuth: a.bbOpts.Auth, webhook: a.webhookSecret, admin: *a.admin.creds.Load()}
-	if a.redisAuth != nil {
-		next.redisPassword = a.redisAuth.Password()
-	}
+	next.redisPassword = a.redisPassword()
 	s, err := config.SecretsFromEnv(a.opts.Env)
 	if err != nil {
 		return next, fmt.Errorf("the secrets: %w", err)
@@ -154,7 +152,7 @@ func (a *App) readSecrets() (reloadedSecrets, error) {
 	if given(config.AdminUserEnv, config.AdminPasswordEnv) {
 		next.admin = adminCreds{s.AdminUser, s.AdminPassword}
 	}
-	if a.redisAuth != nil && given(config.RedisPasswordEnv) {
+	if a.redisConn != nil && given(config.RedisPasswordEnv) {
 		if s.RedisPassword == "" && next.redisPassword != "" {
 			return next, fmt.Errorf("the Redis password (%s or %s_FILE) is empty: new connections would not authenticate; the running password stays",
 				config.RedisPasswordEnv, config.RedisPasswordEnv)
@@ -175,8 +173,16 @@ func (a *App) useAtlassianAuth(next reloadedSecrets) (restore func()) {
 // useSecrets puts the webhook secret, the admin credentials and the Redis
 // password read in force.
 func (a *App) useSecrets(next reloadedSecrets) {
-	if a.redisAuth != nil {
-		a.redisAuth.rotate(next.redisPassword)
+	if next.redisPassword != a.redisPassword() {
+		a.redisConn.creds.rotate(next.redisPassword)
+		// Applied whatever Redis says (the file is the truth, and Redis may
+		// learn the password later), but said at once.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := a.redisConn.refused(ctx, next.redisPassword); err != nil {
+			a.log.Error().Err(err).Msg("Redis refuses the new password (" + config.RedisPasswordEnv + "): connections opened from now on fail until it accepts it; " +
+				"give the Redis user the new password beside the old one first (ACL SETUSER <user> >new)")
+		}
 	}
 	if next.webhook != a.webhookSecret && a.hook != nil {
 		a.hook.SetSecret([]byte(next.webhook))
@@ -343,3 +349,11 @@ func (g *adminAuth) wrap(next http.Handler) http.Handler {
 
 // ConfigHash returns the hash of the config in force.
 func (a *App) ConfigHash() string { return a.current.Load().cfg.Hash }
+
+// redisPassword is the Redis password in force ("" with the embedded Redis).
+func (a *App) redisPassword() string {
+	if a.redisConn == nil {
+		return ""
+	}
+	return a.redisConn.creds.Password()
+}
