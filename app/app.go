@@ -307,7 +307,7 @@ func (a *App) core() error {
 	a.enqueuer = jobs.NewEnqueuer(a.client, jobs.EnqueueOptions{
 		Queue: a.queue, MaxRetry: cfg.Worker.MaxRetry, Timeout: cfg.Worker.TaskTimeout.D(), Retention: cfg.Intake.DedupWindow.D(),
 	})
-	rt, err := a.buildRuntime(cfg)
+	rt, err := a.buildRuntime(cfg, a.credentialsFingerprint(cfg))
 	if err != nil {
 		return err
 	}
@@ -399,7 +399,9 @@ func (a *App) serveParts() error {
 }
 
 // buildRuntime compiles a config into rules, clients and a worker.
-func (a *App) buildRuntime(cfg *config.Config) (*runtime, error) {
+// buildRuntime builds the runtime of cfg; credentials is the fingerprint of
+// the credentials it is built with (credentialsFingerprint).
+func (a *App) buildRuntime(cfg *config.Config, credentials string) (*runtime, error) {
 	engine, err := rules.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("compile rules: %w", err)
@@ -407,7 +409,7 @@ func (a *App) buildRuntime(cfg *config.Config) (*runtime, error) {
 	if err := a.checkNotifications(cfg); err != nil {
 		return nil, err
 	}
-	rt := &runtime{cfg: cfg, engine: engine, credentials: a.credentialsFingerprint(cfg)}
+	rt := &runtime{cfg: cfg, engine: engine, credentials: credentials}
 	rt.ledger = ledger.New(a.rdb, a.cfg.Redis.KeyPrefix, ledger.Options{
 		AuditMaxLen: cfg.Audit.MaxEntries, Observe: a.observeAudit, DryRun: cfg.DryRun,
 	})

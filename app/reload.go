@@ -55,7 +55,8 @@ func (a *App) Reload() (ReloadResult, error) {
 	restore := a.useAtlassianAuth(next)
 	othersChanged := next.webhook != a.webhookSecret || next.admin != *a.admin.creds.Load() ||
 		next.redisPassword != a.redisPassword()
-	if cfg.Hash == running.cfg.Hash && a.credentialsFingerprint(cfg) == running.credentials {
+	credentials := a.credentialsFingerprint(cfg)
+	if cfg.Hash == running.cfg.Hash && credentials == running.credentials {
 		a.useSecrets(next)
 		if othersChanged {
 			a.log.Info().Bool("credentials_changed", true).Msg("the webhook secret, the admin credentials or the Redis password changed: they are used from now on")
@@ -67,7 +68,7 @@ func (a *App) Reload() (ReloadResult, error) {
 		// change is reported until the process restarts.
 		return ReloadResult{Hash: cfg.Hash, CredentialsChanged: othersChanged, NeedsRestart: a.cfg.NeedsRestart(cfg)}, nil
 	}
-	rt, err := a.buildRuntime(cfg)
+	rt, err := a.buildRuntime(cfg, credentials)
 	if err != nil {
 		restore()
 		return a.refuseReload(err)
@@ -289,9 +290,9 @@ func (a *App) WatchConfig(ctx context.Context) error {
 	return nil
 }
 
-// watchedFiles are the config file and the files the Atlassian credentials
-// and the webhook secret are read from (their _FILE variables; the workspaces' of the running
-// config too), as absolute paths.
+// watchedFiles are the config file and the files the secrets a reload reads
+// again come from (their _FILE variables; the running config's workspaces'
+// too), as absolute paths.
 func (a *App) watchedFiles() ([]string, error) {
 	names := append(config.AtlassianSecretNames(), config.WebhookSecretEnv, config.AdminUserEnv, config.AdminPasswordEnv, config.RedisPasswordEnv)
 	for _, ws := range a.current.Load().cfg.Workspaces {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -200,31 +201,15 @@ func callsAlone(ctx context.Context, env *benchEnv, hooks []webhook, concurrency
 	}
 	defer stopFake()
 	calls := floor.UnavoidableCalls(env.rdb, keyPrefix, fakeURL, nil)
-	bodies := make(chan []byte)
-	errs := make(chan error, concurrency)
+	firstErrs := make([]error, concurrency) // each worker's first
 	rcpu0, self0, start := env.redisCPU(), selfCPU(), time.Now()
-	for range concurrency {
-		go func() {
-			var first error
-			for b := range bodies {
-				if err := calls(ctx, b); err != nil && first == nil {
-					first = err
-				}
-			}
-			errs <- first
-		}()
-	}
-	for _, h := range hooks {
-		bodies <- h.body
-	}
-	close(bodies)
-	for range concurrency {
-		if e := <-errs; e != nil && err == nil {
-			err = e
+	fanOut(len(hooks), concurrency, func(w, i int) {
+		if err := calls(ctx, hooks[i].body); err != nil && firstErrs[w] == nil {
+			firstErrs[w] = err
 		}
-	}
+	})
 	run := deployedRun{tasks: len(hooks), took: time.Since(start), redisCPU: env.redisCPU() - rcpu0, benchCPU: selfCPU() - self0}
-	if err != nil {
+	if err := errors.Join(firstErrs...); err != nil {
 		return run, fmt.Errorf("the unavoidable calls alone: %w", err)
 	}
 	if want := len(hooks) * 3 / 2; len(f.Calls()) < want {

@@ -360,10 +360,10 @@ func (h *Handler) read(r *http.Request) (ev jobs.UserEvent, status int, resp res
 		return ev, http.StatusRequestEntityTooLarge, h.tooLarge()
 	}
 	if keys := *h.keys.Load(); len(keys) > 0 {
-		err := ErrSignature
+		err, signature := ErrSignature, r.Header.Get(HeaderSignature)
 		for _, key := range keys {
 			k := key.macs.Get().(*keyedMAC)
-			err = checkMAC(k.mac, body, r.Header.Get(HeaderSignature), k.sum[:0])
+			err = checkMAC(k.mac, body, signature, k.sum[:0])
 			key.macs.Put(k)
 			if err == nil {
 				break
