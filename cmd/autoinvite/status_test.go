@@ -14,8 +14,8 @@ import (
 
 // status shows the queue and, once tasks wait for a budget, how many, since
 // when, the budget's use and when the last one's turn comes: five tasks
-// behind a spent budget of 3 an hour go at the refill (about 1h), then one
-// every 20 minutes.
+// behind a budget of 3 an hour, spent at once, go three at the refill (about
+// 1h) and the last two when those three calls leave the window (about 2h).
 func TestStatusCommand(t *testing.T) {
 	c := newCLIEnv(t)
 	c.e.App.StopWorkers()

@@ -15,13 +15,19 @@ import (
 // Backlog orders the tasks waiting for a budget by arrival, so that when the
 // budget refills the oldest go first. Asynq retries a task at the time its
 // retry delay names (in whole seconds), whatever the order it failed in: the
-// delay a Backlog gives is therefore the budget's refill plus the task's
-// place among the waiting, oldest first, times the time one task takes
-// under the budget (measured: the budget's window over the tasks that left
-// the queue in the last window, or one request's share of the window before
-// any did). A task that comes back early waits again, with a smaller place.
+// delay a Backlog gives is therefore when the budget frees the request the
+// task's place comes to. The requests ahead of it are its place among the
+// waiting, oldest first, times the requests one task takes (measured: the
+// budget over the tasks that left the queue in the last window, between one
+// and spacingCap). A rolling window frees its requests as the calls it holds
+// leave it: the k-th request ahead frees when the window's k-th oldest call
+// leaves, and a window later for each budget's worth of requests further
+// ahead. A task that comes back early, or finds its request taken by a task
+// that never waited, waits again with a smaller place.
 //
-// Every key lives under one Cluster hash tag, so each step is one script.
+// Every key lives under one Cluster hash tag, so each step is one script
+// (and reading when the budget's requests free, one more, under the
+// limiter's tag).
 type Backlog struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -43,30 +49,64 @@ func NewBacklog(rdb redis.UniversalClient, prefix string) *Backlog {
 	return &Backlog{rdb: rdb, prefix: prefix, tag: "{" + prefix + ":rl:backlog}"}
 }
 
-// spacingCap bounds the time one task is taken to need under a budget at
-// spacingCap requests' worth. The measure (the window over the waiting
-// tasks served in the last one) overshoots early in a burst, when most
-// tasks served never waited: 5 served in the first window made a task of
-// place 1,200 wait 240 windows. Too short a wait is cheap (the task comes
-// back early and waits again, with a smaller place), too long a wait
-// stalls it, so the estimate errs short: a signup takes 1–4 requests.
+// spacingCap bounds the requests one task is taken to need. The measure
+// (the budget over the waiting tasks served in the last window) overshoots
+// early in a burst, when most tasks served never waited: 5 served in the
+// first window made a task of place 1,200 wait 240 windows. Too short a wait
+// is cheap (the task comes back early and waits again, with a smaller place),
+// too long a wait stalls it, so the estimate errs short: a signup takes 1–4
+// requests.
 const spacingCap = 4
 
 // staleAfter is how long past its planned retry a queued task still counts:
 // one that neither waits again nor finishes by then was deleted or lost.
 func staleAfter(per time.Duration) time.Duration { return max(per, time.Minute) }
 
+// turnPoints is how many points of a budget's window Queue reads to know
+// when its requests free (a turn between two points is interpolated).
+const turnPoints = 16
+
+// turnsScript reads when a budget's requests free. KEYS: the budget's window
+// (the limiter's sorted set of call times), the lag (see spendScript). ARGV:
+// the budget's limit, period and least window in ms. Returns the window in
+// ms, then for each of turnPoints requests (every request of a smaller
+// budget), evenly spaced from the first to the last of the budget, in how
+// many ms it frees (0: free now): the request the i-th call in the window
+// holds frees when that call leaves.
+var turnsScript = redis.NewScript(windowLua + `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit = tonumber(ARGV[1])
+local window = windowOf(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(redis.call('GET', KEYS[2]) or '0'))
+local left = redis.call('ZCOUNT', KEYS[1], '-inf', now - window)
+local free = limit - (redis.call('ZCARD', KEYS[1]) - left)
+local points = math.min(limit, ` + strconv.Itoa(turnPoints) + `)
+local out = {window}
+for p = 0, points - 1 do
+  local i = math.floor(p * limit / points)
+  local at = 0
+  if i >= free then
+    local call = redis.call('ZRANGE', KEYS[1], left + i - free, left + i - free, 'WITHSCORES')
+    if call[2] then at = math.max(tonumber(call[2]) + window - now, 0) end
+  end
+  out[#out + 1] = at
+end
+return out
+`)
+
 // queueScript places a task among those waiting for one budget.
 // KEYS: queues (hash: name -> meta), waiting (zset: id -> arrival ms), due
 // (zset: id -> planned retry ms), done (zset: id -> when it left the queue),
-// of (hash: id -> name). ARGV: id, arrival ms, name, meta, refill ms, window
-// ms, requests, stale ms, most requests a task is assumed to take (the
-// spacing's cap). Returns {place, delay ms, tasks waiting}.
+// of (hash: id -> name). ARGV: id, arrival ms, name, meta, period ms,
+// requests, stale ms, most requests a task is assumed to take (the
+// spacing's cap), then turnsScript's answer: the window in ms and when its
+// requests free. Returns {place, delay ms, tasks waiting}.
 var queueScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[6])
-local stale = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[8]))
+local period = tonumber(ARGV[5])
+local requests = tonumber(ARGV[6])
+local stale = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[7]))
 for _, id in ipairs(stale) do
   redis.call('ZREM', KEYS[2], id)
   redis.call('ZREM', KEYS[3], id)
@@ -75,16 +115,26 @@ end
 redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[5], ARGV[1], ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - window)
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - period)
 local place = redis.call('ZRANK', KEYS[2], ARGV[1])
-local left = redis.call('ZCARD', KEYS[4])
-local spacing = window / tonumber(ARGV[7])
-if left > 0 and window / left > spacing then
-  spacing = math.min(window / left, spacing * tonumber(ARGV[9]))
+local served = redis.call('ZCARD', KEYS[4])
+local perTask = 1
+if served > 0 then
+  perTask = math.min(math.max(requests / served, 1), tonumber(ARGV[8]))
 end
-local delay = tonumber(ARGV[5]) + math.floor(place * spacing)
+-- The request this task's first call needs, how many windows ahead, and
+-- when the window frees it (interpolated between the points read).
+local window = tonumber(ARGV[9])
+local points = #ARGV - 9
+local ahead = place * perTask
+local windows = math.floor(ahead / requests)
+local x = (ahead - windows * requests) * points / requests
+local p = math.floor(x)
+local from = tonumber(ARGV[10 + p])
+local to = tonumber(ARGV[11 + p]) or (tonumber(ARGV[10]) + window)
+local delay = math.floor(from + (to - from) * (x - p) + windows * window)
 redis.call('ZADD', KEYS[3], now + delay, ARGV[1])
-local ttl = delay + 2 * tonumber(ARGV[8]) + window
+local ttl = delay + 2 * tonumber(ARGV[7]) + period
 for i = 1, 5 do
   if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
 end
@@ -119,9 +169,15 @@ func (b *Backlog) Queue(ctx context.Context, id string, arrived time.Time, w *Wa
 	}
 	name := w.limiter + ":" + w.Budget
 	meta := strings.Join([]string{w.API, w.Budget, strconv.Itoa(w.Requests), strconv.FormatInt(w.Per.Milliseconds(), 10), w.limiter}, "\t")
+	key := limiterKey(b.prefix, w.limiter)
+	turns, err := turnsScript.Run(ctx, b.rdb, []string{key + ":" + w.Budget, key + ":lag"},
+		w.Requests, w.Per.Milliseconds(), (w.Per + w.Per/500).Milliseconds()).Slice()
+	if err != nil {
+		return fmt.Errorf("read when the %s %s budget frees: %w", w.API, w.Budget, err)
+	}
 	stale := staleAfter(w.Per)
-	res, err := queueScript.Run(ctx, b.rdb, b.keys(name), id, arrived.UnixMilli(), name, meta,
-		w.RetryAfter.Milliseconds(), w.Per.Milliseconds(), w.Requests, stale.Milliseconds(), spacingCap).Int64Slice()
+	args := append([]any{id, arrived.UnixMilli(), name, meta, w.Per.Milliseconds(), w.Requests, stale.Milliseconds(), spacingCap}, turns...)
+	res, err := queueScript.Run(ctx, b.rdb, b.keys(name), args...).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("queue %s for the %s %s budget: %w", id, w.API, w.Budget, err)
 	}

@@ -9,22 +9,30 @@ import (
 )
 
 // Tasks waiting for a spent budget get their turns by arrival, whatever the
-// order they came to wait in: the refill, then one task's share of the window
-// per older task (one request's share until tasks have been served, then the
-// window over the tasks served in it, at most four requests' share).
+// order they came to wait in: when the budget frees the request their place
+// comes to (one request a task until tasks have been served, then the budget
+// over the tasks served in the last window, at most four). The two calls of
+// a budget of 2 were made together, so both of its requests free at the
+// refill: places 0 and 1 come back then, 2 and 3 a window later, 4 two.
 func TestBacklogServesOldestFirst(t *testing.T) {
 	rdb, prefix := client(t)
 	ctx := context.Background()
 	l := ratelimit.New(rdb, ratelimit.Options{API: "bitbucket", Credential: "bot", Prefix: prefix, MaxInPlaceWait: -1,
-		Budgets: []ratelimit.Budget{{Name: "requests", Requests: 10, Per: time.Hour}}})
-	for i := 0; i < 10; i++ {
+		Budgets: []ratelimit.Budget{{Name: "requests", Requests: 2, Per: time.Hour}}})
+	for i := 0; i < 2; i++ {
 		if err := l.Take(ctx, "GET", "/x"); err != nil {
 			t.Fatal(err)
 		}
 	}
+	spentAt := time.Now()
 	spent, ok := ratelimit.AsWait(l.Take(ctx, "GET", "/x"))
-	if !ok || spent.Position != -1 || spent.Requests != 10 || spent.Per != time.Hour {
+	if !ok || spent.Position != -1 || spent.Requests != 2 || spent.Per != time.Hour {
 		t.Fatalf("wait = %+v", spent)
+	}
+	// The window is the period and the limiter's least margin (0.2%).
+	const window = time.Hour + 7200*time.Millisecond
+	if spent.RetryAfter > window || spent.RetryAfter < window-time.Second {
+		t.Fatalf("retry after %s; want the window, %s", spent.RetryAfter, window)
 	}
 	b := ratelimit.NewBacklog(rdb, prefix)
 	if n, err := b.Waiting(ctx, "bitbucket"); err != nil || n != 0 {
@@ -39,14 +47,19 @@ func TestBacklogServesOldestFirst(t *testing.T) {
 		}
 		return &w
 	}
+	// turn checks a wait against the refill plus windows, give or take the
+	// time since the budget was found spent (and a millisecond of rounding).
+	turn := func(w *ratelimit.WaitError, windows int) bool {
+		want := spent.RetryAfter + time.Duration(windows)*window
+		return w.RetryAfter <= want+time.Millisecond && w.RetryAfter >= want-time.Since(spentAt)-time.Millisecond
+	}
 	order := []int{3, 1, 4, 0, 2}
 	for _, i := range order {
 		queue(i)
 	}
 	for _, i := range order { // again: each comes back and waits once more
-		w := queue(i)
-		if want := spent.RetryAfter + time.Duration(i)*6*time.Minute; w.Position != i || w.RetryAfter != want {
-			t.Errorf("task %d: place %d, retry after %s; want %d, %s", i, w.Position, w.RetryAfter, i, want)
+		if w := queue(i); w.Position != i || !turn(w, i/2) {
+			t.Errorf("task %d: place %d, retry after %s; want %d, %s", i, w.Position, w.RetryAfter, i, spent.RetryAfter+time.Duration(i/2)*window)
 		}
 	}
 	if n, err := b.Waiting(ctx, "bitbucket"); err != nil || n != 5 {
@@ -59,9 +72,9 @@ func TestBacklogServesOldestFirst(t *testing.T) {
 	if err != nil || len(st) != 1 {
 		t.Fatalf("status %+v, %v", st, err)
 	}
-	if q := st[0]; q.API != "bitbucket" || q.Budget != "requests" || q.Waiting != 5 || q.Used != 10 || !q.Oldest.Equal(arrival) ||
-		q.ETA < spent.RetryAfter+23*time.Minute || q.ETA > spent.RetryAfter+24*time.Minute {
-		t.Fatalf("status %+v", q)
+	if q := st[0]; q.API != "bitbucket" || q.Budget != "requests" || q.Waiting != 5 || q.Used != 2 || !q.Oldest.Equal(arrival) ||
+		q.ETA < spent.RetryAfter+2*window-time.Second || q.ETA > spent.RetryAfter+2*window {
+		t.Fatalf("status %+v; want the ETA two windows after the refill", q)
 	}
 
 	if err := b.Done(ctx, "a"); err != nil { // the oldest is served
@@ -70,11 +83,10 @@ func TestBacklogServesOldestFirst(t *testing.T) {
 	if err := b.Done(ctx, "never-queued"); err != nil {
 		t.Fatal(err)
 	}
-	// One task served in the window: a task's share would be the whole
-	// window; it is capped at 4 requests' worth (24 min), as the tasks
-	// served without waiting are not counted.
-	if w := queue(2); w.Position != 1 || w.RetryAfter != spent.RetryAfter+24*time.Minute {
-		t.Errorf("after one was served: place %d, retry after %s; want 1, %s", w.Position, w.RetryAfter, spent.RetryAfter+24*time.Minute)
+	// One task served in the window: a task would take the whole budget (2
+	// requests), so place 1 comes to the requests the next window frees.
+	if w := queue(2); w.Position != 1 || !turn(w, 1) {
+		t.Errorf("after one was served: place %d, retry after %s; want 1, %s", w.Position, w.RetryAfter, spent.RetryAfter+window)
 	}
 	if st, _ := b.Status(ctx); len(st) != 1 || st[0].Waiting != 4 || !st[0].Oldest.Equal(arrival.Add(time.Minute)) {
 		t.Fatalf("after one was served: %+v", st)

@@ -296,7 +296,7 @@ const backoffRecheck = 250 * time.Millisecond
 // allowed, {-2, ms left} during a back-off, else {index of the spent budget,
 // ms until its oldest call leaves the window}. Time is Redis's, so every
 // process agrees.
-var spendScript = redis.NewScript(`
+var spendScript = redis.NewScript(windowLua + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local untilMs = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -312,7 +312,7 @@ local n = tonumber(ARGV[2])
 local windows = {}
 for i = 3, #KEYS do
   local period = tonumber(ARGV[3 * i - 3])
-  windows[i] = math.max(tonumber(ARGV[3 * i - 2]), period + math.min(lag, math.floor(period / 100)))
+  windows[i] = windowOf(period, tonumber(ARGV[3 * i - 2]), lag)
 end
 for i = 3, #KEYS do
   local limit = tonumber(ARGV[3 * i - 4])
@@ -332,6 +332,15 @@ for i = 3, #KEYS do
 end
 return {-1, 0}
 `)
+
+// windowLua defines windowOf(period, least, lag): a budget's window in ms,
+// its period widened by the longest lag lately reported (see spendScript),
+// at least least, at most 1% more than the period.
+const windowLua = `
+local function windowOf(period, least, lag)
+  return math.max(least, period + math.min(lag, math.floor(period / 100)))
+end
+`
 
 // Throttled records a 429: every process backs off for retryAfter when the
 // API said so (Data Center), else exponentially with jitter per 429 in a row.
