@@ -13,6 +13,7 @@ import (
 	"github.com/autoinvite/autoinvite/app"
 	"github.com/autoinvite/autoinvite/integrations/bitbucket"
 	"github.com/autoinvite/autoinvite/integrations/fake"
+	"github.com/autoinvite/autoinvite/integrations/ratelimit"
 	"github.com/autoinvite/autoinvite/ledger"
 )
 
@@ -68,7 +69,14 @@ workspaces:
 		return err
 	}
 	defer a.Close()
+	// What an operator reads meanwhile: the backlog's ETA, every second.
+	sampling, stopSampling := context.WithCancel(ctx)
+	etas := make(chan []etaSample, 1)
+	go func() { etas <- sampleETA(sampling, ratelimit.NewBacklog(env.rdb, keyPrefix), time.Second) }()
 	took, err := env.queueThenDrain(a, people, func(i int) string { return fmt.Sprintf("bulk-%07d", i) }, 15*time.Minute)
+	ended := time.Now()
+	stopSampling()
+	samples := <-etas
 	if err != nil {
 		return err
 	}
@@ -171,6 +179,7 @@ workspaces:
 		lateBy, beyondMargin(window, lateBy), beyondMargin(time.Minute/compression, lateBy), mostAllowed, invitesAllowed, budget)
 	fmt.Printf("| pairs of signups served newest first | %.2f%% | |\n", 100*float64(inverted)/float64(pairs))
 	fmt.Println()
+	printETAs(samples, ended, took)
 	fmt.Println("bound = (ceil(calls / 1000) − 1) × window: the k-th thousand calls cannot start before the (k−1)-th leaves the window.")
 	fmt.Printf("unavoidable = 3 adds per member + 1 invitation per newcomer + %d pages of the member listing (%d members, %d a page); the design before checked each person instead (+1 call each). The member cache's max age is 1 h on the compressed clock (%s).\n",
 		listing, others+members, bulkPageLen, maxAge)
@@ -221,4 +230,58 @@ func arrivalLag(ctx context.Context, env *benchEnv) (time.Duration, error) {
 // the run's longest lag was spent under a margin as small as 0.2%.
 func beyondMargin(period, lag time.Duration) time.Duration {
 	return max(lag-period/500, 0)
+}
+
+// etaSample is what `autoinvite status` said at a moment of the run.
+type etaSample struct {
+	at      time.Time
+	waiting int
+	eta     time.Duration
+}
+
+// sampleETA reads the Bitbucket requests budget's backlog every interval
+// until ctx ends, keeping the reads that found tasks waiting.
+func sampleETA(ctx context.Context, b *ratelimit.Backlog, interval time.Duration) []etaSample {
+	var out []etaSample
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return out
+		case <-tick.C:
+		}
+		st, err := b.Status(ctx)
+		if err != nil {
+			continue
+		}
+		for _, q := range st {
+			if q.API == ratelimit.APIBitbucket && q.Budget == "requests" && q.Waiting > 0 {
+				out = append(out, etaSample{at: time.Now(), waiting: q.Waiting, eta: q.ETA})
+			}
+		}
+	}
+}
+
+// printETAs compares the backlog's ETA, as read during the run, with when
+// the run finished: the ETA is when the last waiting task's turn comes, so
+// it should fall short of the end by about that task's own work.
+func printETAs(samples []etaSample, finished time.Time, took time.Duration) {
+	if len(samples) == 0 {
+		fmt.Println("The backlog's ETA: no read found a task waiting.")
+		return
+	}
+	start := finished.Add(-took)
+	fmt.Println("The backlog's ETA (`autoinvite status`, `autoinvite_budget_backlog_eta_seconds`) as read during the run, against the run's end:")
+	fmt.Println()
+	fmt.Println("| read at | tasks waiting | ETA | says the last turn comes at | the run ended at | off by |")
+	fmt.Println("| ---: | ---: | ---: | ---: | ---: | ---: |")
+	step := max(len(samples)/8, 1)
+	for i := 0; i < len(samples); i += step {
+		e := samples[i]
+		says := e.at.Add(e.eta)
+		fmt.Printf("| %.1fs | %d | %.1fs | %.1fs | %.1fs | %+.1fs |\n", e.at.Sub(start).Seconds(), e.waiting, e.eta.Seconds(),
+			says.Sub(start).Seconds(), took.Seconds(), says.Sub(finished).Seconds())
+	}
+	fmt.Println()
 }

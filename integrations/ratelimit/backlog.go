@@ -18,8 +18,8 @@ import (
 // delay a Backlog gives is therefore when the budget frees the request the
 // task's place comes to. The requests ahead of it are its place among the
 // waiting, oldest first, times the requests one task takes (measured: the
-// budget over the tasks that left the queue in the last window, between one
-// and spacingCap). A rolling window frees its requests as the calls it holds
+// budget over the tasks served in the last window, waiting or not, between
+// one and spacingCap). A rolling window frees its requests as the calls it holds
 // leave it: the k-th request ahead frees when the window's k-th oldest call
 // leaves, and a window later for each budget's worth of requests further
 // ahead. A task that comes back early, or finds its request taken by a task
@@ -49,13 +49,12 @@ func NewBacklog(rdb redis.UniversalClient, prefix string) *Backlog {
 	return &Backlog{rdb: rdb, prefix: prefix, tag: "{" + prefix + ":rl:backlog}"}
 }
 
-// spacingCap bounds the requests one task is taken to need. The measure
-// (the budget over the waiting tasks served in the last window) overshoots
-// early in a burst, when most tasks served never waited: 5 served in the
-// first window made a task of place 1,200 wait 240 windows. Too short a wait
-// is cheap (the task comes back early and waits again, with a smaller place),
-// too long a wait stalls it, so the estimate errs short: a signup takes 1–4
-// requests.
+// spacingCap bounds the requests one task is taken to need: too short a
+// wait is cheap (the task comes back early and waits again, with a smaller
+// place), too long a wait stalls it, so the estimate errs short: a signup
+// takes 1–4 requests. Before tasks that never waited counted as served, 5
+// served in the first window of a burst made a task of place 1,200 wait 240
+// windows.
 const spacingCap = 4
 
 // staleAfter is how long past its planned retry a queued task still counts:
@@ -94,6 +93,31 @@ end
 return out
 `)
 
+// turnLua defines turnOf(place, served, requests, cap, at): in how many ms
+// the turn of the task at place comes, when served tasks were served in the
+// last period of a budget of requests (the requests a task
+// takes: the budget over them, between 1 and cap), ARGV[at] being the
+// window in ms and the ARGVs after it turnsScript's points: the request the
+// task's first call needs, how many windows ahead, and when the window frees
+// it (interpolated between the points).
+const turnLua = `
+local function turnOf(place, served, requests, cap, at)
+  local perTask = 1
+  if served > 0 then
+    perTask = math.min(math.max(requests / served, 1), cap)
+  end
+  local window = tonumber(ARGV[at])
+  local points = #ARGV - at
+  local ahead = place * perTask
+  local windows = math.floor(ahead / requests)
+  local x = (ahead - windows * requests) * points / requests
+  local p = math.floor(x)
+  local from = tonumber(ARGV[at + 1 + p])
+  local to = tonumber(ARGV[at + 2 + p]) or (tonumber(ARGV[at + 1]) + window)
+  return math.floor(from + (to - from) * (x - p) + windows * window)
+end
+`
+
 // queueScript places a task among those waiting for one budget.
 // KEYS: queues (hash: name -> meta), waiting (zset: id -> arrival ms), due
 // (zset: id -> planned retry ms), done (zset: id -> when it left the queue),
@@ -101,7 +125,7 @@ return out
 // requests, stale ms, most requests a task is assumed to take (the
 // spacing's cap), then turnsScript's answer: the window in ms and when its
 // requests free. Returns {place, delay ms, tasks waiting}.
-var queueScript = redis.NewScript(`
+var queueScript = redis.NewScript(turnLua + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local period = tonumber(ARGV[5])
@@ -117,22 +141,7 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[5], ARGV[1], ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - period)
 local place = redis.call('ZRANK', KEYS[2], ARGV[1])
-local served = redis.call('ZCARD', KEYS[4])
-local perTask = 1
-if served > 0 then
-  perTask = math.min(math.max(requests / served, 1), tonumber(ARGV[8]))
-end
--- The request this task's first call needs, how many windows ahead, and
--- when the window frees it (interpolated between the points read).
-local window = tonumber(ARGV[9])
-local points = #ARGV - 9
-local ahead = place * perTask
-local windows = math.floor(ahead / requests)
-local x = (ahead - windows * requests) * points / requests
-local p = math.floor(x)
-local from = tonumber(ARGV[10 + p])
-local to = tonumber(ARGV[11 + p]) or (tonumber(ARGV[10]) + window)
-local delay = math.floor(from + (to - from) * (x - p) + windows * window)
+local delay = turnOf(place, redis.call('ZCARD', KEYS[4]), requests, tonumber(ARGV[8]), 9)
 redis.call('ZADD', KEYS[3], now + delay, ARGV[1])
 local ttl = delay + 2 * tonumber(ARGV[7]) + period
 for i = 1, 5 do
@@ -141,14 +150,39 @@ end
 return {place, delay, redis.call('ZCARD', KEYS[2])}
 `)
 
-// doneScript takes a task out of its queue and counts it as served.
-// KEYS: of; the queue's keys are named from what it holds, all under the
-// same hash tag (so Cluster accepts them). ARGV: id, backlog tag.
-var doneScript = redis.NewScript(`
-local name = redis.call('HGET', KEYS[1], ARGV[1])
-if not name then return 0 end
+// etaScript is in how many ms the last waiting task's turn comes, as
+// queueScript would give it now (0: none waits). It only reads. KEYS: due,
+// done. ARGV: period ms, requests, stale ms, the spacing's cap, then
+// turnsScript's answer.
+var etaScript = redis.NewScript(turnLua + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local waiting = redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[3]), '+inf')
+if waiting == 0 then return 0 end
+local served = redis.call('ZCOUNT', KEYS[2], '(' .. (now - tonumber(ARGV[1])), '+inf')
+return math.max(turnOf(waiting - 1, served, tonumber(ARGV[2]), tonumber(ARGV[4]), 5), 0)
+`)
+
+// doneScript takes a task out of its queue and counts it as served. A task
+// that never waited is counted as served by every queue too (it spent what
+// the waiting tasks wait for, or nothing, which only makes their turns come
+// early). KEYS: of, queues; the queue's keys are named from what it holds,
+// all under the same hash tag (so Cluster accepts them). ARGV: id, backlog
+// tag.
+var doneScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local name = redis.call('HGET', KEYS[1], ARGV[1])
+if not name then
+  local ttl = redis.call('PTTL', KEYS[2])
+  if ttl <= 0 then return 0 end
+  for _, queue in ipairs(redis.call('HKEYS', KEYS[2])) do
+    local done = ARGV[2] .. ':done:' .. queue
+    redis.call('ZADD', done, now, ARGV[1])
+    if redis.call('PTTL', done) < 0 then redis.call('PEXPIRE', done, ttl) end
+  end
+  return 0
+end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', ARGV[2] .. ':waiting:' .. name, ARGV[1])
 redis.call('ZREM', ARGV[2] .. ':due:' .. name, ARGV[1])
@@ -169,11 +203,9 @@ func (b *Backlog) Queue(ctx context.Context, id string, arrived time.Time, w *Wa
 	}
 	name := w.limiter + ":" + w.Budget
 	meta := strings.Join([]string{w.API, w.Budget, strconv.Itoa(w.Requests), strconv.FormatInt(w.Per.Milliseconds(), 10), w.limiter}, "\t")
-	key := limiterKey(b.prefix, w.limiter)
-	turns, err := turnsScript.Run(ctx, b.rdb, []string{key + ":" + w.Budget, key + ":lag"},
-		w.Requests, w.Per.Milliseconds(), (w.Per + w.Per/500).Milliseconds()).Slice()
+	turns, err := b.turns(ctx, w.limiter, w.API, w.Budget, w.Requests, w.Per)
 	if err != nil {
-		return fmt.Errorf("read when the %s %s budget frees: %w", w.API, w.Budget, err)
+		return err
 	}
 	stale := staleAfter(w.Per)
 	args := append([]any{id, arrived.UnixMilli(), name, meta, w.Per.Milliseconds(), w.Requests, stale.Milliseconds(), spacingCap}, turns...)
@@ -184,6 +216,17 @@ func (b *Backlog) Queue(ctx context.Context, id string, arrived time.Time, w *Wa
 	w.Position, w.RetryAfter = int(res[0]), time.Duration(max(res[1], 1))*time.Millisecond
 	b.busyFor(w.RetryAfter + 2*stale)
 	return nil
+}
+
+// turns reads when a budget's requests free (turnsScript's answer).
+func (b *Backlog) turns(ctx context.Context, limiter, api, budget string, requests int, per time.Duration) ([]any, error) {
+	key := limiterKey(b.prefix, limiter)
+	turns, err := turnsScript.Run(ctx, b.rdb, []string{key + ":" + budget, key + ":lag"},
+		requests, per.Milliseconds(), (per + per/500).Milliseconds()).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("read when the %s %s budget frees: %w", api, budget, err)
+	}
+	return turns, nil
 }
 
 // busyFor keeps Done's round trip on for d from now.
@@ -219,7 +262,7 @@ func (b *Backlog) Done(ctx context.Context, id string) error {
 		}
 		b.busyFor(ttl)
 	}
-	if err := doneScript.Run(ctx, b.rdb, []string{b.tag + ":of"}, id, b.tag).Err(); err != nil {
+	if err := doneScript.Run(ctx, b.rdb, []string{b.tag + ":of", b.tag + ":queues"}, id, b.tag).Err(); err != nil {
 		return fmt.Errorf("take %s out of the budget backlog: %w", id, err)
 	}
 	return nil
@@ -287,13 +330,14 @@ type QueueStatus struct {
 	// Waiting tasks; Oldest is the arrival of the oldest.
 	Waiting int
 	Oldest  time.Time
-	// ETA is when the last waiting task's turn comes.
+	// ETA is when the last waiting task's turn comes, as a task queued now
+	// would be given it.
 	ETA time.Duration
 }
 
 // Status reads every budget's backlog, sorted by API and budget. It only
 // reads: stale tasks (see Waiting) are not counted, but the oldest arrival
-// and the ETA may still be theirs until a Queue prunes them.
+// may still be theirs until a Queue prunes them.
 func (b *Backlog) Status(ctx context.Context) ([]QueueStatus, error) {
 	queues, err := b.rdb.HGetAll(ctx, b.tag+":queues").Result()
 	if err != nil {
@@ -313,7 +357,6 @@ func (b *Backlog) Status(ctx context.Context) ([]QueueStatus, error) {
 		pipe := b.rdb.Pipeline()
 		waiting := b.countWaiting(ctx, pipe, name, q.Per, now)
 		oldest := pipe.ZRangeWithScores(ctx, k[1], 0, 0)
-		last := pipe.ZRevRangeWithScores(ctx, k[2], 0, 0)
 		used := pipe.ZCount(ctx, limiterKey(b.prefix, limiter)+":"+q.Budget, strconv.FormatInt(now.Add(-q.Per-q.Per/500).UnixMilli(), 10), "+inf")
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 			return nil, fmt.Errorf("read the %s %s backlog: %w", q.API, q.Budget, err)
@@ -322,8 +365,19 @@ func (b *Backlog) Status(ctx context.Context) ([]QueueStatus, error) {
 		if o := oldest.Val(); len(o) > 0 {
 			q.Oldest = time.UnixMilli(int64(o[0].Score)).UTC()
 		}
-		if l := last.Val(); len(l) > 0 && q.Waiting > 0 {
-			q.ETA = max(time.UnixMilli(int64(l[0].Score)).Sub(now), 0)
+		if q.Waiting > 0 && q.Requests > 0 && q.Per > 0 {
+			// The last one's turn as it would be given now: the turns given
+			// earlier knew less (fewer tasks served, another window).
+			turns, err := b.turns(ctx, limiter, q.API, q.Budget, q.Requests, q.Per)
+			if err != nil {
+				return nil, err
+			}
+			args := append([]any{q.Per.Milliseconds(), q.Requests, staleAfter(q.Per).Milliseconds(), spacingCap}, turns...)
+			ms, err := etaScript.Run(ctx, b.rdb, []string{k[2], k[3]}, args...).Int64()
+			if err != nil {
+				return nil, fmt.Errorf("read the %s %s backlog's ETA: %w", q.API, q.Budget, err)
+			}
+			q.ETA = time.Duration(ms) * time.Millisecond
 		}
 		out = append(out, q)
 	}

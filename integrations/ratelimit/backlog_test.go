@@ -73,14 +73,11 @@ func TestBacklogServesOldestFirst(t *testing.T) {
 		t.Fatalf("status %+v, %v", st, err)
 	}
 	if q := st[0]; q.API != "bitbucket" || q.Budget != "requests" || q.Waiting != 5 || q.Used != 2 || !q.Oldest.Equal(arrival) ||
-		q.ETA < spent.RetryAfter+2*window-time.Second || q.ETA > spent.RetryAfter+2*window {
+		q.ETA < spent.RetryAfter+2*window-time.Since(spentAt)-time.Millisecond || q.ETA > spent.RetryAfter+2*window {
 		t.Fatalf("status %+v; want the ETA two windows after the refill", q)
 	}
 
 	if err := b.Done(ctx, "a"); err != nil { // the oldest is served
-		t.Fatal(err)
-	}
-	if err := b.Done(ctx, "never-queued"); err != nil {
 		t.Fatal(err)
 	}
 	// One task served in the window: a task would take the whole budget (2
@@ -88,9 +85,27 @@ func TestBacklogServesOldestFirst(t *testing.T) {
 	if w := queue(2); w.Position != 1 || !turn(w, 1) {
 		t.Errorf("after one was served: place %d, retry after %s; want 1, %s", w.Position, w.RetryAfter, spent.RetryAfter+window)
 	}
-	if st, _ := b.Status(ctx); len(st) != 1 || st[0].Waiting != 4 || !st[0].Oldest.Equal(arrival.Add(time.Minute)) {
-		t.Fatalf("after one was served: %+v", st)
+	// The ETA is the last one's turn as it would be given now: place 3 comes
+	// to the 7th request, three windows ahead (the turn it was given when it
+	// queued, two windows ahead, knew less).
+	eta := func(windows int) {
+		t.Helper()
+		st, err := b.Status(ctx)
+		if err != nil || len(st) != 1 || st[0].Waiting != 4 || !st[0].Oldest.Equal(arrival.Add(time.Minute)) {
+			t.Fatalf("after one was served: %+v, %v", st, err)
+		}
+		want := spent.RetryAfter + time.Duration(windows)*window
+		if got := st[0].ETA; got > want || got < want-time.Since(spentAt)-time.Millisecond {
+			t.Fatalf("ETA %s; want %s", got, want)
+		}
 	}
+	eta(3)
+	// A task served without waiting counts too: two served, a request each,
+	// so place 3 comes to the 4th request, a window ahead.
+	if err := b.Done(ctx, "never-queued"); err != nil {
+		t.Fatal(err)
+	}
+	eta(1)
 }
 
 // A 429 back-off says how long Atlassian has been refusing, from the first
