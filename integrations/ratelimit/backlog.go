@@ -19,8 +19,8 @@ import (
 // task's place comes to. The requests ahead of it are its place among the
 // waiting, oldest first, times the requests one task takes (measured: the
 // budget over the tasks served in the last window, waiting or not, between
-// one and spacingCap). A rolling window frees its requests as the calls it holds
-// leave it: the k-th request ahead frees when the window's k-th oldest call
+// one and perTaskCap). A rolling window frees its requests as the calls it
+// holds leave it: the k-th request ahead frees when the window's k-th oldest call
 // leaves, and a window later for each budget's worth of requests further
 // ahead. A task that comes back early, or finds its request taken by a task
 // that never waited, waits again with a smaller place.
@@ -49,13 +49,13 @@ func NewBacklog(rdb redis.UniversalClient, prefix string) *Backlog {
 	return &Backlog{rdb: rdb, prefix: prefix, tag: "{" + prefix + ":rl:backlog}"}
 }
 
-// spacingCap bounds the requests one task is taken to need: too short a
+// perTaskCap bounds the requests one task is taken to need: too short a
 // wait is cheap (the task comes back early and waits again, with a smaller
 // place), too long a wait stalls it, so the estimate errs short: a signup
 // takes 1–4 requests. Before tasks that never waited counted as served, 5
 // served in the first window of a burst made a task of place 1,200 wait 240
 // windows.
-const spacingCap = 4
+const perTaskCap = 4
 
 // staleAfter is how long past its planned retry a queued task still counts:
 // one that neither waits again nor finishes by then was deleted or lost.
@@ -94,12 +94,12 @@ return out
 `)
 
 // turnLua defines turnOf(place, served, requests, cap, at): in how many ms
-// the turn of the task at place comes, when served tasks were served in the
-// last period of a budget of requests (the requests a task
-// takes: the budget over them, between 1 and cap), ARGV[at] being the
-// window in ms and the ARGVs after it turnsScript's points: the request the
-// task's first call needs, how many windows ahead, and when the window frees
-// it (interpolated between the points).
+// the turn of the task at place comes under a budget of requests, served
+// being the tasks served in its last period (a task takes the budget over
+// them in requests, between 1 and cap), ARGV[at] the window in ms and the
+// ARGVs after it turnsScript's points: the request the task's first call
+// needs, how many windows ahead, and when the window frees it (interpolated
+// between the points).
 const turnLua = `
 local function turnOf(place, served, requests, cap, at)
   local perTask = 1
@@ -122,8 +122,8 @@ end
 // KEYS: queues (hash: name -> meta), waiting (zset: id -> arrival ms), due
 // (zset: id -> planned retry ms), done (zset: id -> when it left the queue),
 // of (hash: id -> name). ARGV: id, arrival ms, name, meta, period ms,
-// requests, stale ms, most requests a task is assumed to take (the
-// spacing's cap), then turnsScript's answer: the window in ms and when its
+// requests, stale ms, most requests a task is assumed to take
+// (perTaskCap), then turnsScript's answer: the window in ms and when its
 // requests free. Returns {place, delay ms, tasks waiting}.
 var queueScript = redis.NewScript(turnLua + `
 local t = redis.call('TIME')
@@ -152,7 +152,7 @@ return {place, delay, redis.call('ZCARD', KEYS[2])}
 
 // etaScript is in how many ms the last waiting task's turn comes, as
 // queueScript would give it now (0: none waits). It only reads. KEYS: due,
-// done. ARGV: period ms, requests, stale ms, the spacing's cap, then
+// done. ARGV: period ms, requests, stale ms, perTaskCap, then
 // turnsScript's answer.
 var etaScript = redis.NewScript(turnLua + `
 local t = redis.call('TIME')
@@ -208,7 +208,7 @@ func (b *Backlog) Queue(ctx context.Context, id string, arrived time.Time, w *Wa
 		return err
 	}
 	stale := staleAfter(w.Per)
-	args := append([]any{id, arrived.UnixMilli(), name, meta, w.Per.Milliseconds(), w.Requests, stale.Milliseconds(), spacingCap}, turns...)
+	args := append([]any{id, arrived.UnixMilli(), name, meta, w.Per.Milliseconds(), w.Requests, stale.Milliseconds(), perTaskCap}, turns...)
 	res, err := queueScript.Run(ctx, b.rdb, b.keys(name), args...).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("queue %s for the %s %s budget: %w", id, w.API, w.Budget, err)
@@ -372,7 +372,7 @@ func (b *Backlog) Status(ctx context.Context) ([]QueueStatus, error) {
 			if err != nil {
 				return nil, err
 			}
-			args := append([]any{q.Per.Milliseconds(), q.Requests, staleAfter(q.Per).Milliseconds(), spacingCap}, turns...)
+			args := append([]any{q.Per.Milliseconds(), q.Requests, staleAfter(q.Per).Milliseconds(), perTaskCap}, turns...)
 			ms, err := etaScript.Run(ctx, b.rdb, []string{k[2], k[3]}, args...).Int64()
 			if err != nil {
 				return nil, fmt.Errorf("read the %s %s backlog's ETA: %w", q.API, q.Budget, err)
