@@ -18,8 +18,8 @@ import (
 // delay a Backlog gives is therefore when the budget frees the request the
 // task's place comes to. The requests ahead of it are its place among the
 // waiting, oldest first, times the requests one task takes (measured: the
-// budget over the tasks served in the last window, waiting or not, between
-// one and perTaskCap). A rolling window frees its requests as the calls it
+// calls in the budget's window over the tasks served in the same time,
+// waiting or not, between one and perTaskCap). A rolling window frees its requests as the calls it
 // holds leave it: the k-th request ahead frees when the window's k-th oldest call
 // leaves, and a window later for each budget's worth of requests further
 // ahead. A task that comes back early, or finds its request taken by a task
@@ -61,75 +61,51 @@ const perTaskCap = 4
 // one that neither waits again nor finishes by then was deleted or lost.
 func staleAfter(per time.Duration) time.Duration { return max(per, time.Minute) }
 
-// turnPoints is how many points of a budget's window Queue reads to know
-// when its requests free (a turn between two points is interpolated).
-const turnPoints = 16
-
-// turnsScript reads when a budget's requests free. KEYS: the budget's window
-// (the limiter's sorted set of call times), the lag (see spendScript). ARGV:
-// the budget's limit, period and least window in ms. Returns the window in
-// ms, then for each of turnPoints requests (every request of a smaller
-// budget), evenly spaced from the first to the last of the budget, in how
-// many ms it frees (0: free now): the request the i-th call in the window
-// holds frees when that call leaves.
-var turnsScript = redis.NewScript(windowLua + `
+// turnScript is in how many ms a budget frees the request the first call of
+// the task at a place among the waiting needs. The requests ahead of it are
+// its place times the requests a task takes: the calls in the window over
+// the tasks served in the same time, between 1 and a cap (1 before any was
+// served). The request the i-th oldest call in the window holds frees when
+// that call leaves, one the window does not hold is free now, and each
+// budget's worth further ahead frees a window later. KEYS: the budget's
+// window (the limiter's sorted set of call times), the lag (see
+// spendScript). ARGV: the budget's limit, period and least window in ms,
+// the place, the tasks served in the last period, the cap. It only reads.
+var turnScript = redis.NewScript(windowLua + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local limit = tonumber(ARGV[1])
 local window = windowOf(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(redis.call('GET', KEYS[2]) or '0'))
 local left = redis.call('ZCOUNT', KEYS[1], '-inf', now - window)
-local free = limit - (redis.call('ZCARD', KEYS[1]) - left)
-local points = math.min(limit, ` + strconv.Itoa(turnPoints) + `)
-local out = {window}
-for p = 0, points - 1 do
-  local i = math.floor(p * limit / points)
-  local at = 0
-  if i >= free then
-    local call = redis.call('ZRANGE', KEYS[1], left + i - free, left + i - free, 'WITHSCORES')
-    if call[2] then at = math.max(tonumber(call[2]) + window - now, 0) end
-  end
-  out[#out + 1] = at
+local live = redis.call('ZCARD', KEYS[1]) - left
+local served = tonumber(ARGV[5])
+local perTask = 1
+if served > 0 then
+  perTask = math.min(math.max(live / served, 1), tonumber(ARGV[6]))
 end
-return out
+local ahead = math.floor(tonumber(ARGV[4]) * perTask)
+local windows = math.floor(ahead / limit)
+local i = ahead - windows * limit
+local free = limit - live
+local at = 0
+if i >= free then
+  local call = redis.call('ZRANGE', KEYS[1], left + i - free, left + i - free, 'WITHSCORES')
+  if call[2] then at = math.max(tonumber(call[2]) + window - now, 0) end
+end
+return at + windows * window
 `)
 
-// turnLua defines turnOf(place, served, requests, cap, at): in how many ms
-// the turn of the task at place comes under a budget of requests, served
-// being the tasks served in its last period (a task takes the budget over
-// them in requests, between 1 and cap), ARGV[at] the window in ms and the
-// ARGVs after it turnsScript's points: the request the task's first call
-// needs, how many windows ahead, and when the window frees it (interpolated
-// between the points).
-const turnLua = `
-local function turnOf(place, served, requests, cap, at)
-  local perTask = 1
-  if served > 0 then
-    perTask = math.min(math.max(requests / served, 1), cap)
-  end
-  local window = tonumber(ARGV[at])
-  local points = #ARGV - at
-  local ahead = place * perTask
-  local windows = math.floor(ahead / requests)
-  local x = (ahead - windows * requests) * points / requests
-  local p = math.floor(x)
-  local from = tonumber(ARGV[at + 1 + p])
-  local to = tonumber(ARGV[at + 2 + p]) or (tonumber(ARGV[at + 1]) + window)
-  return math.floor(from + (to - from) * (x - p) + windows * window)
-end
-`
-
-// queueScript places a task among those waiting for one budget.
-// KEYS: queues (hash: name -> meta), waiting (zset: id -> arrival ms), due
-// (zset: id -> planned retry ms), done (zset: id -> when it left the queue),
-// of (hash: id -> name). ARGV: id, arrival ms, name, meta, period ms,
-// requests, stale ms, most requests a task is assumed to take
-// (perTaskCap), then turnsScript's answer: the window in ms and when its
-// requests free. Returns {place, delay ms, tasks waiting}.
-var queueScript = redis.NewScript(turnLua + `
+// queueScript places a task among those waiting for one budget, due at
+// first when the spend said the budget refills (dueScript then sets its
+// turn). KEYS: queues (hash: name -> meta), waiting (zset: id -> arrival
+// ms), due (zset: id -> planned retry ms), done (zset: id -> when it left
+// the queue), of (hash: id -> name). ARGV: id, arrival ms, name, meta,
+// refill ms, period ms, stale ms. Returns {place, tasks served in the last
+// period, tasks waiting}.
+var queueScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local period = tonumber(ARGV[5])
-local requests = tonumber(ARGV[6])
+local period = tonumber(ARGV[6])
 local stale = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[7]))
 for _, id in ipairs(stale) do
   redis.call('ZREM', KEYS[2], id)
@@ -139,28 +115,26 @@ end
 redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[5], ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - period)
-local place = redis.call('ZRANK', KEYS[2], ARGV[1])
-local delay = turnOf(place, redis.call('ZCARD', KEYS[4]), requests, tonumber(ARGV[8]), 9)
-redis.call('ZADD', KEYS[3], now + delay, ARGV[1])
-local ttl = delay + 2 * tonumber(ARGV[7]) + period
+local ttl = tonumber(ARGV[5]) + 2 * tonumber(ARGV[7]) + period
 for i = 1, 5 do
   if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
 end
-return {place, delay, redis.call('ZCARD', KEYS[2])}
+return {redis.call('ZRANK', KEYS[2], ARGV[1]), redis.call('ZCARD', KEYS[4]), redis.call('ZCARD', KEYS[2])}
 `)
 
-// etaScript is in how many ms the last waiting task's turn comes, as
-// queueScript would give it now (0: none waits). It only reads. KEYS: due,
-// done. ARGV: period ms, requests, stale ms, perTaskCap, then
-// turnsScript's answer.
-var etaScript = redis.NewScript(turnLua + `
+// dueScript sets a queued task's turn. KEYS: the queue's keys (see
+// queueScript). ARGV: id, delay ms, period ms, stale ms.
+var dueScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local waiting = redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[3]), '+inf')
-if waiting == 0 then return 0 end
-local served = redis.call('ZCOUNT', KEYS[2], '(' .. (now - tonumber(ARGV[1])), '+inf')
-return math.max(turnOf(waiting - 1, served, tonumber(ARGV[2]), tonumber(ARGV[4]), 5), 0)
+if redis.call('ZADD', KEYS[3], 'XX', 'CH', now + tonumber(ARGV[2]), ARGV[1]) == 0 then return 0 end
+local ttl = tonumber(ARGV[2]) + 2 * tonumber(ARGV[4]) + tonumber(ARGV[3])
+for i = 1, 5 do
+  if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+return 1
 `)
 
 // doneScript takes a task out of its queue and counts it as served. A task
@@ -203,30 +177,38 @@ func (b *Backlog) Queue(ctx context.Context, id string, arrived time.Time, w *Wa
 	}
 	name := w.limiter + ":" + w.Budget
 	meta := strings.Join([]string{w.API, w.Budget, strconv.Itoa(w.Requests), strconv.FormatInt(w.Per.Milliseconds(), 10), w.limiter}, "\t")
-	turns, err := b.turns(ctx, w.limiter, w.API, w.Budget, w.Requests, w.Per)
-	if err != nil {
-		return err
-	}
 	stale := staleAfter(w.Per)
-	args := append([]any{id, arrived.UnixMilli(), name, meta, w.Per.Milliseconds(), w.Requests, stale.Milliseconds(), perTaskCap}, turns...)
-	res, err := queueScript.Run(ctx, b.rdb, b.keys(name), args...).Int64Slice()
+	keys := b.keys(name)
+	res, err := queueScript.Run(ctx, b.rdb, keys, id, arrived.UnixMilli(), name, meta,
+		w.RetryAfter.Milliseconds(), w.Per.Milliseconds(), stale.Milliseconds()).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("queue %s for the %s %s budget: %w", id, w.API, w.Budget, err)
 	}
-	w.Position, w.RetryAfter = int(res[0]), time.Duration(max(res[1], 1))*time.Millisecond
+	w.Position = int(res[0])
+	b.busyFor(w.RetryAfter + 2*stale)
+	turn, err := b.turn(ctx, w.limiter, w.API, w.Budget, w.Requests, w.Per, w.Position, int(res[1]))
+	if err != nil {
+		return err // queued: its turn stays the refill
+	}
+	if err := dueScript.Run(ctx, b.rdb, keys, id, turn.Milliseconds(), w.Per.Milliseconds(), stale.Milliseconds()).Err(); err != nil {
+		return fmt.Errorf("queue %s for the %s %s budget: %w", id, w.API, w.Budget, err)
+	}
+	w.RetryAfter = max(turn, time.Millisecond)
 	b.busyFor(w.RetryAfter + 2*stale)
 	return nil
 }
 
-// turns reads when a budget's requests free (turnsScript's answer).
-func (b *Backlog) turns(ctx context.Context, limiter, api, budget string, requests int, per time.Duration) ([]any, error) {
+// turn is when the task at place among those waiting for a budget of
+// requests per per gets its turn, served tasks having been served in the
+// last period (turnScript).
+func (b *Backlog) turn(ctx context.Context, limiter, api, budget string, requests int, per time.Duration, place, served int) (time.Duration, error) {
 	key := limiterKey(b.prefix, limiter)
-	turns, err := turnsScript.Run(ctx, b.rdb, []string{key + ":" + budget, key + ":lag"},
-		requests, per.Milliseconds(), (per + per/500).Milliseconds()).Slice()
+	ms, err := turnScript.Run(ctx, b.rdb, []string{key + ":" + budget, key + ":lag"},
+		requests, per.Milliseconds(), (per + per/500).Milliseconds(), place, served, perTaskCap).Int64()
 	if err != nil {
-		return nil, fmt.Errorf("read when the %s %s budget frees: %w", api, budget, err)
+		return 0, fmt.Errorf("read when the %s %s budget frees: %w", api, budget, err)
 	}
-	return turns, nil
+	return time.Duration(ms) * time.Millisecond, nil
 }
 
 // busyFor keeps Done's round trip on for d from now.
@@ -356,6 +338,7 @@ func (b *Backlog) Status(ctx context.Context) ([]QueueStatus, error) {
 		k := b.keys(name)
 		pipe := b.rdb.Pipeline()
 		waiting := b.countWaiting(ctx, pipe, name, q.Per, now)
+		served := pipe.ZCount(ctx, k[3], "("+strconv.FormatInt(now.Add(-q.Per).UnixMilli(), 10), "+inf")
 		oldest := pipe.ZRangeWithScores(ctx, k[1], 0, 0)
 		used := pipe.ZCount(ctx, limiterKey(b.prefix, limiter)+":"+q.Budget, strconv.FormatInt(now.Add(-q.Per-q.Per/500).UnixMilli(), 10), "+inf")
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
@@ -366,18 +349,11 @@ func (b *Backlog) Status(ctx context.Context) ([]QueueStatus, error) {
 			q.Oldest = time.UnixMilli(int64(o[0].Score)).UTC()
 		}
 		if q.Waiting > 0 && q.Requests > 0 && q.Per > 0 {
-			// The last one's turn as it would be given now: the turns given
-			// earlier knew less (fewer tasks served, another window).
-			turns, err := b.turns(ctx, limiter, q.API, q.Budget, q.Requests, q.Per)
-			if err != nil {
+			// The last one's turn as it would be given now: the turn given
+			// when it queued knew less (fewer tasks served, another window).
+			if q.ETA, err = b.turn(ctx, limiter, q.API, q.Budget, q.Requests, q.Per, q.Waiting-1, int(served.Val())); err != nil {
 				return nil, err
 			}
-			args := append([]any{q.Per.Milliseconds(), q.Requests, staleAfter(q.Per).Milliseconds(), perTaskCap}, turns...)
-			ms, err := etaScript.Run(ctx, b.rdb, []string{k[2], k[3]}, args...).Int64()
-			if err != nil {
-				return nil, fmt.Errorf("read the %s %s backlog's ETA: %w", q.API, q.Budget, err)
-			}
-			q.ETA = time.Duration(ms) * time.Millisecond
 		}
 		out = append(out, q)
 	}

@@ -71,22 +71,71 @@ func TestBacklogTurnIsWhenTheRequestFrees(t *testing.T) {
 		if want == 0 {
 			continue
 		}
-		w := &WaitError{API: APIBitbucket, Budget: "requests", RetryAfter: frees(0), Requests: 10, Per: period, limiter: limiter}
-		// Arrivals in place order: place is the number of older tasks.
-		for i := 0; i < place; i++ {
-			older := &WaitError{API: APIBitbucket, Budget: "requests", RetryAfter: frees(0), Requests: 10, Per: period, limiter: limiter}
-			if err := b.Queue(ctx, fmt.Sprintf("older-%d-%d", place, i), now.Add(time.Duration(-1000+i)*time.Second), older); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := b.Queue(ctx, fmt.Sprintf("task-%d", place), now, w); err != nil {
-			t.Fatal(err)
-		}
-		if w.Position != place || w.RetryAfter > want || w.RetryAfter < want-time.Second {
+		if w := queueBehind(t, rdb, b, limiter, 10, period, place, now); w.Position != place || w.RetryAfter > want || w.RetryAfter < want-time.Second {
 			t.Errorf("place %d: place %d, retry after %s; want %s", place, w.Position, w.RetryAfter, want)
 		}
-		if err := rdb.Del(ctx, b.keys(limiter+":requests")...).Err(); err != nil {
+	}
+}
+
+// Read in the middle of a burst, a window holds calls about to leave and
+// calls just made, which leave a window later: the turn of a place near that
+// step is exact, not smeared between the two.
+func TestBacklogTurnIsExactAcrossABurst(t *testing.T) {
+	r := redistest.New(t)
+	rdb, ctx := r.Client(t), context.Background()
+	const limiter, period, limit = "bitbucket:0123456789ab", time.Hour, 1000
+	window := period + period/500
+	log := limiterKey(r.Prefix, limiter) + ":requests"
+	now, err := rdb.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 500 calls made a window ago, leaving 1 minute from now, and 500 made a
+	// second ago, leaving a window from now.
+	var calls []redis.Z
+	for k := 0; k < limit; k++ {
+		at := now.Add(-period + time.Minute)
+		if k >= limit/2 {
+			at = now.Add(-time.Second)
+		}
+		calls = append(calls, redis.Z{Score: float64(at.UnixMilli()), Member: k})
+	}
+	if err := rdb.ZAdd(ctx, log, calls...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	b := NewBacklog(rdb, r.Prefix)
+	for place, want := range map[int]time.Duration{
+		499:  time.Minute + period/500,          // the last of the calls about to leave
+		500:  window - time.Second,              // the first of those just made
+		1499: time.Minute + period/500 + window, // a window later
+	} {
+		if w := queueBehind(t, rdb, b, limiter, limit, period, place, now); w.Position != place || w.RetryAfter > want || w.RetryAfter < want-time.Second {
+			t.Errorf("place %d: place %d, retry after %s; want %s", place, w.Position, w.RetryAfter, want)
+		}
+	}
+}
+
+// queueBehind queues a task for the requests budget of limiter behind place
+// older ones (written straight into the waiting set) and returns its wait;
+// the queue is emptied afterwards.
+func queueBehind(t *testing.T, rdb redis.UniversalClient, b *Backlog, limiter string, requests int, per time.Duration, place int, now time.Time) *WaitError {
+	t.Helper()
+	ctx := context.Background()
+	keys := b.keys(limiter + ":requests")
+	defer func() {
+		if err := rdb.Del(ctx, keys...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	for i := 0; i < place; i++ {
+		older := redis.Z{Score: float64(now.Add(time.Duration(i-place) * time.Millisecond).UnixMilli()), Member: fmt.Sprintf("older-%d", i)}
+		if err := rdb.ZAdd(ctx, keys[1], older).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
+	w := &WaitError{API: APIBitbucket, Budget: "requests", RetryAfter: time.Minute, Requests: requests, Per: per, limiter: limiter}
+	if err := b.Queue(ctx, fmt.Sprintf("task-%d", place), now, w); err != nil {
+		t.Fatal(err)
+	}
+	return w
 }
