@@ -48,9 +48,14 @@ workspaces:
 	a, err := env.newApp(fakeURL, rules, app.AllRoles, func(o *app.Options) {
 		o.AtlassianTransport = f.RoundTripper()
 		o.PollInterval = 50 * time.Millisecond
-		// The service's retry delay, its constant jitter scaled like the clock.
+		// The service's retry delay (a queued task's turn as given, no
+		// jitter: it would reorder the queue), its constant jitter for an
+		// unqueued wait scaled like the clock.
 		o.RetryDelay = func(n int, err error, t *asynq.Task) time.Duration {
 			if w, ok := ratelimit.AsWait(err); ok {
+				if w.Position >= 0 {
+					return w.RetryAfter
+				}
 				return w.RetryAfter + time.Duration(rand.Int64N(int64(w.RetryAfter)/10+int64(time.Second/compression)))
 			}
 			return 10 * time.Millisecond
