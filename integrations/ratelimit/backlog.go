@@ -25,9 +25,9 @@ import (
 // ahead. A task that comes back early, or finds its request taken by a task
 // that never waited, waits again with a smaller place.
 //
-// Every key lives under one Cluster hash tag, so each step is one script
-// (and reading when the budget's requests free, one more, under the
-// limiter's tag).
+// Every key lives under one Cluster hash tag, so each step is one script;
+// Queue takes three: placing the task, reading when the request it comes
+// to frees (under the limiter's tag), setting its turn.
 type Backlog struct {
 	rdb    redis.UniversalClient
 	prefix string
