@@ -398,9 +398,9 @@ func (a *App) serveParts() error {
 	return nil
 }
 
-// buildRuntime compiles a config into rules, clients and a worker.
-// buildRuntime builds the runtime of cfg; credentials is the fingerprint of
-// the credentials it is built with (credentialsFingerprint).
+// buildRuntime compiles a config into rules, clients and a worker;
+// credentials is the fingerprint of the credentials it is built with
+// (credentialsFingerprint).
 func (a *App) buildRuntime(cfg *config.Config, credentials string) (*runtime, error) {
 	engine, err := rules.New(cfg)
 	if err != nil {

@@ -4,14 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"time"
-
-	"github.com/hibiken/asynq"
 
 	"github.com/autoinvite/autoinvite/app"
 	"github.com/autoinvite/autoinvite/integrations/fake"
-	"github.com/autoinvite/autoinvite/integrations/ratelimit"
 )
 
 // compression is how much faster than real time the budget runs: Bitbucket's
@@ -48,18 +44,7 @@ workspaces:
 	a, err := env.newApp(fakeURL, rules, app.AllRoles, func(o *app.Options) {
 		o.AtlassianTransport = f.RoundTripper()
 		o.PollInterval = 50 * time.Millisecond
-		// The service's retry delay (a queued task's turn as given, no
-		// jitter: it would reorder the queue), its constant jitter for an
-		// unqueued wait scaled like the clock.
-		o.RetryDelay = func(n int, err error, t *asynq.Task) time.Duration {
-			if w, ok := ratelimit.AsWait(err); ok {
-				if w.Position >= 0 {
-					return w.RetryAfter
-				}
-				return w.RetryAfter + time.Duration(rand.Int64N(int64(w.RetryAfter)/10+int64(time.Second/compression)))
-			}
-			return 10 * time.Millisecond
-		}
+		o.RetryDelay = app.DefaultRetryDelay // the service's, unchanged
 	})
 	if err != nil {
 		return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -278,9 +277,6 @@ func printETAs(samples []etaSample, finished time.Time, took time.Duration) {
 	fmt.Println("| read at | tasks waiting | ETA | says the last turn comes at | the run ended at | off by |")
 	fmt.Println("| ---: | ---: | ---: | ---: | ---: | ---: |")
 	step := max(len(samples)/8, 1)
-	if os.Getenv("BULK_ETA_ALL") != "" {
-		step = 1
-	}
 	var offs []time.Duration
 	worst, worstAt := time.Duration(0), time.Duration(0)
 	for i, e := range samples {
