@@ -19,7 +19,8 @@ import (
 // task's place comes to. The requests ahead of it are its place among the
 // waiting, oldest first, times the requests one task takes (measured: the
 // calls in the budget's window over the tasks served in the same time,
-// waiting or not, between one and perTaskCap). A rolling window frees its requests as the calls it
+// waiting or not, between one and perTaskCap; both counted only since the
+// queue began, as tasks served while nobody waited are not counted). A rolling window frees its requests as the calls it
 // holds leave it: the k-th request ahead frees when the window's k-th oldest call
 // leaves, and a window later for each budget's worth of requests further
 // ahead. A task that comes back early, or finds its request taken by a task
@@ -54,8 +55,16 @@ func NewBacklog(rdb redis.UniversalClient, prefix string) *Backlog {
 // place), too long a wait stalls it, so the estimate errs short: a signup
 // takes 1–4 requests. Before tasks that never waited counted as served, 5
 // served in the first window of a burst made a task of place 1,200 wait 240
-// windows.
+// windows; before calls were counted from the queue's start, the calls of
+// the hundreds served before anyone waited (so never counted) over the few
+// served just after made a whole burst wait up to twice too long.
 const perTaskCap = 4
+
+// settlingTime is how long after its calls a task is taken to have been
+// served. The calls and the tasks served of the last settlingTime are left
+// out of the requests a task takes: right after a refill, hundreds of tasks
+// have made their calls and are not served yet.
+func settlingTime(per time.Duration) time.Duration { return min(time.Second, per/10) }
 
 // staleAfter is how long past its planned retry a queued task still counts:
 // one that neither waits again nor finishes by then was deleted or lost.
@@ -65,12 +74,16 @@ func staleAfter(per time.Duration) time.Duration { return max(per, time.Minute) 
 // the task at a place among the waiting needs. The requests ahead of it are
 // its place times the requests a task takes: the calls in the window over
 // the tasks served in the same time, between 1 and a cap (1 before any was
-// served). The request the i-th oldest call in the window holds frees when
+// served): calls and tasks both counted since the queue began, as a task
+// served before it began was not counted (no Done round trip while nobody
+// waits), though its calls are in the window; and both only until
+// settlingTime ago (see there). The request the i-th oldest call in the window holds frees when
 // that call leaves, one the window does not hold is free now, and each
 // budget's worth further ahead frees a window later. KEYS: the budget's
 // window (the limiter's sorted set of call times), the lag (see
 // spendScript). ARGV: the budget's limit, period and least window in ms,
-// the place, the tasks served in the last period, the cap. It only reads.
+// the place, the tasks served in the last period but the settling time, the cap, when the queue
+// began (unix ms), the calls' settling time in ms. It only reads.
 var turnScript = redis.NewScript(windowLua + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -79,10 +92,13 @@ local window = windowOf(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(redis.cal
 local left = redis.call('ZCOUNT', KEYS[1], '-inf', now - window)
 local live = redis.call('ZCARD', KEYS[1]) - left
 local served = tonumber(ARGV[5])
-local perTask = 1
-if served > 0 then
-  perTask = math.min(math.max(live / served, 1), tonumber(ARGV[6]))
+local since = math.max(now - window, tonumber(ARGV[7]))
+local calls = 0
+if since < now - tonumber(ARGV[8]) then
+  calls = redis.call('ZCOUNT', KEYS[1], '(' .. since, now - tonumber(ARGV[8]))
 end
+local k = tonumber(ARGV[9])
+local perTask = math.min(math.max((calls + k) / (served + k), 1), tonumber(ARGV[6]))
 local ahead = math.floor(tonumber(ARGV[4]) * perTask)
 local windows = math.floor(ahead / limit)
 local i = ahead - windows * limit
@@ -99,9 +115,11 @@ return at + windows * window
 // first when the spend said the budget refills (dueScript then sets its
 // turn). KEYS: queues (hash: name -> meta), waiting (zset: id -> arrival
 // ms), due (zset: id -> planned retry ms), done (zset: id -> when it left
-// the queue), of (hash: id -> name). ARGV: id, arrival ms, name, meta,
-// refill ms, period ms, stale ms. Returns {place, tasks served in the last
-// period, tasks waiting}.
+// the queue), of (hash: id -> name), since (hash: name -> when the queue
+// began, unix ms; it begins again with the queues). ARGV: id, arrival ms,
+// name, meta, refill ms, period ms, stale ms, settling ms. Returns {place,
+// tasks served in the last period but the settling time, tasks waiting,
+// when the queue began}.
 var queueScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -112,16 +130,18 @@ for _, id in ipairs(stale) do
   redis.call('ZREM', KEYS[3], id)
   redis.call('HDEL', KEYS[5], id)
 end
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('DEL', KEYS[6]) end
+redis.call('HSETNX', KEYS[6], ARGV[3], now)
 redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[5], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - period)
 local ttl = tonumber(ARGV[5]) + 2 * tonumber(ARGV[7]) + period
-for i = 1, 5 do
+for i = 1, #KEYS do
   if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
 end
-return {redis.call('ZRANK', KEYS[2], ARGV[1]), redis.call('ZCARD', KEYS[4]), redis.call('ZCARD', KEYS[2])}
+return {redis.call('ZRANK', KEYS[2], ARGV[1]), redis.call('ZCARD', KEYS[4]), redis.call('ZCARD', KEYS[2]), tonumber(redis.call('HGET', KEYS[6], ARGV[3]))}
 `)
 
 // dueScript sets a queued task's turn. KEYS: the queue's keys (see
@@ -131,7 +151,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if redis.call('ZADD', KEYS[3], 'XX', 'CH', now + tonumber(ARGV[2]), ARGV[1]) == 0 then return 0 end
 local ttl = tonumber(ARGV[2]) + 2 * tonumber(ARGV[4]) + tonumber(ARGV[3])
-for i = 1, 5 do
+for i = 1, #KEYS do
   if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
 end
 return 1
@@ -165,7 +185,7 @@ return 1
 `)
 
 func (b *Backlog) keys(name string) []string {
-	return []string{b.tag + ":queues", b.tag + ":waiting:" + name, b.tag + ":due:" + name, b.tag + ":done:" + name, b.tag + ":of"}
+	return []string{b.tag + ":queues", b.tag + ":waiting:" + name, b.tag + ":due:" + name, b.tag + ":done:" + name, b.tag + ":of", b.tag + ":since"}
 }
 
 // Queue places task id, which arrived at arrived, among the tasks waiting
@@ -186,7 +206,7 @@ func (b *Backlog) Queue(ctx context.Context, id string, arrived time.Time, w *Wa
 	}
 	w.Position = int(res[0])
 	b.busyFor(w.RetryAfter + 2*stale)
-	turn, err := b.turn(ctx, w.limiter, w.API, w.Budget, w.Requests, w.Per, w.Position, int(res[1]))
+	turn, err := b.turn(ctx, w.limiter, w.API, w.Budget, w.Requests, w.Per, w.Position, int(res[1]), res[3])
 	if err != nil {
 		return err // queued: its turn stays the refill
 	}
@@ -200,11 +220,11 @@ func (b *Backlog) Queue(ctx context.Context, id string, arrived time.Time, w *Wa
 
 // turn is when the task at place among those waiting for a budget of
 // requests per per gets its turn, served tasks having been served in the
-// last period (turnScript).
-func (b *Backlog) turn(ctx context.Context, limiter, api, budget string, requests int, per time.Duration, place, served int) (time.Duration, error) {
+// last period, in a queue that began at since, unix ms (turnScript).
+func (b *Backlog) turn(ctx context.Context, limiter, api, budget string, requests int, per time.Duration, place, served int, since int64) (time.Duration, error) {
 	key := limiterKey(b.prefix, limiter)
 	ms, err := turnScript.Run(ctx, b.rdb, []string{key + ":" + budget, key + ":lag"},
-		requests, per.Milliseconds(), (per + per/500).Milliseconds(), place, served, perTaskCap).Int64()
+		requests, per.Milliseconds(), (per + per/500).Milliseconds(), place, served, perTaskCap, since, settlingTime(per).Milliseconds(), perTaskPrior).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("read when the %s %s budget frees: %w", api, budget, err)
 	}
@@ -338,8 +358,11 @@ func (b *Backlog) Status(ctx context.Context) ([]QueueStatus, error) {
 		k := b.keys(name)
 		pipe := b.rdb.Pipeline()
 		waiting := b.countWaiting(ctx, pipe, name, q.Per, now)
-		served := pipe.ZCount(ctx, k[3], "("+strconv.FormatInt(now.Add(-q.Per).UnixMilli(), 10), "+inf")
+		// Served up to settlingTime ago, as the calls counted with them: a
+		// read is not a turn, it has no reason to err short.
+		served := pipe.ZCount(ctx, k[3], "("+strconv.FormatInt(now.Add(-q.Per).UnixMilli(), 10), strconv.FormatInt(now.Add(-settlingTime(q.Per)).UnixMilli(), 10))
 		oldest := pipe.ZRangeWithScores(ctx, k[1], 0, 0)
+		since := pipe.HGet(ctx, k[5], name)
 		used := pipe.ZCount(ctx, limiterKey(b.prefix, limiter)+":"+q.Budget, strconv.FormatInt(now.Add(-q.Per-q.Per/500).UnixMilli(), 10), "+inf")
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 			return nil, fmt.Errorf("read the %s %s backlog: %w", q.API, q.Budget, err)
@@ -351,7 +374,8 @@ func (b *Backlog) Status(ctx context.Context) ([]QueueStatus, error) {
 		if q.Waiting > 0 && q.Requests > 0 && q.Per > 0 {
 			// The last one's turn as it would be given now: the turn given
 			// when it queued knew less (fewer tasks served, another window).
-			if q.ETA, err = b.turn(ctx, limiter, q.API, q.Budget, q.Requests, q.Per, q.Waiting-1, int(served.Val())); err != nil {
+			began, _ := since.Int64() // 0 when unknown: calls counted over the whole window
+			if q.ETA, err = b.turn(ctx, limiter, q.API, q.Budget, q.Requests, q.Per, q.Waiting-1, int(served.Val()), began); err != nil {
 				return nil, err
 			}
 		}
@@ -360,3 +384,9 @@ func (b *Backlog) Status(ctx context.Context) ([]QueueStatus, error) {
 	slices.SortFunc(out, func(x, y QueueStatus) int { return strings.Compare(x.API+"\x00"+x.Budget, y.API+"\x00"+y.Budget) })
 	return out, nil
 }
+
+// perTaskPrior is how many tasks of one request each the measure of the
+// requests a task takes starts from: a handful of tasks served, some of them
+// still making their calls when counted, is not a measure, and over-counting
+// stalls tasks where under-counting only brings them back early.
+const perTaskPrior = 20

@@ -139,3 +139,93 @@ func queueBehind(t *testing.T, rdb redis.UniversalClient, b *Backlog, limiter st
 	}
 	return w
 }
+
+// A burst spends the budget before anyone waits, and the tasks it served
+// were never counted (Done costs no round trip while nobody waits): their
+// calls do not make the few served after the queue began look like tasks of
+// many requests. Before, 1,000 such calls over 5 tasks served took every task
+// for four requests, and the last of a burst waited four times too long.
+func TestBacklogCountsOnlyCallsSinceTheQueueBegan(t *testing.T) {
+	r := redistest.New(t)
+	rdb := r.Client(t)
+	const limiter, period, limit = "bitbucket:0123456789ab", time.Hour, 1000
+	window := period + period/500
+	now := burstBefore(t, rdb, r.Prefix, limiter, limit, 10*time.Minute)
+	b := NewBacklog(rdb, r.Prefix)
+	keys := b.keys(limiter + ":requests")
+	served(t, rdb, keys[3], 5, now.Add(-30*time.Second))
+	// One request a task: place 3,000 comes to the first request three
+	// budgets on, three windows after the oldest call leaves.
+	want := 4*window - 10*time.Minute
+	if w := queueBehind(t, rdb, b, limiter, limit, period, 3000, now); w.RetryAfter > want || w.RetryAfter < want-time.Second {
+		t.Errorf("retry after %s; want %s", w.RetryAfter, want)
+	}
+}
+
+// Right after a refill, the tasks that came back have made their calls but
+// are not served yet: the calls of the last second are not counted, nor
+// the budget's old calls from before the queue began.
+func TestBacklogLeavesOutCallsStillUnderWay(t *testing.T) {
+	r := redistest.New(t)
+	rdb, ctx := r.Client(t), context.Background()
+	const limiter, period, limit = "bitbucket:0123456789ab", time.Hour, 1000
+	window := period + period/500
+	b := NewBacklog(rdb, r.Prefix)
+	keys := b.keys(limiter + ":requests")
+	// The queue began ten minutes ago.
+	w := &WaitError{API: APIBitbucket, Budget: "requests", RetryAfter: time.Minute, Requests: limit, Per: period, limiter: limiter}
+	if err := b.Queue(ctx, "first", time.Now(), w); err != nil {
+		t.Fatal(err)
+	}
+	now := burstBefore(t, rdb, r.Prefix, limiter, 300, 100*time.Millisecond)
+	if err := rdb.ZRem(ctx, keys[1], "first").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(ctx, keys[5], limiter+":requests", now.Add(-10*time.Minute).UnixMilli()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// 100 tasks served 4 minutes ago made 200 calls 5 minutes ago.
+	log := limiterKey(r.Prefix, limiter) + ":requests"
+	for k := 0; k < 200; k++ {
+		if err := rdb.ZAdd(ctx, log, redis.Z{Score: float64(now.Add(-5 * time.Minute).UnixMilli()), Member: fmt.Sprintf("settled-%d", k)}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	served(t, rdb, keys[3], 100, now.Add(-4*time.Minute))
+	// (200 + 20) / (100 + 20) requests a task: place 600 comes to the 1,100th
+	// request, the 101st of the next budget, which the window does not
+	// hold. Counting the 300 calls under way (4 requests a task, the cap)
+	// made it two windows.
+	if w := queueBehind(t, rdb, b, limiter, limit, period, 600, now); w.RetryAfter > window || w.RetryAfter < window-time.Second {
+		t.Errorf("retry after %s; want %s", w.RetryAfter, window)
+	}
+}
+
+// burstBefore writes n calls made ago into the limiter's requests window and
+// returns Redis's time.
+func burstBefore(t *testing.T, rdb redis.UniversalClient, prefix, limiter string, n int, ago time.Duration) time.Time {
+	t.Helper()
+	ctx := context.Background()
+	now, err := rdb.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := make([]redis.Z, n)
+	for k := range calls {
+		calls[k] = redis.Z{Score: float64(now.Add(-ago).UnixMilli()), Member: fmt.Sprintf("burst-%d", k)}
+	}
+	if err := rdb.ZAdd(ctx, limiterKey(prefix, limiter)+":requests", calls...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	return now
+}
+
+// served records n tasks served at a time in a queue's done set.
+func served(t *testing.T, rdb redis.UniversalClient, done string, n int, at time.Time) {
+	t.Helper()
+	for k := 0; k < n; k++ {
+		if err := rdb.ZAdd(context.Background(), done, redis.Z{Score: float64(at.UnixMilli()), Member: fmt.Sprintf("served-%d", k)}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
