@@ -299,7 +299,7 @@ func printETAs(samples []etaSample, finished time.Time, took time.Duration) {
 	median := offs[len(offs)/2]
 	// Early in a burst, signups still pending in Asynq have not tried yet:
 	// they do not wait for the budget, so the ETA cannot count them. A read
-	// while a window's budget is being spent can be a window long.
+	// right after a refill can be short (docs/performance.md, section 6).
 	fmt.Printf("\nthe ETA read from a quarter of the run on is off by %.1fs (median of %d reads; at most %.1fs, read at %.1fs), ≤ 5%% of the run (%.1fs): %s\n\n",
 		median.Seconds(), len(offs), worst.Seconds(), worstAt.Seconds(), (took / 20).Seconds(), verdict(median <= took/20))
 }

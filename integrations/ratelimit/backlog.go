@@ -19,11 +19,10 @@ import (
 // task's place comes to. The requests ahead of it are its place among the
 // waiting, oldest first, times the requests one task takes (measured: the
 // calls in the budget's window over the tasks served in the same time,
-// waiting or not, between one and perTaskCap; both counted only since the
-// queue began, as tasks served while nobody waited are not counted). A rolling window frees its requests as the calls it
-// holds leave it: the k-th request ahead frees when the window's k-th oldest call
-// leaves, and a window later for each budget's worth of requests further
-// ahead. A task that comes back early, or finds its request taken by a task
+// waiting or not, both since the queue began; see turnScript). A rolling
+// window frees its requests as the calls it holds leave it: the k-th request
+// ahead frees when the window's k-th oldest call leaves, and a window later
+// for each budget's worth of requests further ahead. A task that comes back early, or finds its request taken by a task
 // that never waited, waits again with a smaller place.
 //
 // Every key lives under one Cluster hash tag, so each step is one script;
@@ -57,13 +56,21 @@ func NewBacklog(rdb redis.UniversalClient, prefix string) *Backlog {
 // served in the first window of a burst made a task of place 1,200 wait 240
 // windows; before calls were counted from the queue's start, the calls of
 // the hundreds served before anyone waited (so never counted) over the few
-// served just after made a whole burst wait up to twice too long.
+// served just after made a whole burst wait up to four times too long.
 const perTaskCap = 4
 
+// perTaskPrior is how many tasks of one request each the measure of the
+// requests a task takes starts from: a handful of tasks served, some of them
+// still making their calls when counted, is not a measure, and over-counting
+// stalls tasks where under-counting only brings them back early.
+const perTaskPrior = 20
+
 // settlingTime is how long after its calls a task is taken to have been
-// served. The calls and the tasks served of the last settlingTime are left
-// out of the requests a task takes: right after a refill, hundreds of tasks
-// have made their calls and are not served yet.
+// served: the calls of the last settlingTime are left out of the requests a
+// task takes, as right after a refill hundreds of tasks have made their
+// calls and are not served yet. A turn still counts the tasks served
+// meanwhile (it errs short); Status leaves them out too (a read has no
+// reason to).
 func settlingTime(per time.Duration) time.Duration { return min(time.Second, per/10) }
 
 // staleAfter is how long past its planned retry a queued task still counts:
@@ -73,17 +80,17 @@ func staleAfter(per time.Duration) time.Duration { return max(per, time.Minute) 
 // turnScript is in how many ms a budget frees the request the first call of
 // the task at a place among the waiting needs. The requests ahead of it are
 // its place times the requests a task takes: the calls in the window over
-// the tasks served in the same time, between 1 and a cap (1 before any was
-// served): calls and tasks both counted since the queue began, as a task
-// served before it began was not counted (no Done round trip while nobody
-// waits), though its calls are in the window; and both only until
-// settlingTime ago (see there). The request the i-th oldest call in the window holds frees when
-// that call leaves, one the window does not hold is free now, and each
-// budget's worth further ahead frees a window later. KEYS: the budget's
-// window (the limiter's sorted set of call times), the lag (see
-// spendScript). ARGV: the budget's limit, period and least window in ms,
-// the place, the tasks served in the last period but the settling time, the cap, when the queue
-// began (unix ms), the calls' settling time in ms. It only reads.
+// the tasks served, starting from perTaskPrior tasks of one request, between
+// 1 and a cap. Calls count from when the queue began, as a task served
+// before then was not counted (no Done round trip while nobody waits)
+// though its calls are in the window, and until settlingTime ago. The
+// request the i-th oldest call in the window holds frees when that call
+// leaves, one the window does not hold is free now, and each budget's worth
+// further ahead frees a window later. KEYS: the budget's window (the
+// limiter's sorted set of call times), the lag (see spendScript). ARGV: the
+// budget's limit, period and least window in ms, the place, the tasks
+// served, the cap, when the queue began (unix ms), the settling time in ms,
+// the prior. It only reads.
 var turnScript = redis.NewScript(windowLua + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -117,9 +124,8 @@ return at + windows * window
 // ms), due (zset: id -> planned retry ms), done (zset: id -> when it left
 // the queue), of (hash: id -> name), since (hash: name -> when the queue
 // began, unix ms; it begins again with the queues). ARGV: id, arrival ms,
-// name, meta, refill ms, period ms, stale ms, settling ms. Returns {place,
-// tasks served in the last period but the settling time, tasks waiting,
-// when the queue began}.
+// name, meta, refill ms, period ms, stale ms. Returns {place, tasks served
+// in the last period, tasks waiting, when the queue began}.
 var queueScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -358,8 +364,7 @@ func (b *Backlog) Status(ctx context.Context) ([]QueueStatus, error) {
 		k := b.keys(name)
 		pipe := b.rdb.Pipeline()
 		waiting := b.countWaiting(ctx, pipe, name, q.Per, now)
-		// Served up to settlingTime ago, as the calls counted with them: a
-		// read is not a turn, it has no reason to err short.
+		// Served up to settlingTime ago, as the calls (see settlingTime).
 		served := pipe.ZCount(ctx, k[3], "("+strconv.FormatInt(now.Add(-q.Per).UnixMilli(), 10), strconv.FormatInt(now.Add(-settlingTime(q.Per)).UnixMilli(), 10))
 		oldest := pipe.ZRangeWithScores(ctx, k[1], 0, 0)
 		since := pipe.HGet(ctx, k[5], name)
@@ -384,9 +389,3 @@ func (b *Backlog) Status(ctx context.Context) ([]QueueStatus, error) {
 	slices.SortFunc(out, func(x, y QueueStatus) int { return strings.Compare(x.API+"\x00"+x.Budget, y.API+"\x00"+y.Budget) })
 	return out, nil
 }
-
-// perTaskPrior is how many tasks of one request each the measure of the
-// requests a task takes starts from: a handful of tasks served, some of them
-// still making their calls when counted, is not a measure, and over-counting
-// stalls tasks where under-counting only brings them back early.
-const perTaskPrior = 20

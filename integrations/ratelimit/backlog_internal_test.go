@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -92,17 +93,8 @@ func TestBacklogTurnIsExactAcrossABurst(t *testing.T) {
 	}
 	// 500 calls made a window ago, leaving 1 minute from now, and 500 made a
 	// second ago, leaving a window from now.
-	var calls []redis.Z
-	for k := 0; k < limit; k++ {
-		at := now.Add(-period + time.Minute)
-		if k >= limit/2 {
-			at = now.Add(-time.Second)
-		}
-		calls = append(calls, redis.Z{Score: float64(at.UnixMilli()), Member: k})
-	}
-	if err := rdb.ZAdd(ctx, log, calls...).Err(); err != nil {
-		t.Fatal(err)
-	}
+	addAt(t, rdb, log, "leaving", limit/2, now.Add(-period+time.Minute))
+	addAt(t, rdb, log, "just-made", limit/2, now.Add(-time.Second))
 	b := NewBacklog(rdb, r.Prefix)
 	for place, want := range map[int]time.Duration{
 		499:  time.Minute + period/500,          // the last of the calls about to leave
@@ -153,7 +145,7 @@ func TestBacklogCountsOnlyCallsSinceTheQueueBegan(t *testing.T) {
 	now := burstBefore(t, rdb, r.Prefix, limiter, limit, 10*time.Minute)
 	b := NewBacklog(rdb, r.Prefix)
 	keys := b.keys(limiter + ":requests")
-	served(t, rdb, keys[3], 5, now.Add(-30*time.Second))
+	addAt(t, rdb, keys[3], "served", 5, now.Add(-30*time.Second))
 	// One request a task: place 3,000 comes to the first request three
 	// budgets on, three windows after the oldest call leaves.
 	want := 4*window - 10*time.Minute
@@ -185,13 +177,8 @@ func TestBacklogLeavesOutCallsStillUnderWay(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 100 tasks served 4 minutes ago made 200 calls 5 minutes ago.
-	log := limiterKey(r.Prefix, limiter) + ":requests"
-	for k := 0; k < 200; k++ {
-		if err := rdb.ZAdd(ctx, log, redis.Z{Score: float64(now.Add(-5 * time.Minute).UnixMilli()), Member: fmt.Sprintf("settled-%d", k)}).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	served(t, rdb, keys[3], 100, now.Add(-4*time.Minute))
+	addAt(t, rdb, limiterKey(r.Prefix, limiter)+":requests", "settled", 200, now.Add(-5*time.Minute))
+	addAt(t, rdb, keys[3], "served", 100, now.Add(-4*time.Minute))
 	// (200 + 20) / (100 + 20) requests a task: place 600 comes to the 1,100th
 	// request, the 101st of the next budget, which the window does not
 	// hold. Counting the 300 calls under way (4 requests a task, the cap)
@@ -205,27 +192,60 @@ func TestBacklogLeavesOutCallsStillUnderWay(t *testing.T) {
 // returns Redis's time.
 func burstBefore(t *testing.T, rdb redis.UniversalClient, prefix, limiter string, n int, ago time.Duration) time.Time {
 	t.Helper()
-	ctx := context.Background()
-	now, err := rdb.Time(ctx).Result()
+	now, err := rdb.Time(context.Background()).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	calls := make([]redis.Z, n)
-	for k := range calls {
-		calls[k] = redis.Z{Score: float64(now.Add(-ago).UnixMilli()), Member: fmt.Sprintf("burst-%d", k)}
-	}
-	if err := rdb.ZAdd(ctx, limiterKey(prefix, limiter)+":requests", calls...).Err(); err != nil {
-		t.Fatal(err)
-	}
+	addAt(t, rdb, limiterKey(prefix, limiter)+":requests", "burst", n, now.Add(-ago))
 	return now
 }
 
-// served records n tasks served at a time in a queue's done set.
-func served(t *testing.T, rdb redis.UniversalClient, done string, n int, at time.Time) {
+// addAt adds n members named name-0, name-1, … scored at a time to a sorted
+// set: calls to a budget's window, tasks to a queue's done set.
+func addAt(t *testing.T, rdb redis.UniversalClient, key, name string, n int, at time.Time) {
 	t.Helper()
-	for k := 0; k < n; k++ {
-		if err := rdb.ZAdd(context.Background(), done, redis.Z{Score: float64(at.UnixMilli()), Member: fmt.Sprintf("served-%d", k)}).Err(); err != nil {
+	members := make([]redis.Z, n)
+	for k := range members {
+		members[k] = redis.Z{Score: float64(at.UnixMilli()), Member: fmt.Sprintf("%s-%d", name, k)}
+	}
+	if err := rdb.ZAdd(context.Background(), key, members...).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A task served without waiting spent what the waiting tasks wait for, or
+// nothing: every queue counts it as served, for the requests a task takes.
+// While no queue exists it costs no write at all.
+func TestTaskServedWithoutWaitingCountsInEveryQueue(t *testing.T) {
+	r := redistest.New(t)
+	rdb, ctx := r.Client(t), context.Background()
+	b := NewBacklog(rdb, r.Prefix)
+	if err := b.Done(ctx, "before-any-queue"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := rdb.Exists(ctx, b.keys("bot:requests")[3], b.keys("bot:invitations")[3]).Result(); err != nil || n != 0 {
+		t.Fatalf("done sets before any queue: %d, %v; want none", n, err)
+	}
+	for _, budget := range []string{"requests", "invitations"} {
+		w := &WaitError{API: APIBitbucket, Budget: budget, RetryAfter: time.Minute, Requests: 10, Per: time.Hour, limiter: "bot"}
+		if err := b.Queue(ctx, "waits-for-"+budget, time.Now(), w); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if err := b.Done(ctx, "never-waited"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Done(ctx, "waits-for-requests"); err != nil {
+		t.Fatal(err)
+	}
+	for budget, want := range map[string][]string{
+		"requests":    {"never-waited", "waits-for-requests"},
+		"invitations": {"never-waited"},
+	} {
+		if got, err := rdb.ZRange(ctx, b.keys("bot:" + budget)[3], 0, -1).Result(); err != nil || !slices.Equal(sorted(got), want) {
+			t.Errorf("served in the %s queue: %v, %v; want %v", budget, got, err, want)
+		}
+	}
 }
+
+func sorted(s []string) []string { return slices.Sorted(slices.Values(s)) }
