@@ -241,16 +241,20 @@ func (l *Limiter) take(ctx context.Context, method, pathTemplate string) (time.T
 	id := strconv.FormatUint(rand.Uint64(), 36)
 	count := ph.ahead()
 	head := []any{id, count, l.lag.value().Milliseconds(), lagMemory.Milliseconds()}
+	// The calls are counted at Redis's time, somewhere in the round trip:
+	// their lag runs from before it, or the reply's way back (milliseconds
+	// on a loaded machine) would go unseen and the windows widen too little.
+	at := time.Now()
 	res, err := spendScript.Run(ctx, l.rdb, keys, append(head, args...)...).Int64Slice()
 	if err == nil && res[0] != -1 && count > 1 {
 		// Not room for the whole phase: spend for this call alone.
 		count, head[1] = 1, 1
+		at = time.Now()
 		res, err = spendScript.Run(ctx, l.rdb, keys, append(head, args...)...).Int64Slice()
 	}
 	if err != nil {
 		return time.Time{}, fmt.Errorf("rate limiter %s: %w", l.key, err)
 	}
-	at := time.Now()
 	if res[0] == -1 {
 		ph.record(l, keys[2:], id, count, at)
 	}
