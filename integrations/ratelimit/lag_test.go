@@ -30,12 +30,14 @@ func TestObservedLagWidensEveryProcessWindow(t *testing.T) {
 		per    time.Duration
 		late   bool          // the server answers delay late (else the client waits as long)
 		spend  bool          // the first spend's reply comes back delay late
+		silent bool          // the server never answers: the client gives up after delay
 		window time.Duration // the window the third call's wait implies
 	}{
-		{"fast answers", 40 * time.Second, false, false, 40080 * time.Millisecond},
-		{"answers 300ms late", 40 * time.Second, true, false, 40300 * time.Millisecond},
-		{"lag over 1% of the period", 10 * time.Second, true, false, 10100 * time.Millisecond},
-		{"spend answered 300ms late", 40 * time.Second, false, true, 40300 * time.Millisecond},
+		{"fast answers", 40 * time.Second, false, false, false, 40080 * time.Millisecond},
+		{"answers 300ms late", 40 * time.Second, true, false, false, 40300 * time.Millisecond},
+		{"lag over 1% of the period", 10 * time.Second, true, false, false, 10100 * time.Millisecond},
+		{"spend answered 300ms late", 40 * time.Second, false, true, false, 40300 * time.Millisecond},
+		{"no answer within a 300ms timeout", 40 * time.Second, false, false, true, 40300 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := redistest.New(t)
@@ -48,6 +50,10 @@ func TestObservedLagWidensEveryProcessWindow(t *testing.T) {
 				if tc.late {
 					time.Sleep(delay)
 				}
+				if tc.silent {
+					<-r.Context().Done()
+					return
+				}
 				w.WriteHeader(http.StatusNoContent)
 			}))
 			defer srv.Close()
@@ -55,12 +61,15 @@ func TestObservedLagWidensEveryProcessWindow(t *testing.T) {
 			opts := ratelimit.Options{API: "bitbucket", Credential: "c", Prefix: prefix, Budgets: budget, MaxInPlaceWait: -1}
 			a, b := ratelimit.New(slow, opts), ratelimit.New(rdb, opts) // two processes
 			c := resty.New().SetBaseURL(srv.URL)
+			if tc.silent {
+				c.SetTimeout(delay)
+			}
 			a.Install(c)
 			start := time.Now()
-			if _, err := c.R().Get("/x"); err != nil {
-				t.Fatal(err)
+			if _, err := c.R().Get("/x"); (err != nil) != tc.silent {
+				t.Fatalf("first call: %v", err)
 			}
-			if !tc.late && !tc.spend {
+			if !tc.late && !tc.spend && !tc.silent {
 				time.Sleep(delay)
 			}
 			ctx := context.Background()

@@ -401,13 +401,8 @@ func (l *Limiter) Install(c *resty.Client) {
 		return err
 	})
 	c.OnAfterResponse(func(_ *resty.Client, r *resty.Response) error {
-		if at, ok := r.Request.Context().Value(spentAtKey{}).(time.Time); ok {
-			// The answer came: the call arrived before. A longer lag than
-			// any remembered widens every process's windows at once.
-			if lag := time.Since(at); l.lag.observe(lag) {
-				l.reportLag(context.WithoutCancel(r.Request.Context()), lag)
-			}
-		}
+		// The answer came: the call arrived before.
+		l.observeLag(r.Request.Context())
 		if r.StatusCode() == http.StatusTooManyRequests {
 			// What the phase spent ahead is given back: the rest of its
 			// calls wait out the back-off like any other.
@@ -418,6 +413,30 @@ func (l *Limiter) Install(c *resty.Client) {
 		}
 		return nil
 	})
+	c.OnError(l.observeFailedCall)
+}
+
+// observeFailedCall takes a call that got no answer (a timeout, a reset
+// connection) for one that arrived just now: it may have, at any time until then.
+func (l *Limiter) observeFailedCall(r *resty.Request, err error) {
+	var answered *resty.ResponseError
+	if errors.As(err, &answered) && answered.Response != nil && answered.Response.RawResponse != nil {
+		return // its answer was seen by OnAfterResponse
+	}
+	l.observeLag(r.Context())
+}
+
+// observeLag takes the time since the call of ctx was spent as a lag it may
+// have had: a longer one than any remembered widens every process's windows
+// at once.
+func (l *Limiter) observeLag(ctx context.Context) {
+	at, ok := ctx.Value(spentAtKey{}).(time.Time)
+	if !ok {
+		return
+	}
+	if lag := time.Since(at); l.lag.observe(lag) {
+		l.reportLag(context.WithoutCancel(ctx), lag)
+	}
 }
 
 // raiseLag raises the lag every process's spends widen their windows by
