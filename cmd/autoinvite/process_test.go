@@ -57,7 +57,6 @@ type procEnv struct {
 	fake   *faketest.Server
 	config string
 	queue  string
-	logs   []*testenv.SyncBuffer
 }
 
 func newProcEnv(t *testing.T, extra string) *procEnv {
