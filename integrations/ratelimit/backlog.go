@@ -62,7 +62,13 @@ const perTaskCap = 4
 // perTaskPrior is how many tasks of one request each the measure of the
 // requests a task takes starts from: a handful of tasks served, some of them
 // still making their calls when counted, is not a measure, and over-counting
-// stalls tasks where under-counting only brings them back early.
+// stalls tasks where under-counting only brings them back early. Status
+// starts instead from as many tasks of the queue's last good measure (of at
+// least perTaskPrior tasks served, taken while no burst settled), and takes
+// that measure alone while a burst settles: right after a refill the window
+// holds only the few calls made since the last burst (an ETA read 30%
+// short), and mid-burst a task's calls settle before it is served (a read
+// a window long). A turn may err short; an ETA has no reason to.
 const perTaskPrior = 20
 
 // settlingTime is how long after its calls a task is taken to have been
@@ -90,7 +96,14 @@ func staleAfter(per time.Duration) time.Duration { return max(per, time.Minute) 
 // limiter's sorted set of call times), the lag (see spendScript). ARGV: the
 // budget's limit, period and least window in ms, the place, the tasks
 // served, the cap, when the queue began (unix ms), the settling time in ms,
-// the prior. It only reads.
+// the prior's tasks and requests per task, the tasks served until the
+// settling time ago (-1: measure nothing), whether the prior is a kept
+// measure ('1'). It only reads, and returns the turn in ms and the requests
+// a task takes by the calls and tasks served until the settling time ago,
+// in thousandths: -1 when fewer tasks than the prior's were served, or while
+// a burst is settling (over 5% of the calls made within the settling time),
+// as a task's calls settle before it is served. While a burst settles a
+// kept measure is the requests a task takes.
 var turnScript = redis.NewScript(windowLua + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -104,8 +117,14 @@ local calls = 0
 if since < now - tonumber(ARGV[8]) then
   calls = redis.call('ZCOUNT', KEYS[1], '(' .. since, now - tonumber(ARGV[8]))
 end
-local k = tonumber(ARGV[9])
-local perTask = math.min(math.max((calls + k) / (served + k), 1), tonumber(ARGV[6]))
+local k, prior = tonumber(ARGV[9]), tonumber(ARGV[10])
+local calm = 20 * redis.call('ZCOUNT', KEYS[1], '(' .. (now - tonumber(ARGV[8])), '+inf') <= calls
+local perTask = prior
+if calm or ARGV[12] ~= '1' then perTask = (calls + k * prior) / (served + k) end
+perTask = math.min(math.max(perTask, 1), tonumber(ARGV[6]))
+local settled = tonumber(ARGV[11])
+local measure = -1
+if settled >= k and calm then measure = math.floor(1000 * calls / settled) end
 local ahead = math.floor(tonumber(ARGV[4]) * perTask)
 local windows = math.floor(ahead / limit)
 local i = ahead - windows * limit
@@ -115,7 +134,7 @@ if i >= free then
   local call = redis.call('ZRANGE', KEYS[1], left + i - free, left + i - free, 'WITHSCORES')
   if call[2] then at = math.max(tonumber(call[2]) + window - now, 0) end
 end
-return at + windows * window
+return {at + windows * window, measure}
 `)
 
 // queueScript places a task among those waiting for one budget, due at
@@ -123,9 +142,11 @@ return at + windows * window
 // turn). KEYS: queues (hash: name -> meta), waiting (zset: id -> arrival
 // ms), due (zset: id -> planned retry ms), done (zset: id -> when it left
 // the queue), of (hash: id -> name), since (hash: name -> when the queue
-// began, unix ms; it begins again with the queues). ARGV: id, arrival ms,
-// name, meta, refill ms, period ms, stale ms. Returns {place, tasks served
-// in the last period, tasks waiting, when the queue began}.
+// began, unix ms, and name|per -> the last good measure of the requests a
+// task takes, in thousandths; it begins again with the queues). ARGV: id,
+// arrival ms, name, meta, refill ms, period ms, stale ms, settling ms.
+// Returns {place, tasks served in the last period, tasks waiting, when the
+// queue began, tasks served in the last period until the settling time ago}.
 var queueScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -147,14 +168,18 @@ local ttl = tonumber(ARGV[5]) + 2 * tonumber(ARGV[7]) + period
 for i = 1, #KEYS do
   if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
 end
-return {redis.call('ZRANK', KEYS[2], ARGV[1]), redis.call('ZCARD', KEYS[4]), redis.call('ZCARD', KEYS[2]), tonumber(redis.call('HGET', KEYS[6], ARGV[3]))}
+return {redis.call('ZRANK', KEYS[2], ARGV[1]), redis.call('ZCARD', KEYS[4]), redis.call('ZCARD', KEYS[2]), tonumber(redis.call('HGET', KEYS[6], ARGV[3])),
+  redis.call('ZCOUNT', KEYS[4], '-inf', now - tonumber(ARGV[8]))}
 `)
 
-// dueScript sets a queued task's turn. KEYS: the queue's keys (see
-// queueScript). ARGV: id, delay ms, period ms, stale ms.
+// dueScript sets a queued task's turn, and keeps a good measure of the
+// requests a task takes for Status. KEYS: the queue's keys (see
+// queueScript). ARGV: id, delay ms, period ms, stale ms, the measure in
+// thousandths (-1: none), the queue's name.
 var dueScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if tonumber(ARGV[5]) >= 0 then redis.call('HSET', KEYS[6], ARGV[6] .. '|per', ARGV[5]) end
 if redis.call('ZADD', KEYS[3], 'XX', 'CH', now + tonumber(ARGV[2]), ARGV[1]) == 0 then return 0 end
 local ttl = tonumber(ARGV[2]) + 2 * tonumber(ARGV[4]) + tonumber(ARGV[3])
 for i = 1, #KEYS do
@@ -162,6 +187,13 @@ for i = 1, #KEYS do
 end
 return 1
 `)
+
+// keepMeasureScript keeps a measure of the requests a task takes in a
+// queue's since hash (KEYS[1]), if the queue still exists. ARGV: the
+// field, the measure.
+var keepMeasureScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 0`)
 
 // doneScript takes a task out of its queue and counts it as served. A task
 // that never waited is counted as served by every queue too (it spent what
@@ -206,17 +238,17 @@ func (b *Backlog) Queue(ctx context.Context, id string, arrived time.Time, w *Wa
 	stale := staleAfter(w.Per)
 	keys := b.keys(name)
 	res, err := queueScript.Run(ctx, b.rdb, keys, id, arrived.UnixMilli(), name, meta,
-		w.RetryAfter.Milliseconds(), w.Per.Milliseconds(), stale.Milliseconds()).Int64Slice()
+		w.RetryAfter.Milliseconds(), w.Per.Milliseconds(), stale.Milliseconds(), settlingTime(w.Per).Milliseconds()).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("queue %s for the %s %s budget: %w", id, w.API, w.Budget, err)
 	}
 	w.Position = int(res[0])
 	b.busyFor(w.RetryAfter + 2*stale)
-	turn, err := b.turn(ctx, w.limiter, w.API, w.Budget, w.Requests, w.Per, w.Position, int(res[1]), res[3])
+	turn, measure, err := b.turn(ctx, w.limiter, w.API, w.Budget, w.Requests, w.Per, w.Position, int(res[1]), res[3], 0, int(res[4]))
 	if err != nil {
 		return err // queued: its turn stays the refill
 	}
-	if err := dueScript.Run(ctx, b.rdb, keys, id, turn.Milliseconds(), w.Per.Milliseconds(), stale.Milliseconds()).Err(); err != nil {
+	if err := dueScript.Run(ctx, b.rdb, keys, id, turn.Milliseconds(), w.Per.Milliseconds(), stale.Milliseconds(), measure, name).Err(); err != nil {
 		return fmt.Errorf("queue %s for the %s %s budget: %w", id, w.API, w.Budget, err)
 	}
 	w.RetryAfter = max(turn, time.Millisecond)
@@ -226,15 +258,28 @@ func (b *Backlog) Queue(ctx context.Context, id string, arrived time.Time, w *Wa
 
 // turn is when the task at place among those waiting for a budget of
 // requests per per gets its turn, served tasks having been served in the
-// last period, in a queue that began at since, unix ms (turnScript).
-func (b *Backlog) turn(ctx context.Context, limiter, api, budget string, requests int, per time.Duration, place, served int, since int64) (time.Duration, error) {
-	key := limiterKey(b.prefix, limiter)
-	ms, err := turnScript.Run(ctx, b.rdb, []string{key + ":" + budget, key + ":lag"},
-		requests, per.Milliseconds(), (per + per/500).Milliseconds(), place, served, perTaskCap, since, settlingTime(per).Milliseconds(), perTaskPrior).Int64()
-	if err != nil {
-		return 0, fmt.Errorf("read when the %s %s budget frees: %w", api, budget, err)
+// last period, in a queue that began at since, unix ms (turnScript). The
+// requests a task takes start from perTaskPrior tasks of one request, or of
+// kept requests when a measure was kept (0: none; see perTaskPrior). It
+// also measures the requests a task takes from the settled tasks served
+// until the settling time ago (-1: measure nothing), in thousandths: -1
+// when too few were served or a burst is settling.
+func (b *Backlog) turn(ctx context.Context, limiter, api, budget string, requests int, per time.Duration, place, served int, since int64, kept float64, settled int) (time.Duration, int64, error) {
+	prior, useKept := 1.0, 0
+	if kept > 0 {
+		prior, useKept = kept, 1
 	}
-	return time.Duration(ms) * time.Millisecond, nil
+	key := limiterKey(b.prefix, limiter)
+	res, err := turnScript.Run(ctx, b.rdb, []string{key + ":" + budget, key + ":lag"},
+		requests, per.Milliseconds(), (per + per/500).Milliseconds(), place, served, perTaskCap, since, settlingTime(per).Milliseconds(),
+		perTaskPrior, strconv.FormatFloat(prior, 'f', 3, 64), settled, useKept).Int64Slice()
+	if err == nil && len(res) != 2 {
+		err = fmt.Errorf("unexpected answer %v", res)
+	}
+	if err != nil {
+		return 0, -1, fmt.Errorf("read when the %s %s budget frees: %w", api, budget, err)
+	}
+	return time.Duration(res[0]) * time.Millisecond, res[1], nil
 }
 
 // busyFor keeps Done's round trip on for d from now.
@@ -343,9 +388,10 @@ type QueueStatus struct {
 	ETA time.Duration
 }
 
-// Status reads every budget's backlog, sorted by API and budget. It only
-// reads: stale tasks (see Waiting) are not counted, but the oldest arrival
-// may still be theirs until a Queue prunes them.
+// Status reads every budget's backlog, sorted by API and budget. Stale
+// tasks (see Waiting) are not counted, but the oldest arrival may still be
+// theirs until a Queue prunes them. Its one write keeps a good measure of
+// the requests a task takes for later reads (see perTaskPrior).
 func (b *Backlog) Status(ctx context.Context) ([]QueueStatus, error) {
 	queues, err := b.rdb.HGetAll(ctx, b.tag+":queues").Result()
 	if err != nil {
@@ -368,6 +414,7 @@ func (b *Backlog) Status(ctx context.Context) ([]QueueStatus, error) {
 		served := pipe.ZCount(ctx, k[3], "("+strconv.FormatInt(now.Add(-q.Per).UnixMilli(), 10), strconv.FormatInt(now.Add(-settlingTime(q.Per)).UnixMilli(), 10))
 		oldest := pipe.ZRangeWithScores(ctx, k[1], 0, 0)
 		since := pipe.HGet(ctx, k[5], name)
+		measured := pipe.HGet(ctx, k[5], name+"|per")
 		used := pipe.ZCount(ctx, limiterKey(b.prefix, limiter)+":"+q.Budget, strconv.FormatInt(now.Add(-q.Per-q.Per/500).UnixMilli(), 10), "+inf")
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 			return nil, fmt.Errorf("read the %s %s backlog: %w", q.API, q.Budget, err)
@@ -380,8 +427,17 @@ func (b *Backlog) Status(ctx context.Context) ([]QueueStatus, error) {
 			// The last one's turn as it would be given now: the turn given
 			// when it queued knew less (fewer tasks served, another window).
 			began, _ := since.Int64() // 0 when unknown: calls counted over the whole window
-			if q.ETA, err = b.turn(ctx, limiter, q.API, q.Budget, q.Requests, q.Per, q.Waiting-1, int(served.Val()), began); err != nil {
+			kept := 0.0
+			if m, err := measured.Int64(); err == nil && m > 0 {
+				kept = float64(m) / 1000
+			}
+			var measure int64
+			if q.ETA, measure, err = b.turn(ctx, limiter, q.API, q.Budget, q.Requests, q.Per, q.Waiting-1, int(served.Val()), began, kept, int(served.Val())); err != nil {
 				return nil, err
+			}
+			if measure >= 0 {
+				// A failure only leaves the last measure kept.
+				_ = keepMeasureScript.Run(ctx, b.rdb, k[5:6], name+"|per", measure).Err()
 			}
 		}
 		out = append(out, q)

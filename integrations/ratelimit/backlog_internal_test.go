@@ -249,3 +249,113 @@ func TestTaskServedWithoutWaitingCountsInEveryQueue(t *testing.T) {
 }
 
 func sorted(s []string) []string { return slices.Sorted(slices.Values(s)) }
+
+// Right after a refill the window holds the new burst, still settling, and
+// the few calls made since the last one: 15 calls over 7 tasks, which the
+// prior of one-request tasks outweighs (1.3 requests a task). Status takes
+// instead the last measure a Queue kept while no burst was settling (2.5
+// requests a task here: a task's calls settle before the task is served,
+// so a measure taken mid-burst runs high), and the ETA of 1,000 waiting
+// tasks stays three windows, not two.
+func TestStatusRightAfterARefillKeepsTheLastGoodMeasure(t *testing.T) {
+	r := redistest.New(t)
+	rdb, ctx := r.Client(t), context.Background()
+	const limiter, period, limit = "bitbucket:0123456789ab", time.Hour, 1000
+	const name = limiter + ":requests"
+	window := period + period/500
+	b := NewBacklog(rdb, r.Prefix)
+	keys := b.keys(name)
+	calls := limiterKey(r.Prefix, limiter) + ":requests"
+	queue := func(id string) {
+		t.Helper()
+		w := &WaitError{API: APIBitbucket, Budget: "requests", RetryAfter: time.Minute, Requests: limit, Per: period, limiter: limiter}
+		if err := b.Queue(ctx, id, time.Now(), w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept := func(want string) {
+		t.Helper()
+		if got, err := rdb.HGet(ctx, keys[5], name+"|per").Result(); err != nil || got != want {
+			t.Fatalf("measure kept = %q, %v; want %s (thousandths of a request per task)", got, err, want)
+		}
+	}
+	queue("first")
+	now, err := rdb.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(ctx, keys[5], name, now.Add(-3*time.Hour).UnixMilli()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Half an hour ago 200 tasks made 500 calls: a Queue keeps that measure.
+	addAt(t, rdb, calls, "earlier", 500, now.Add(-30*time.Minute))
+	addAt(t, rdb, keys[3], "earlier", 200, now.Add(-29*time.Minute))
+	queue("second")
+	kept("2500")
+	// Mid-burst: 100 calls have settled but 10 of their tasks are served,
+	// and 300 calls are under way. Nothing is kept.
+	addAt(t, rdb, calls, "settling", 100, now.Add(-2*time.Second))
+	addAt(t, rdb, keys[3], "settling", 10, now.Add(-2*time.Second))
+	addAt(t, rdb, calls, "under-way", 300, now.Add(-200*time.Millisecond))
+	queue("third")
+	kept("2500")
+	// The refill: all of that left the window; 15 calls of 7 tasks since,
+	// and a burst half a second ago fills the window again. 1,000 wait.
+	if err := rdb.Del(ctx, calls, keys[3]).Err(); err != nil {
+		t.Fatal(err)
+	}
+	addAt(t, rdb, calls, "since", 15, now.Add(-20*time.Minute))
+	addAt(t, rdb, keys[3], "since", 7, now.Add(-19*time.Minute))
+	addAt(t, rdb, calls, "burst", limit-15, now.Add(-500*time.Millisecond))
+	addAt(t, rdb, keys[2], "waiting", limit-3, now.Add(time.Minute))
+	st, err := b.Status(ctx)
+	if err != nil || len(st) != 1 || st[0].Waiting != limit {
+		t.Fatalf("status = %+v, %v; want %d waiting", st, err, limit)
+	}
+	// 2.5 requests a task: the last of 1,000 comes to the 2,498th request
+	// ahead, two budgets on, which a call of the burst frees (a window from
+	// half a second ago), then two windows.
+	want := 3*window - 500*time.Millisecond
+	if eta := st[0].ETA; eta > want+time.Second || eta < want-time.Second {
+		t.Errorf("ETA %s; want %s (with one request a task for a prior: %s)", eta, want, 2*window-500*time.Millisecond)
+	}
+}
+
+// A read keeps a good measure too (the metric is read every scrape, and
+// tasks mostly queue while a burst settles), but not one taken mid-burst.
+func TestStatusKeepsAGoodMeasure(t *testing.T) {
+	r := redistest.New(t)
+	rdb, ctx := r.Client(t), context.Background()
+	const limiter, period, limit = "bitbucket:0123456789ab", time.Hour, 1000
+	const name = limiter + ":requests"
+	b := NewBacklog(rdb, r.Prefix)
+	keys := b.keys(name)
+	calls := limiterKey(r.Prefix, limiter) + ":requests"
+	w := &WaitError{API: APIBitbucket, Budget: "requests", RetryAfter: time.Minute, Requests: limit, Per: period, limiter: limiter}
+	if err := b.Queue(ctx, "waiting", time.Now(), w); err != nil {
+		t.Fatal(err)
+	}
+	now, err := rdb.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(ctx, keys[5], name, now.Add(-3*time.Hour).UnixMilli()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	read := func(want string) {
+		t.Helper()
+		if _, err := b.Status(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := rdb.HGet(ctx, keys[5], name+"|per").Result(); got != want {
+			t.Fatalf("measure kept = %q; want %q", got, want)
+		}
+	}
+	read("") // nothing served yet
+	addAt(t, rdb, calls, "earlier", 600, now.Add(-30*time.Minute))
+	addAt(t, rdb, keys[3], "earlier", 200, now.Add(-29*time.Minute))
+	read("3000")
+	addAt(t, rdb, calls, "settling", 100, now.Add(-2*time.Second))
+	addAt(t, rdb, calls, "under-way", 300, now.Add(-200*time.Millisecond))
+	read("3000") // (600 + 100) / 200 would run high
+}
