@@ -271,7 +271,7 @@ func (b *Backlog) turn(ctx context.Context, limiter, api, budget string, request
 	}
 	key := limiterKey(b.prefix, limiter)
 	res, err := turnScript.Run(ctx, b.rdb, []string{key + ":" + budget, key + ":lag"},
-		requests, per.Milliseconds(), (per + per/500).Milliseconds(), place, served, perTaskCap, since, settlingTime(per).Milliseconds(),
+		requests, per.Milliseconds(), leastWindowMs(per), place, served, perTaskCap, since, settlingTime(per).Milliseconds(),
 		perTaskPrior, strconv.FormatFloat(prior, 'f', 3, 64), settled, useKept).Int64Slice()
 	if err == nil && len(res) != 2 {
 		err = fmt.Errorf("unexpected answer %v", res)

@@ -48,7 +48,7 @@ func TestBacklogTurnIsWhenTheRequestFrees(t *testing.T) {
 	r := redistest.New(t)
 	rdb, ctx := r.Client(t), context.Background()
 	const limiter, period = "bitbucket:0123456789ab", time.Hour
-	window := period + period/500
+	window := time.Duration(leastWindowMs(period)) * time.Millisecond
 	log := limiterKey(r.Prefix, limiter) + ":requests"
 	now, err := rdb.Time(ctx).Result()
 	if err != nil {
@@ -63,7 +63,7 @@ func TestBacklogTurnIsWhenTheRequestFrees(t *testing.T) {
 		}
 	}
 	b := NewBacklog(rdb, r.Prefix)
-	frees := func(k int) time.Duration { return time.Minute + time.Duration(6*k)*time.Minute + period/500 }
+	frees := func(k int) time.Duration { return time.Minute + time.Duration(6*k)*time.Minute + window - period }
 	for place, want := range []time.Duration{
 		0: time.Millisecond, 1: time.Millisecond, // the two requests the window does not hold
 		2: frees(0), 3: frees(1), 9: frees(7),
@@ -85,7 +85,7 @@ func TestBacklogTurnIsExactAcrossABurst(t *testing.T) {
 	r := redistest.New(t)
 	rdb, ctx := r.Client(t), context.Background()
 	const limiter, period, limit = "bitbucket:0123456789ab", time.Hour, 1000
-	window := period + period/500
+	window := time.Duration(leastWindowMs(period)) * time.Millisecond
 	log := limiterKey(r.Prefix, limiter) + ":requests"
 	now, err := rdb.Time(ctx).Result()
 	if err != nil {
@@ -97,9 +97,9 @@ func TestBacklogTurnIsExactAcrossABurst(t *testing.T) {
 	addAt(t, rdb, log, "just-made", limit/2, now.Add(-time.Second))
 	b := NewBacklog(rdb, r.Prefix)
 	for place, want := range map[int]time.Duration{
-		499:  time.Minute + period/500,          // the last of the calls about to leave
-		500:  window - time.Second,              // the first of those just made
-		1499: time.Minute + period/500 + window, // a window later
+		499:  time.Minute + window - period,   // the last of the calls about to leave
+		500:  window - time.Second,            // the first of those just made
+		1499: time.Minute + 2*window - period, // a window later
 	} {
 		if w := queueBehind(t, rdb, b, limiter, limit, period, place, now); w.Position != place || w.RetryAfter > want || w.RetryAfter < want-time.Second {
 			t.Errorf("place %d: place %d, retry after %s; want %s", place, w.Position, w.RetryAfter, want)
@@ -141,7 +141,7 @@ func TestBacklogCountsOnlyCallsSinceTheQueueBegan(t *testing.T) {
 	r := redistest.New(t)
 	rdb := r.Client(t)
 	const limiter, period, limit = "bitbucket:0123456789ab", time.Hour, 1000
-	window := period + period/500
+	window := time.Duration(leastWindowMs(period)) * time.Millisecond
 	now := burstBefore(t, rdb, r.Prefix, limiter, limit, 10*time.Minute)
 	b := NewBacklog(rdb, r.Prefix)
 	keys := b.keys(limiter + ":requests")
@@ -161,7 +161,7 @@ func TestBacklogLeavesOutCallsStillUnderWay(t *testing.T) {
 	r := redistest.New(t)
 	rdb, ctx := r.Client(t), context.Background()
 	const limiter, period, limit = "bitbucket:0123456789ab", time.Hour, 1000
-	window := period + period/500
+	window := time.Duration(leastWindowMs(period)) * time.Millisecond
 	b := NewBacklog(rdb, r.Prefix)
 	keys := b.keys(limiter + ":requests")
 	// The queue began ten minutes ago.
@@ -262,7 +262,7 @@ func TestStatusRightAfterARefillKeepsTheLastGoodMeasure(t *testing.T) {
 	rdb, ctx := r.Client(t), context.Background()
 	const limiter, period, limit = "bitbucket:0123456789ab", time.Hour, 1000
 	const name = limiter + ":requests"
-	window := period + period/500
+	window := time.Duration(leastWindowMs(period)) * time.Millisecond
 	b := NewBacklog(rdb, r.Prefix)
 	keys := b.keys(name)
 	calls := limiterKey(r.Prefix, limiter) + ":requests"

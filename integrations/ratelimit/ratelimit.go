@@ -226,7 +226,7 @@ func (l *Limiter) take(ctx context.Context, method, pathTemplate string) (time.T
 		// A call counts from when it is spent here, Atlassian counts from
 		// when it arrives there: the window is widened by that lag (see
 		// spendScript), at least 0.2% of it.
-		args = append(args, b.Requests, b.Per.Milliseconds(), (b.Per + b.Per/500).Milliseconds())
+		args = append(args, b.Requests, b.Per.Milliseconds(), leastWindowMs(b.Per))
 		budgets = append(budgets, b)
 	}
 	if len(keys) == 0 && time.Since(time.UnixMilli(l.backoffChecked.Load())) < backoffRecheck {
@@ -240,7 +240,7 @@ func (l *Limiter) take(ctx context.Context, method, pathTemplate string) (time.T
 	keys = append([]string{l.key + ":backoff", l.key + ":lag"}, keys...)
 	id := strconv.FormatUint(rand.Uint64(), 36)
 	count := ph.ahead()
-	head := []any{id, count, l.lag.value().Milliseconds(), lagMemory.Milliseconds()}
+	head := []any{id, count, ceilMs(l.lag.value()), lagMemory.Milliseconds()}
 	// The calls are counted at Redis's time, somewhere in the round trip:
 	// their lag runs from before it, or the reply's way back (milliseconds
 	// on a loaded machine) would go unseen and the windows widen too little.
@@ -339,12 +339,23 @@ return {-1, 0}
 
 // windowLua defines windowOf(period, least, lag): a budget's window in ms,
 // its period widened by the longest lag lately reported (see spendScript),
-// at least least, at most 1% more than the period.
+// at least least, at most 1% more than the period, and a millisecond more
+// (see leastWindowMs).
 const windowLua = `
 local function windowOf(period, least, lag)
-  return math.max(least, period + math.min(lag, math.floor(period / 100)))
+  return math.max(least, period + math.min(lag, math.floor(period / 100)) + 1)
 end
 `
+
+// leastWindowMs is a budget's least window in whole ms: its period and
+// 0.2%, rounded up, and a millisecond more, as the spend script keeps call
+// times in whole ms (rounded down): two calls a window apart can be a
+// millisecond closer on record (a minute's 0.12 ms margin on a compressed
+// clock was less than that).
+func leastWindowMs(per time.Duration) int64 { return ceilMs(per+per/500) + 1 }
+
+// ceilMs is d in whole ms, rounded up.
+func ceilMs(d time.Duration) int64 { return (d + time.Millisecond - 1).Milliseconds() }
 
 // Throttled records a 429: every process backs off for retryAfter when the
 // API said so (Data Center), else exponentially with jitter per 429 in a row.
@@ -450,7 +461,7 @@ return 0`)
 // reportLag shares a new longest lag. A failure only leaves it to this
 // process's next spend.
 func (l *Limiter) reportLag(ctx context.Context, lag time.Duration) {
-	_ = raiseLag.Run(ctx, l.rdb, []string{l.key + ":lag"}, lag.Milliseconds(), lagMemory.Milliseconds()).Err()
+	_ = raiseLag.Run(ctx, l.rdb, []string{l.key + ":lag"}, ceilMs(lag), lagMemory.Milliseconds()).Err()
 }
 
 // spentAtKey carries when a request was counted by its budgets.

@@ -202,3 +202,32 @@ func TestBudgetIsPerUserWithBasicAuthAndPerTokenWithBearer(t *testing.T) {
 		t.Fatal("the first access token spent its budget twice")
 	}
 }
+
+// The limiter keeps call times in whole ms, rounded down: two calls 59.9 ms
+// apart can be 60 ms apart on record. A budget of one call per 60 ms (a
+// minute on a compressed clock, whose 0.2% margin is 0.12 ms) still refuses
+// the second, and allows a call a window and its margins later.
+func TestWindowHoldsWhenCallTimesAreRoundedToMilliseconds(t *testing.T) {
+	r := redistest.New(t)
+	if r.Mini == nil {
+		t.Skip("sets the embedded Redis's clock")
+	}
+	l := ratelimit.New(r.Client(t), ratelimit.Options{API: "bitbucket", Credential: "c", Prefix: r.Prefix, MaxInPlaceWait: -1,
+		Budgets: []ratelimit.Budget{{Name: "invitations", Requests: 1, Per: 60 * time.Millisecond}}})
+	ctx := context.Background()
+	first := time.UnixMilli(1_800_000_000_000).Add(999 * time.Microsecond) // on record: 1,800,000,000,000
+	for _, step := range []struct {
+		after   time.Duration
+		allowed bool
+	}{
+		{0, true},
+		{59900 * time.Microsecond, false}, // on record 60 ms later
+		{62 * time.Millisecond, true},
+	} {
+		r.Mini.SetTime(first.Add(step.after))
+		err := l.Take(ctx, "PUT", "/1.0/users/{workspace}/invitations")
+		if _, waits := ratelimit.AsWait(err); (err == nil) != step.allowed || (err != nil && !waits) {
+			t.Errorf("a call %s after the first: %v; want allowed %t", step.after, err, step.allowed)
+		}
+	}
+}
