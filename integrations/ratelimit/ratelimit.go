@@ -130,7 +130,7 @@ type lagMax struct {
 // observe records a lag; true when it is the longest remembered.
 func (m *lagMax) observe(d time.Duration) bool {
 	longest := m.value()
-	ms := d.Milliseconds()
+	ms := ceilMs(d)
 	for {
 		cur := m.cur.Load()
 		if ms <= cur {
