@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -35,10 +36,11 @@ func readmeConfigBlocks(t *testing.T) (blocks []string, lines []int) {
 	}
 }
 
+// topLevelKey reports whether key is one of Config's own keys.
 func topLevelKey(key string) bool {
-	for _, k := range []string{"listen", "dry_run", "redis", "jira", "bitbucket", "invitations", "revocation", "rate_limits",
-		"intake", "worker", "audit", "dashboard", "workspaces", "notifications", "reconcile"} {
-		if key == k {
+	ty := reflect.TypeFor[Config]()
+	for i := range ty.NumField() {
+		if tag, _, _ := strings.Cut(ty.Field(i).Tag.Get("yaml"), ","); tag == key && tag != "-" {
 			return true
 		}
 	}

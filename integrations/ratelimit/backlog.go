@@ -96,9 +96,9 @@ func staleAfter(per time.Duration) time.Duration { return max(per, time.Minute) 
 // limiter's sorted set of call times), the lag (see spendScript). ARGV: the
 // budget's limit, period and least window in ms, the place, the tasks
 // served, the cap, when the queue began (unix ms), the settling time in ms,
-// the prior's tasks and requests per task, the tasks served until the
-// settling time ago (-1: measure nothing), whether the prior is a kept
-// measure ('1'). It only reads, and returns the turn in ms and the requests
+// the prior's tasks, a kept measure of the requests per task (0: none, the
+// prior's tasks take one each), the tasks served until the settling time
+// ago (-1: measure nothing). It only reads, and returns the turn in ms and the requests
 // a task takes by the calls and tasks served until the settling time ago,
 // in thousandths: -1 when fewer tasks than the prior's were served, or while
 // a burst is settling (over 5% of the calls made within the settling time),
@@ -117,10 +117,10 @@ local calls = 0
 if since < now - tonumber(ARGV[8]) then
   calls = redis.call('ZCOUNT', KEYS[1], '(' .. since, now - tonumber(ARGV[8]))
 end
-local k, prior = tonumber(ARGV[9]), tonumber(ARGV[10])
+local k, kept = tonumber(ARGV[9]), tonumber(ARGV[10])
 local calm = 20 * redis.call('ZCOUNT', KEYS[1], '(' .. (now - tonumber(ARGV[8])), '+inf') <= calls
-local perTask = prior
-if calm or ARGV[12] ~= '1' then perTask = (calls + k * prior) / (served + k) end
+local perTask = kept
+if calm or kept <= 0 then perTask = (calls + k * math.max(kept, 1)) / (served + k) end
 perTask = math.min(math.max(perTask, 1), tonumber(ARGV[6]))
 local settled = tonumber(ARGV[11])
 local measure = -1
@@ -175,11 +175,11 @@ return {redis.call('ZRANK', KEYS[2], ARGV[1]), redis.call('ZCARD', KEYS[4]), red
 // dueScript sets a queued task's turn, and keeps a good measure of the
 // requests a task takes for Status. KEYS: the queue's keys (see
 // queueScript). ARGV: id, delay ms, period ms, stale ms, the measure in
-// thousandths (-1: none), the queue's name.
+// thousandths (-1: none), its field (measureField).
 var dueScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if tonumber(ARGV[5]) >= 0 then redis.call('HSET', KEYS[6], ARGV[6] .. '|per', ARGV[5]) end
+if tonumber(ARGV[5]) >= 0 then redis.call('HSET', KEYS[6], ARGV[6], ARGV[5]) end
 if redis.call('ZADD', KEYS[3], 'XX', 'CH', now + tonumber(ARGV[2]), ARGV[1]) == 0 then return 0 end
 local ttl = tonumber(ARGV[2]) + 2 * tonumber(ARGV[4]) + tonumber(ARGV[3])
 for i = 1, #KEYS do
@@ -222,6 +222,10 @@ redis.call('ZADD', ARGV[2] .. ':done:' .. name, now, ARGV[1])
 return 1
 `)
 
+// measureField is the field of a queue's since hash that keeps its last
+// good measure of the requests a task takes (see perTaskPrior).
+func measureField(name string) string { return name + "|per" }
+
 func (b *Backlog) keys(name string) []string {
 	return []string{b.tag + ":queues", b.tag + ":waiting:" + name, b.tag + ":due:" + name, b.tag + ":done:" + name, b.tag + ":of", b.tag + ":since"}
 }
@@ -248,7 +252,7 @@ func (b *Backlog) Queue(ctx context.Context, id string, arrived time.Time, w *Wa
 	if err != nil {
 		return err // queued: its turn stays the refill
 	}
-	if err := dueScript.Run(ctx, b.rdb, keys, id, turn.Milliseconds(), w.Per.Milliseconds(), stale.Milliseconds(), measure, name).Err(); err != nil {
+	if err := dueScript.Run(ctx, b.rdb, keys, id, turn.Milliseconds(), w.Per.Milliseconds(), stale.Milliseconds(), measure, measureField(name)).Err(); err != nil {
 		return fmt.Errorf("queue %s for the %s %s budget: %w", id, w.API, w.Budget, err)
 	}
 	w.RetryAfter = max(turn, time.Millisecond)
@@ -265,14 +269,10 @@ func (b *Backlog) Queue(ctx context.Context, id string, arrived time.Time, w *Wa
 // until the settling time ago (-1: measure nothing), in thousandths: -1
 // when too few were served or a burst is settling.
 func (b *Backlog) turn(ctx context.Context, limiter, api, budget string, requests int, per time.Duration, place, served int, since int64, kept float64, settled int) (time.Duration, int64, error) {
-	prior, useKept := 1.0, 0
-	if kept > 0 {
-		prior, useKept = kept, 1
-	}
 	key := limiterKey(b.prefix, limiter)
 	res, err := turnScript.Run(ctx, b.rdb, []string{key + ":" + budget, key + ":lag"},
 		requests, per.Milliseconds(), leastWindowMs(per), place, served, perTaskCap, since, settlingTime(per).Milliseconds(),
-		perTaskPrior, strconv.FormatFloat(prior, 'f', 3, 64), settled, useKept).Int64Slice()
+		perTaskPrior, strconv.FormatFloat(kept, 'f', 3, 64), settled).Int64Slice()
 	if err == nil && len(res) != 2 {
 		err = fmt.Errorf("unexpected answer %v", res)
 	}
@@ -414,8 +414,8 @@ func (b *Backlog) Status(ctx context.Context) ([]QueueStatus, error) {
 		served := pipe.ZCount(ctx, k[3], "("+strconv.FormatInt(now.Add(-q.Per).UnixMilli(), 10), strconv.FormatInt(now.Add(-settlingTime(q.Per)).UnixMilli(), 10))
 		oldest := pipe.ZRangeWithScores(ctx, k[1], 0, 0)
 		since := pipe.HGet(ctx, k[5], name)
-		measured := pipe.HGet(ctx, k[5], name+"|per")
-		used := pipe.ZCount(ctx, limiterKey(b.prefix, limiter)+":"+q.Budget, strconv.FormatInt(now.Add(-q.Per-q.Per/500).UnixMilli(), 10), "+inf")
+		measured := pipe.HGet(ctx, k[5], measureField(name))
+		used := pipe.ZCount(ctx, limiterKey(b.prefix, limiter)+":"+q.Budget, "("+strconv.FormatInt(now.UnixMilli()-leastWindowMs(q.Per), 10), "+inf")
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 			return nil, fmt.Errorf("read the %s %s backlog: %w", q.API, q.Budget, err)
 		}
@@ -437,7 +437,7 @@ func (b *Backlog) Status(ctx context.Context) ([]QueueStatus, error) {
 			}
 			if measure >= 0 {
 				// A failure only leaves the last measure kept.
-				_ = keepMeasureScript.Run(ctx, b.rdb, k[5:6], name+"|per", measure).Err()
+				_ = keepMeasureScript.Run(ctx, b.rdb, k[5:6], measureField(name), measure).Err()
 			}
 		}
 		out = append(out, q)

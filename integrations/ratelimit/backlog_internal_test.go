@@ -275,7 +275,7 @@ func TestStatusRightAfterARefillKeepsTheLastGoodMeasure(t *testing.T) {
 	}
 	kept := func(want string) {
 		t.Helper()
-		if got, err := rdb.HGet(ctx, keys[5], name+"|per").Result(); err != nil || got != want {
+		if got, err := rdb.HGet(ctx, keys[5], measureField(name)).Result(); err != nil || got != want {
 			t.Fatalf("measure kept = %q, %v; want %s (thousandths of a request per task)", got, err, want)
 		}
 	}
@@ -322,7 +322,8 @@ func TestStatusRightAfterARefillKeepsTheLastGoodMeasure(t *testing.T) {
 }
 
 // A read keeps a good measure too (the metric is read every scrape, and
-// tasks mostly queue while a burst settles), but not one taken mid-burst.
+// tasks mostly queue while a burst settles), but not one taken mid-burst,
+// and mid-burst the ETA takes the kept measure alone.
 func TestStatusKeepsAGoodMeasure(t *testing.T) {
 	r := redistest.New(t)
 	rdb, ctx := r.Client(t), context.Background()
@@ -342,14 +343,16 @@ func TestStatusKeepsAGoodMeasure(t *testing.T) {
 	if err := rdb.HSet(ctx, keys[5], name, now.Add(-3*time.Hour).UnixMilli()).Err(); err != nil {
 		t.Fatal(err)
 	}
-	read := func(want string) {
+	read := func(want string) time.Duration {
 		t.Helper()
-		if _, err := b.Status(ctx); err != nil {
-			t.Fatal(err)
+		st, err := b.Status(ctx)
+		if err != nil || len(st) != 1 {
+			t.Fatalf("status = %+v, %v", st, err)
 		}
-		if got, _ := rdb.HGet(ctx, keys[5], name+"|per").Result(); got != want {
+		if got, _ := rdb.HGet(ctx, keys[5], measureField(name)).Result(); got != want {
 			t.Fatalf("measure kept = %q; want %q", got, want)
 		}
+		return st[0].ETA
 	}
 	read("") // nothing served yet
 	addAt(t, rdb, calls, "earlier", 600, now.Add(-30*time.Minute))
@@ -357,5 +360,14 @@ func TestStatusKeepsAGoodMeasure(t *testing.T) {
 	read("3000")
 	addAt(t, rdb, calls, "settling", 100, now.Add(-2*time.Second))
 	addAt(t, rdb, calls, "under-way", 300, now.Add(-200*time.Millisecond))
-	read("3000") // (600 + 100) / 200 would run high
+	// 667 wait: at 3 requests a task the last comes to the 1,999th request
+	// ahead, a window after a call under way leaves; blending in the calls
+	// whose tasks are not served yet, (700 + 20 × 3) / (200 + 20) ≈ 3.45,
+	// would make it the 2,300th, three windows after the earlier calls.
+	addAt(t, rdb, keys[2], "more", 666, now.Add(time.Minute))
+	window := time.Duration(leastWindowMs(period)) * time.Millisecond
+	want := 2*window - 200*time.Millisecond
+	if eta := read("3000"); eta > want+time.Second || eta < want-time.Second { // (600 + 100) / 200 would run high
+		t.Errorf("ETA mid-burst %s; want %s", eta, want)
+	}
 }
